@@ -1,0 +1,871 @@
+//! The fleet: every compute host as columnar Arrow batches of at most
+//! [`BATCH_ROWS`] rows (DESIGN.md section 3), plus the usage columns that
+//! claims update in place.
+//!
+//! Static columns (inventory, attributes) live in each batch's
+//! `RecordBatch`; typed views of them are checked once when the batch is
+//! built. Columns that change on every claim live in [`Usage`], one `Vec` per
+//! column over the global host index, so a claim is a handful of stores and
+//! never rebuilds a batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::types::UInt32Type;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array,
+    RecordBatch, StringArray, UInt32Array,
+};
+use arrow_buffer::{BooleanBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+use crate::error::{EngineError, Result};
+use crate::host::{Aggregate, HostRecord, Inventory};
+use crate::vocab::Interner;
+
+/// Rows per batch: a multiple of 64 so per-batch masks concatenate without
+/// shifting (DESIGN.md section 3).
+pub const BATCH_ROWS: usize = 65_536;
+
+/// Typed views of one resource class's inventory columns in a batch.
+#[derive(Clone, Debug)]
+pub struct RcColumns {
+    /// `total`; 0 where the host has no inventory of the class.
+    pub total: ScalarBuffer<i32>,
+    /// `reserved`.
+    pub reserved: ScalarBuffer<i32>,
+    /// `min_unit`.
+    pub min_unit: ScalarBuffer<i32>,
+    /// `max_unit`.
+    pub max_unit: ScalarBuffer<i32>,
+    /// `step_size`.
+    pub step_size: ScalarBuffer<i32>,
+    /// `allocation_ratio`.
+    pub allocation_ratio: ScalarBuffer<f64>,
+    /// True when every host of the batch has `min_unit <= 1` and
+    /// `step_size == 1`, so the unit checks can be skipped.
+    pub units_trivial: bool,
+}
+
+/// One batch of hosts: the Arrow record batch and typed views of it.
+#[derive(Clone, Debug)]
+pub struct HostBatch {
+    /// Global index of the first host.
+    pub start: usize,
+    /// The static columns.
+    pub record: RecordBatch,
+    /// Per resource class (fleet order) inventory columns.
+    pub rc: Vec<RcColumns>,
+    /// Code of the host's aggregate set (`Fleet::aggsets`).
+    pub aggset: ScalarBuffer<u32>,
+    /// Code of the host's trait set (`Fleet::traitsets`).
+    pub traitset: ScalarBuffer<u32>,
+    /// Dictionary code of `cpu_info` (`Fleet::cpu_infos`).
+    pub cpu_info: ScalarBuffer<u32>,
+    /// Dictionary code of `supported_instances` (`Fleet::supported`).
+    pub supported: ScalarBuffer<u32>,
+    /// Dictionary code of `stats` (`Fleet::stats`).
+    pub stats: ScalarBuffer<u32>,
+    /// Dictionary code of `hypervisor_type` (`Fleet::hypervisor_types`).
+    pub hypervisor_type: ScalarBuffer<u32>,
+    /// `hypervisor_version`.
+    pub hypervisor_version: ScalarBuffer<i64>,
+    /// `failed_builds`.
+    pub failed_builds: ScalarBuffer<i32>,
+    /// Service disabled, packed bits.
+    pub service_disabled: BooleanBuffer,
+    /// Service forced down, packed bits.
+    pub service_forced_down: BooleanBuffer,
+    /// Seconds since the last heartbeat.
+    pub service_age_s: ScalarBuffer<f64>,
+}
+
+impl HostBatch {
+    /// Number of hosts in the batch.
+    pub fn len(&self) -> usize {
+        self.record.num_rows()
+    }
+
+    /// True for an empty batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Global index range of the batch.
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.start + self.len()
+    }
+}
+
+/// Columns that claims change, indexed by global host index.
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    /// Placement usage per resource class.
+    pub used: Vec<Vec<i64>>,
+    /// Derived per resource class: the largest amount one more allocation
+    /// may take, `min(floor((total - reserved) * ratio) - used, max_unit)`,
+    /// saturated to `i32`, `-1` without inventory. Kept in step with `used`
+    /// so the capacity kernel reads 4 bytes per class and host.
+    pub avail: Vec<Vec<i32>>,
+    /// `HostState.vcpus_used`.
+    pub vcpus_used: Vec<i32>,
+    /// `HostState.free_ram_mb`.
+    pub free_ram_mb: Vec<i32>,
+    /// `HostState.free_disk_mb`.
+    pub free_disk_mb: Vec<i32>,
+    /// `HostState.num_instances`.
+    pub num_instances: Vec<i32>,
+    /// `HostState.num_io_ops`.
+    pub num_io_ops: Vec<i32>,
+}
+
+/// A metric reported by (some) hosts, dense over the fleet.
+#[derive(Clone, Debug)]
+pub struct MetricColumn {
+    /// Metric name (`cpu.percent` ...).
+    pub name: String,
+    /// Value per host (0 where absent).
+    pub values: Vec<f64>,
+    /// Which hosts report it.
+    pub present: crate::mask::Mask,
+}
+
+/// The whole fleet.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    /// Host batches in host order.
+    pub batches: Vec<HostBatch>,
+    /// Mutable usage columns.
+    pub usage: Usage,
+    /// Resource classes with a column group, in column order.
+    pub resource_classes: Interner,
+    /// Traits with a bit.
+    pub traits: Interner,
+    /// Aggregates, in id order.
+    pub aggregates: Vec<Aggregate>,
+    /// Distinct aggregate sets (indices into `aggregates`).
+    pub aggsets: Vec<Vec<u32>>,
+    /// Distinct trait sets (bit words over `traits`).
+    pub traitsets: Vec<Vec<u64>>,
+    /// Distinct `cpu_info` JSON strings.
+    pub cpu_infos: Interner,
+    /// Distinct `supported_instances` lists.
+    pub supported: Vec<Arc<Vec<[String; 3]>>>,
+    /// Distinct `stats` maps.
+    pub stats: Vec<Arc<std::collections::BTreeMap<String, String>>>,
+    /// Hypervisor types.
+    pub hypervisor_types: Interner,
+    /// Cells.
+    pub cells: Interner,
+    /// Metrics, by name.
+    pub metrics: Vec<MetricColumn>,
+    /// Where each known instance lives (instance uuid -> host index).
+    pub instances: HashMap<u128, u32>,
+    /// Host index by name.
+    pub by_name: HashMap<String, u32>,
+    /// Smallest nova-compute service version in the fleet.
+    pub min_service_version: i32,
+    /// Nova option overrides carried by the fleet file (`group.option`).
+    pub nova_conf: Vec<(String, serde_json::Value)>,
+    schema: SchemaRef,
+}
+
+impl Fleet {
+    /// Number of hosts.
+    pub fn len(&self) -> usize {
+        self.usage.vcpus_used.len()
+    }
+
+    /// True when the fleet has no host.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Schema of the static batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Batch and row of a global host index.
+    #[inline]
+    pub fn locate(&self, host: usize) -> (&HostBatch, usize) {
+        (&self.batches[host / BATCH_ROWS], host % BATCH_ROWS)
+    }
+
+    /// Service host name of host `i`.
+    pub fn name(&self, host: usize) -> &str {
+        let (b, r) = self.locate(host);
+        string_col(&b.record, "name").value(r)
+    }
+
+    /// Host index by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).map(|&i| i as usize)
+    }
+
+    /// Resource class column index by name.
+    pub fn rc_index(&self, rc: &str) -> Option<usize> {
+        self.resource_classes.get(rc).map(|i| i as usize)
+    }
+
+    /// Aggregate index by id.
+    pub fn aggregate_index(&self, id: u32) -> Option<usize> {
+        self.aggregates.iter().position(|a| a.id == id)
+    }
+
+    /// The metric column called `name`.
+    pub fn metric(&self, name: &str) -> Option<&MetricColumn> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    /// Recomputes the derived `avail` of one host and class from `used`.
+    #[inline]
+    pub fn refresh_avail(&mut self, rc: usize, host: usize) {
+        let (b, r) = (&self.batches[host / BATCH_ROWS], host % BATCH_ROWS);
+        let c = &b.rc[rc];
+        self.usage.avail[rc][host] =
+            avail_of(c.total[r], c.reserved[r], c.allocation_ratio[r], c.max_unit[r], self.usage.used[rc][host]);
+    }
+
+    /// Rebuilds host `i` as a [`HostRecord`] (for export and inspection).
+    pub fn host_record(&self, host: usize) -> HostRecord {
+        let (b, r) = self.locate(host);
+        let rec = &b.record;
+        let nodename = string_col(rec, "nodename");
+        let uuid = rec.column_by_name("uuid").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>());
+        let host_ip = rec.column_by_name("host_ip").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>());
+        let service_version = rec.column_by_name("service_version").and_then(|c| c.as_any().downcast_ref::<Int32Array>());
+        let az = rec
+            .column_by_name("availability_zone")
+            .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<UInt32Type>>());
+        let mut inventories = Vec::new();
+        for (ri, c) in b.rc.iter().enumerate() {
+            let valid = rec.column_by_name(&format!("{}.total", self.resource_classes.name(ri as u32))).is_some_and(|a| a.is_valid(r));
+            if valid {
+                inventories.push(Inventory {
+                    resource_class: self.resource_classes.name(ri as u32).to_owned(),
+                    total: c.total[r] as i64,
+                    reserved: c.reserved[r] as i64,
+                    min_unit: c.min_unit[r] as i64,
+                    max_unit: c.max_unit[r] as i64,
+                    step_size: c.step_size[r] as i64,
+                    allocation_ratio: c.allocation_ratio[r],
+                    used: self.usage.used[ri][host],
+                });
+            }
+        }
+        let traits = bits_to_names(&self.traitsets[b.traitset[r] as usize], &self.traits);
+        let mut instances: Vec<u128> =
+            self.instances.iter().filter(|&(_, &h)| h as usize == host).map(|(&u, _)| u).collect();
+        instances.sort_unstable();
+        HostRecord {
+            name: self.name(host).to_owned(),
+            nodename: nodename.is_valid(r).then(|| nodename.value(r).to_owned()),
+            uuid: uuid.map_or(0, |u| u128::from_be_bytes(u.value(r).try_into().unwrap_or([0; 16]))),
+            cell: self.cells.name(cell_code(rec, r)).to_owned(),
+            availability_zone: az.and_then(|a| {
+                a.is_valid(r).then(|| {
+                    let vals = a.values().as_any().downcast_ref::<StringArray>().expect("utf8 dictionary");
+                    vals.value(a.keys().value(r) as usize).to_owned()
+                })
+            }),
+            aggregates: self.aggsets[b.aggset[r] as usize].iter().map(|&a| self.aggregates[a as usize].id).collect(),
+            host_ip: host_ip.and_then(|h| h.is_valid(r).then(|| decode_ip(h.value(r)))),
+            inventories,
+            traits,
+            vcpus_used: self.usage.vcpus_used[host] as i64,
+            free_ram_mb: self.usage.free_ram_mb[host] as i64,
+            free_disk_mb: self.usage.free_disk_mb[host] as i64,
+            num_instances: self.usage.num_instances[host] as i64,
+            num_io_ops: self.usage.num_io_ops[host] as i64,
+            failed_builds: b.failed_builds[r] as i64,
+            hypervisor_type: self.hypervisor_types.name(b.hypervisor_type[r]).to_owned(),
+            hypervisor_version: b.hypervisor_version[r],
+            cpu_info: self.cpu_infos.name(b.cpu_info[r]).to_owned(),
+            supported_instances: self.supported[b.supported[r] as usize].as_ref().clone(),
+            stats: self.stats[b.stats[r] as usize].as_ref().clone(),
+            service: crate::host::ServiceRecord {
+                disabled: b.service_disabled.value(r),
+                forced_down: b.service_forced_down.value(r),
+                last_seen_up_age_s: b.service_age_s[r],
+                version: service_version.map_or(74, |v| v.value(r)),
+            },
+            metrics: self
+                .metrics
+                .iter()
+                .filter(|m| m.present.get(host))
+                .map(|m| (m.name.clone(), m.values[host]))
+                .collect(),
+            instances,
+        }
+    }
+
+    /// Bytes held by the fleet's columns and side tables (an estimate of the
+    /// resident size, without allocator overhead).
+    pub fn memory_bytes(&self) -> usize {
+        let batches: usize = self.batches.iter().map(|b| b.record.get_array_memory_size()).sum();
+        let u = &self.usage;
+        let usage = u.used.iter().map(|v| v.len() * 8).sum::<usize>()
+            + u.avail.iter().map(|v| v.len() * 4).sum::<usize>()
+            + 5 * 4 * self.len();
+        let metrics: usize = self.metrics.iter().map(|m| m.values.len() * 8 + m.present.words().len() * 8).sum();
+        let instances = self.instances.capacity() * (16 + 4 + 1);
+        let names = self.by_name.capacity() * (24 + 4 + 1) + self.by_name.keys().map(String::len).sum::<usize>();
+        batches + usage + metrics + instances + names
+    }
+}
+
+/// `min(floor((total - reserved) * ratio) - used, max_unit)`, saturated to
+/// `i32`; `-1` when the host has no inventory (`total == 0`).
+///
+/// # Nova compatibility
+/// Placement admits an allocation when `used + amount <= (total - reserved)
+/// * ratio` in floating point and `amount <= max_unit`. With integer `used`
+/// and `amount` that is exactly `amount <= avail`.
+#[inline]
+pub fn avail_of(total: i32, reserved: i32, ratio: f64, max_unit: i32, used: i64) -> i32 {
+    if total <= 0 {
+        return -1;
+    }
+    let limit = ((total as f64 - reserved as f64) * ratio).floor();
+    let free = limit - used as f64;
+    let a = free.min(max_unit as f64);
+    a.clamp(i32::MIN as f64, i32::MAX as f64) as i32
+}
+
+fn string_col<'a>(rec: &'a RecordBatch, name: &str) -> &'a StringArray {
+    rec.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .expect("string column checked when the batch was built")
+}
+
+fn cell_code(rec: &RecordBatch, r: usize) -> u32 {
+    rec.column_by_name("cell")
+        .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<UInt32Type>>())
+        .map_or(0, |d| d.keys().value(r))
+}
+
+fn bits_to_names(words: &[u64], names: &Interner) -> Vec<String> {
+    let mut out = Vec::new();
+    for (wi, &w) in words.iter().enumerate() {
+        for b in crate::mask::BitIter::new(w, wi * 64) {
+            out.push(names.name(b as u32).to_owned());
+        }
+    }
+    out
+}
+
+fn encode_ip(ip: std::net::IpAddr) -> [u8; 16] {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+fn decode_ip(b: &[u8]) -> std::net::IpAddr {
+    let arr: [u8; 16] = b.try_into().unwrap_or([0; 16]);
+    let v6 = std::net::Ipv6Addr::from(arr);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => std::net::IpAddr::V4(v4),
+        None => std::net::IpAddr::V6(v6),
+    }
+}
+
+/// Accumulates hosts and builds a [`Fleet`].
+#[derive(Debug, Default)]
+pub struct FleetBuilder {
+    aggregates: Vec<Aggregate>,
+    agg_by_id: HashMap<u32, u32>,
+    resource_classes: Interner,
+    traits: Interner,
+    aggsets: Vec<Vec<u32>>,
+    aggset_ids: HashMap<Vec<u32>, u32>,
+    traitsets: Vec<Vec<u64>>,
+    traitset_ids: HashMap<Vec<u64>, u32>,
+    cpu_infos: Interner,
+    supported: Vec<Arc<Vec<[String; 3]>>>,
+    supported_ids: HashMap<Vec<[String; 3]>, u32>,
+    stats: Vec<Arc<std::collections::BTreeMap<String, String>>>,
+    stats_ids: HashMap<std::collections::BTreeMap<String, String>, u32>,
+    hypervisor_types: Interner,
+    cells: Interner,
+    azs: Interner,
+    metric_names: Interner,
+    // per host columns
+    names: Vec<String>,
+    nodenames: Vec<Option<String>>,
+    uuids: Vec<u128>,
+    cell: Vec<u32>,
+    az: Vec<Option<u32>>,
+    host_ip: Vec<Option<[u8; 16]>>,
+    aggset: Vec<u32>,
+    traitset: Vec<u32>,
+    cpu_info: Vec<u32>,
+    supported_col: Vec<u32>,
+    stats_col: Vec<u32>,
+    hv_type: Vec<u32>,
+    hv_version: Vec<i64>,
+    failed_builds: Vec<i32>,
+    svc_disabled: Vec<bool>,
+    svc_forced_down: Vec<bool>,
+    svc_age: Vec<f64>,
+    svc_version: Vec<i32>,
+    inventories: Vec<Vec<Option<Inventory>>>,
+    vcpus_used: Vec<i32>,
+    free_ram_mb: Vec<i32>,
+    free_disk_mb: Vec<i32>,
+    num_instances: Vec<i32>,
+    num_io_ops: Vec<i32>,
+    metrics: Vec<Vec<(u32, f64)>>,
+    instances: HashMap<u128, u32>,
+    by_name: HashMap<String, u32>,
+    nova_conf: Vec<(String, serde_json::Value)>,
+}
+
+fn to_i32(v: i64, host: &str, field: &str) -> Result<i32> {
+    i32::try_from(v).map_err(|_| EngineError::invalid(format!("host {host:?}: {field} = {v} is out of range")))
+}
+
+impl FleetBuilder {
+    /// An empty builder. `VCPU`, `MEMORY_MB` and `DISK_GB` always get
+    /// columns, in that order.
+    pub fn new() -> Self {
+        let mut b = Self::default();
+        for rc in ["VCPU", "MEMORY_MB", "DISK_GB"] {
+            b.resource_classes.intern(rc);
+        }
+        b
+    }
+
+    /// Nova option overrides carried by the fleet.
+    pub fn nova_conf(&mut self, conf: Vec<(String, serde_json::Value)>) {
+        self.nova_conf = conf;
+    }
+
+    /// Declares an aggregate.
+    ///
+    /// # Errors
+    /// A duplicate aggregate id.
+    pub fn add_aggregate(&mut self, agg: Aggregate) -> Result<()> {
+        if self.agg_by_id.contains_key(&agg.id) {
+            return Err(EngineError::invalid(format!("aggregate id {} is declared twice", agg.id)));
+        }
+        self.agg_by_id.insert(agg.id, self.aggregates.len() as u32);
+        self.aggregates.push(agg);
+        Ok(())
+    }
+
+    /// Number of hosts added so far.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when no host was added.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Adds one host.
+    ///
+    /// # Errors
+    /// A duplicate name, an unknown aggregate id, a bad trait or resource
+    /// class name, or a value out of range; the message names the host.
+    pub fn push(&mut self, h: HostRecord) -> Result<()> {
+        let idx = self.names.len() as u32;
+        if h.name.is_empty() {
+            return Err(EngineError::invalid(format!("host #{idx}: empty name")));
+        }
+        if self.by_name.insert(h.name.clone(), idx).is_some() {
+            return Err(EngineError::invalid(format!("host {:?} appears twice", h.name)));
+        }
+        // aggregates
+        let mut aggs = Vec::with_capacity(h.aggregates.len());
+        for id in &h.aggregates {
+            let a = *self
+                .agg_by_id
+                .get(id)
+                .ok_or_else(|| EngineError::invalid(format!("host {:?}: unknown aggregate id {id}", h.name)))?;
+            aggs.push(a);
+        }
+        aggs.sort_unstable();
+        aggs.dedup();
+        let next = self.aggsets.len() as u32;
+        let code = *self.aggset_ids.entry(aggs.clone()).or_insert(next);
+        if code == next {
+            self.aggsets.push(aggs);
+        }
+        self.aggset.push(code);
+        // traits
+        let mut words: Vec<u64> = Vec::new();
+        for t in &h.traits {
+            crate::vocab::check_trait(t).map_err(|e| EngineError::invalid(format!("host {:?}: {e}", h.name)))?;
+            let bit = self.traits.intern(t) as usize;
+            if words.len() <= bit / 64 {
+                words.resize(bit / 64 + 1, 0);
+            }
+            words[bit / 64] |= 1 << (bit % 64);
+        }
+        let next = self.traitsets.len() as u32;
+        let code = *self.traitset_ids.entry(words.clone()).or_insert(next);
+        if code == next {
+            self.traitsets.push(words);
+        }
+        self.traitset.push(code);
+        // inventories
+        let mut invs: Vec<Option<Inventory>> = vec![None; self.resource_classes.len()];
+        for inv in h.inventories {
+            if !crate::vocab::is_known_resource_class(&inv.resource_class) {
+                return Err(EngineError::invalid(format!(
+                    "host {:?}: unknown resource class {:?}",
+                    h.name, inv.resource_class
+                )));
+            }
+            for (v, f) in [
+                (inv.total, "total"),
+                (inv.reserved, "reserved"),
+                (inv.min_unit, "min_unit"),
+                (inv.max_unit, "max_unit"),
+                (inv.step_size, "step_size"),
+            ] {
+                to_i32(v, &h.name, &format!("{} {f}", inv.resource_class))?;
+            }
+            if !(inv.allocation_ratio.is_finite() && inv.allocation_ratio > 0.0) {
+                return Err(EngineError::invalid(format!(
+                    "host {:?}: {} allocation_ratio must be a positive number",
+                    h.name, inv.resource_class
+                )));
+            }
+            if inv.step_size < 1 || inv.min_unit < 1 || inv.total < 0 {
+                return Err(EngineError::invalid(format!(
+                    "host {:?}: {} needs total >= 0, min_unit >= 1, step_size >= 1",
+                    h.name, inv.resource_class
+                )));
+            }
+            let rc = self.resource_classes.intern(&inv.resource_class) as usize;
+            if rc >= invs.len() {
+                invs.resize(rc + 1, None);
+            }
+            invs[rc] = Some(inv);
+        }
+        self.inventories.push(invs);
+        self.names.push(h.name.clone());
+        self.nodenames.push(h.nodename.filter(|n| *n != h.name));
+        self.uuids.push(h.uuid);
+        self.cell.push(self.cells.intern(if h.cell.is_empty() { "cell1" } else { &h.cell }));
+        self.az.push(h.availability_zone.as_deref().map(|a| self.azs.intern(a)));
+        self.host_ip.push(h.host_ip.map(encode_ip));
+        self.cpu_info.push(self.cpu_infos.intern(&h.cpu_info));
+        let next = self.supported.len() as u32;
+        let code = *self.supported_ids.entry(h.supported_instances.clone()).or_insert(next);
+        if code == next {
+            self.supported.push(Arc::new(h.supported_instances));
+        }
+        self.supported_col.push(code);
+        let next = self.stats.len() as u32;
+        let code = *self.stats_ids.entry(h.stats.clone()).or_insert(next);
+        if code == next {
+            self.stats.push(Arc::new(h.stats));
+        }
+        self.stats_col.push(code);
+        self.hv_type.push(self.hypervisor_types.intern(&h.hypervisor_type));
+        self.hv_version.push(h.hypervisor_version);
+        self.failed_builds.push(to_i32(h.failed_builds, &h.name, "failed_builds")?);
+        self.svc_disabled.push(h.service.disabled);
+        self.svc_forced_down.push(h.service.forced_down);
+        self.svc_age.push(h.service.last_seen_up_age_s);
+        self.svc_version.push(h.service.version);
+        self.vcpus_used.push(to_i32(h.vcpus_used, &h.name, "vcpus_used")?);
+        self.free_ram_mb.push(to_i32(h.free_ram_mb, &h.name, "free_ram_mb")?);
+        self.free_disk_mb.push(to_i32(h.free_disk_mb, &h.name, "free_disk_mb")?);
+        self.num_instances.push(to_i32(h.num_instances, &h.name, "num_instances")?);
+        self.num_io_ops.push(to_i32(h.num_io_ops, &h.name, "num_io_ops")?);
+        let mut ms = Vec::with_capacity(h.metrics.len());
+        for (n, v) in &h.metrics {
+            ms.push((self.metric_names.intern(n), *v));
+        }
+        self.metrics.push(ms);
+        for u in h.instances {
+            self.instances.insert(u, idx);
+        }
+        Ok(())
+    }
+
+    /// Builds the fleet.
+    ///
+    /// # Errors
+    /// Only on an internal inconsistency between columns.
+    pub fn finish(self) -> Result<Fleet> {
+        let n = self.names.len();
+        let n_rc = self.resource_classes.len();
+        let schema = static_schema(&self.resource_classes);
+        // shared dictionary values
+        let dict = |names: &Interner| -> ArrayRef { Arc::new(StringArray::from_iter_values(names.names().iter())) };
+        let cell_values = dict(&self.cells);
+        let az_values = dict(&self.azs);
+        let hv_values = dict(&self.hypervisor_types);
+        let cpu_values = dict(&self.cpu_infos);
+        let mut batches = Vec::with_capacity(n.div_ceil(BATCH_ROWS));
+        let mut start = 0;
+        while start < n || (n == 0 && batches.is_empty()) {
+            let end = (start + BATCH_ROWS).min(n);
+            let r = start..end;
+            let dict_col = |keys: Vec<Option<u32>>, values: &ArrayRef| -> Result<ArrayRef> {
+                Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(UInt32Array::from(keys), values.clone())?))
+            };
+            let mut cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values(self.names[r.clone()].iter())),
+                Arc::new(StringArray::from(self.nodenames[r.clone()].to_vec())),
+                Arc::new(FixedSizeBinaryArray::try_from_iter(self.uuids[r.clone()].iter().map(|u| u.to_be_bytes()))?),
+                dict_col(self.cell[r.clone()].iter().map(|&c| Some(c)).collect(), &cell_values)?,
+                dict_col(self.az[r.clone()].to_vec(), &az_values)?,
+                Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                    self.host_ip[r.clone()].iter().map(|o| o.as_ref().map(|b| b.as_slice())),
+                    16,
+                )?),
+                Arc::new(UInt32Array::from(self.aggset[r.clone()].to_vec())),
+                Arc::new(UInt32Array::from(self.traitset[r.clone()].to_vec())),
+                dict_col(self.cpu_info[r.clone()].iter().map(|&c| Some(c)).collect(), &cpu_values)?,
+                Arc::new(UInt32Array::from(self.supported_col[r.clone()].to_vec())),
+                Arc::new(UInt32Array::from(self.stats_col[r.clone()].to_vec())),
+                dict_col(self.hv_type[r.clone()].iter().map(|&c| Some(c)).collect(), &hv_values)?,
+                Arc::new(Int64Array::from(self.hv_version[r.clone()].to_vec())),
+                Arc::new(Int32Array::from(self.failed_builds[r.clone()].to_vec())),
+                Arc::new(BooleanArray::from(self.svc_disabled[r.clone()].to_vec())),
+                Arc::new(BooleanArray::from(self.svc_forced_down[r.clone()].to_vec())),
+                Arc::new(Float64Array::from(self.svc_age[r.clone()].to_vec())),
+                Arc::new(Int32Array::from(self.svc_version[r.clone()].to_vec())),
+            ];
+            for rc in 0..n_rc {
+                let inv = |f: &dyn Fn(&Inventory) -> i64| -> ArrayRef {
+                    Arc::new(Int32Array::from_iter(
+                        self.inventories[r.clone()].iter().map(|h| h.get(rc).and_then(|i| i.as_ref()).map(|i| f(i) as i32)),
+                    ))
+                };
+                cols.push(inv(&|i| i.total));
+                cols.push(inv(&|i| i.reserved));
+                cols.push(inv(&|i| i.min_unit));
+                cols.push(inv(&|i| i.max_unit));
+                cols.push(inv(&|i| i.step_size));
+                cols.push(Arc::new(Float64Array::from_iter(
+                    self.inventories[r.clone()]
+                        .iter()
+                        .map(|h| h.get(rc).and_then(|i| i.as_ref()).map(|i| i.allocation_ratio)),
+                )));
+            }
+            let record = RecordBatch::try_new(schema.clone(), cols)?;
+            batches.push(typed_batch(start, record, &self.resource_classes)?);
+            if n == 0 {
+                break;
+            }
+            start = end;
+        }
+        // usage
+        let mut used = vec![vec![0i64; n]; n_rc];
+        for (h, invs) in self.inventories.iter().enumerate() {
+            for (rc, inv) in invs.iter().enumerate() {
+                if let Some(i) = inv {
+                    used[rc][h] = i.used;
+                }
+            }
+        }
+        let mut fleet = Fleet {
+            batches,
+            usage: Usage {
+                avail: vec![vec![-1i32; n]; n_rc],
+                used,
+                vcpus_used: self.vcpus_used,
+                free_ram_mb: self.free_ram_mb,
+                free_disk_mb: self.free_disk_mb,
+                num_instances: self.num_instances,
+                num_io_ops: self.num_io_ops,
+            },
+            resource_classes: self.resource_classes,
+            traits: self.traits,
+            aggregates: self.aggregates,
+            aggsets: self.aggsets,
+            traitsets: self.traitsets,
+            cpu_infos: self.cpu_infos,
+            supported: self.supported,
+            stats: self.stats,
+            hypervisor_types: self.hypervisor_types,
+            cells: self.cells,
+            metrics: Vec::new(),
+            instances: self.instances,
+            by_name: self.by_name,
+            min_service_version: self.svc_version.iter().copied().min().unwrap_or(74),
+            nova_conf: self.nova_conf,
+            schema,
+        };
+        for rc in 0..n_rc {
+            for h in 0..n {
+                fleet.refresh_avail(rc, h);
+            }
+        }
+        for (id, name) in self.metric_names.names().iter().enumerate() {
+            let mut values = vec![0.0; n];
+            let mut present = crate::mask::Mask::zeros(n);
+            for (h, ms) in self.metrics.iter().enumerate() {
+                if let Some(&(_, v)) = ms.iter().find(|(m, _)| *m == id as u32) {
+                    values[h] = v;
+                    present.set(h, true);
+                }
+            }
+            fleet.metrics.push(MetricColumn { name: name.clone(), values, present });
+        }
+        Ok(fleet)
+    }
+}
+
+/// The schema of the static host batches.
+pub fn static_schema(rcs: &Interner) -> SchemaRef {
+    let dict = || DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
+    let mut fields = vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("nodename", DataType::Utf8, true),
+        Field::new("uuid", DataType::FixedSizeBinary(16), false),
+        Field::new("cell", dict(), false),
+        Field::new("availability_zone", dict(), true),
+        Field::new("host_ip", DataType::FixedSizeBinary(16), true),
+        Field::new("aggset", DataType::UInt32, false),
+        Field::new("traitset", DataType::UInt32, false),
+        Field::new("cpu_info", dict(), false),
+        Field::new("supported_instances", DataType::UInt32, false),
+        Field::new("stats", DataType::UInt32, false),
+        Field::new("hypervisor_type", dict(), false),
+        Field::new("hypervisor_version", DataType::Int64, false),
+        Field::new("failed_builds", DataType::Int32, false),
+        Field::new("service_disabled", DataType::Boolean, false),
+        Field::new("service_forced_down", DataType::Boolean, false),
+        Field::new("service_last_seen_up_age_s", DataType::Float64, false),
+        Field::new("service_version", DataType::Int32, false),
+    ];
+    for rc in rcs.names() {
+        for f in ["total", "reserved", "min_unit", "max_unit", "step_size"] {
+            fields.push(Field::new(format!("{rc}.{f}"), DataType::Int32, true));
+        }
+        fields.push(Field::new(format!("{rc}.allocation_ratio"), DataType::Float64, true));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn typed_batch(start: usize, record: RecordBatch, rcs: &Interner) -> Result<HostBatch> {
+    fn prim<T: arrow_array::ArrowPrimitiveType>(rec: &RecordBatch, name: &str) -> Result<ScalarBuffer<T::Native>> {
+        let col = rec.column_by_name(name).ok_or_else(|| EngineError::Internal(format!("missing column {name}")))?;
+        let arr = col
+            .as_any()
+            .downcast_ref::<arrow_array::PrimitiveArray<T>>()
+            .ok_or_else(|| EngineError::Internal(format!("column {name} has type {}", col.data_type())))?;
+        Ok(arr.values().clone())
+    }
+    fn keys(rec: &RecordBatch, name: &str) -> Result<ScalarBuffer<u32>> {
+        let col = rec.column_by_name(name).ok_or_else(|| EngineError::Internal(format!("missing column {name}")))?;
+        let arr = col
+            .as_any()
+            .downcast_ref::<DictionaryArray<UInt32Type>>()
+            .ok_or_else(|| EngineError::Internal(format!("column {name} is not a dictionary")))?;
+        Ok(arr.keys().values().clone())
+    }
+    fn bools(rec: &RecordBatch, name: &str) -> Result<BooleanBuffer> {
+        let col = rec.column_by_name(name).ok_or_else(|| EngineError::Internal(format!("missing column {name}")))?;
+        Ok(col
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| EngineError::Internal(format!("column {name} is not boolean")))?
+            .values()
+            .clone())
+    }
+    use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+    let mut rc = Vec::with_capacity(rcs.len());
+    for name in rcs.names() {
+        let min_unit = prim::<Int32Type>(&record, &format!("{name}.min_unit"))?;
+        let step_size = prim::<Int32Type>(&record, &format!("{name}.step_size"))?;
+        let total_arr = record.column_by_name(&format!("{name}.total")).expect("total column");
+        let units_trivial = (0..record.num_rows())
+            .all(|i| total_arr.is_null(i) || (min_unit[i] <= 1 && step_size[i] == 1));
+        rc.push(RcColumns {
+            total: prim::<Int32Type>(&record, &format!("{name}.total"))?,
+            reserved: prim::<Int32Type>(&record, &format!("{name}.reserved"))?,
+            min_unit,
+            max_unit: prim::<Int32Type>(&record, &format!("{name}.max_unit"))?,
+            step_size,
+            allocation_ratio: prim::<Float64Type>(&record, &format!("{name}.allocation_ratio"))?,
+            units_trivial,
+        });
+    }
+    Ok(HostBatch {
+        start,
+        aggset: prim::<UInt32Type>(&record, "aggset")?,
+        traitset: prim::<UInt32Type>(&record, "traitset")?,
+        cpu_info: keys(&record, "cpu_info")?,
+        supported: prim::<UInt32Type>(&record, "supported_instances")?,
+        stats: prim::<UInt32Type>(&record, "stats")?,
+        hypervisor_type: keys(&record, "hypervisor_type")?,
+        hypervisor_version: prim::<Int64Type>(&record, "hypervisor_version")?,
+        failed_builds: prim::<Int32Type>(&record, "failed_builds")?,
+        service_disabled: bools(&record, "service_disabled")?,
+        service_forced_down: bools(&record, "service_forced_down")?,
+        service_age_s: prim::<Float64Type>(&record, "service_last_seen_up_age_s")?,
+        rc,
+        record,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn avail_matches_placement_rule() {
+        // (48 - 0) * 4.0 = 192 usable, 10 used -> 182 more
+        assert_eq!(avail_of(48, 0, 4.0, 48, 10), 48);
+        assert_eq!(avail_of(48, 0, 4.0, 1000, 10), 182);
+        // (1000 - 100) * 1.5 = 1350
+        assert_eq!(avail_of(1000, 100, 1.5, 5000, 1350), 0);
+        assert_eq!(avail_of(1000, 100, 1.5, 5000, 1351), -1);
+        assert_eq!(avail_of(0, 0, 1.0, 0, 0), -1);
+    }
+
+    #[test]
+    fn builder_round_trips_a_host() {
+        let mut b = FleetBuilder::new();
+        b.add_aggregate(Aggregate { id: 7, name: "az-1".into(), ..Default::default() }).unwrap();
+        let mut h = HostRecord {
+            name: "h1".into(),
+            cell: "cell1".into(),
+            aggregates: vec![7],
+            inventories: vec![Inventory::simple("VCPU", 16, 4.0), Inventory::simple("MEMORY_MB", 4096, 1.0)],
+            traits: vec!["HW_CPU_X86_AVX2".into(), "CUSTOM_X".into()],
+            hypervisor_type: "QEMU".into(),
+            cpu_info: "{}".into(),
+            free_ram_mb: 4096,
+            host_ip: Some("10.0.0.1".parse().unwrap()),
+            metrics: vec![("cpu.percent".into(), 35.0)],
+            instances: vec![42],
+            ..Default::default()
+        };
+        h.inventories[0].used = 3;
+        b.push(h.clone()).unwrap();
+        let f = b.finish().unwrap();
+        assert_eq!(f.len(), 1);
+        let back = f.host_record(0);
+        assert_eq!(back.name, "h1");
+        assert_eq!(back.inventories, h.inventories);
+        assert_eq!(back.traits, h.traits);
+        assert_eq!(back.aggregates, vec![7]);
+        assert_eq!(back.host_ip, h.host_ip);
+        assert_eq!(back.metrics, h.metrics);
+        assert_eq!(back.instances, vec![42]);
+        assert_eq!(f.usage.avail[0][0], 16);
+        assert_eq!(f.usage.avail[2][0], -1);
+    }
+
+    #[test]
+    fn builder_rejects_bad_input_with_the_host_name() {
+        let mut b = FleetBuilder::new();
+        let h = HostRecord { name: "h1".into(), aggregates: vec![3], ..Default::default() };
+        let err = b.push(h).unwrap_err().to_string();
+        assert!(err.contains("h1") && err.contains("aggregate id 3"), "{err}");
+        let h = HostRecord { name: "h2".into(), traits: vec!["BOGUS".into()], ..Default::default() };
+        assert!(b.push(h).unwrap_err().to_string().contains("BOGUS"));
+    }
+}
