@@ -1,1 +1,10 @@
-//! placeholder
+//! Fleet and request formats and seeded generators.
+//!
+//! - [`nova_json`]: the `nova-sched-fleet/v1` and `nova-sched-requests/v1`
+//!   documents of `../shared/nova-parity/FORMAT.md`, with their loading
+//!   semantics (what the parity harness derives from each host object).
+//! - [`generator`]: seeded synthetic fleets shaped like the parity kit's
+//!   `fleet-gen.py`, built straight into the engine without a file.
+
+pub mod generator;
+pub mod nova_json;

@@ -300,6 +300,13 @@ impl Fleet {
         }
     }
 
+    /// Management IP of host `i` (SimpleCIDRAffinityFilter).
+    pub fn host_record_ip(&self, host: usize) -> Option<std::net::IpAddr> {
+        let (b, r) = self.locate(host);
+        let col = b.record.column_by_name("host_ip")?.as_any().downcast_ref::<FixedSizeBinaryArray>()?;
+        col.is_valid(r).then(|| decode_ip(col.value(r)))
+    }
+
     /// Bytes held by the fleet's columns and side tables (an estimate of the
     /// resident size, without allocator overhead).
     pub fn memory_bytes(&self) -> usize {

@@ -1,0 +1,76 @@
+//! Command definitions and dispatch.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod decide;
+pub mod fleet;
+pub mod load;
+
+/// Quiver: OpenStack Nova's scheduler and Placement as vectorized kernels
+/// over a columnar fleet.
+///
+/// Quiver keeps every compute host as columns of Apache Arrow batches and
+/// runs Nova's filters and weighers over them, so one scheduling decision
+/// over a million hosts takes milliseconds. Its decisions match Nova 34's
+/// own filter scheduler, request for request.
+#[derive(Debug, Parser)]
+#[command(name = "quiver", version, propagate_version = true, after_help = EXAMPLES)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); logs go to stderr as JSON
+    /// lines when QUIVER_LOG_FORMAT=json.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  quiver fleet gen --hosts 100000 --seed 1 -o fleet.parquet
+  quiver fleet show fleet.parquet
+  quiver decide --fleet fleet.json --requests requests.json --profile extended
+  quiver bench --sizes 10000,100000,1000000";
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay a request stream through the scheduler and print one decision
+    /// per request as JSON lines (the nova-parity decision format).
+    Decide(decide::DecideArgs),
+    /// Generate, inspect and convert fleets.
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
+    /// Measure decision speed against a row-by-row baseline and the memory
+    /// bandwidth floor, on seeded fleets, and print a table.
+    Bench(bench::BenchArgs),
+}
+
+/// Sets up structured logging on stderr.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUIVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var("QUIVER_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever the command reports; `main` prints it and exits with 2.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Decide(a) => decide::run(a),
+        Command::Fleet(c) => fleet::run(c),
+        Command::Bench(a) => bench::run(a),
+    }
+}

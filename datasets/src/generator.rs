@@ -1,0 +1,1 @@
+//! Seeded synthetic fleets (placeholder, filled below).

@@ -1,0 +1,309 @@
+//! Nova's host filters as kernels over packed masks.
+//!
+//! A filter is prepared once per request instance ([`HostFilter::prepare`]):
+//! everything that is the same for every host (parsing extra specs, resolving
+//! hint uuids to hosts, evaluating aggregate metadata per distinct aggregate
+//! set) happens there. What it returns is a [`Kernel`] that clears the bits of
+//! failing hosts in one batch, or `None` when the request cannot make this
+//! filter reject anyone (then no host is scanned).
+//!
+//! Registry keys are Nova's class names (CONVENTIONS.md rule 3).
+
+use std::collections::HashSet;
+
+use arrow_buffer::ScalarBuffer;
+
+use crate::config::SchedulerConfig;
+use crate::fleet::{Fleet, HostBatch};
+use crate::request::BootRequest;
+
+pub mod affinity_filter;
+pub mod aggregate_image_properties_isolation;
+pub mod aggregate_instance_extra_specs;
+pub mod aggregate_multitenancy_isolation;
+pub mod all_hosts_filter;
+pub mod compute_capabilities_filter;
+pub mod compute_filter;
+pub mod image_props_filter;
+pub mod io_ops_filter;
+pub mod isolated_hosts_filter;
+pub mod json_filter;
+pub mod metrics_filter;
+pub mod num_instances_filter;
+pub mod numa_topology_filter;
+pub mod pci_passthrough_filter;
+pub mod type_filter;
+
+/// The server group of a request, as the filters and weighers see it.
+#[derive(Clone, Debug, Default)]
+pub struct GroupView {
+    /// `affinity`, `anti-affinity`, `soft-affinity`, `soft-anti-affinity`.
+    pub policy: String,
+    /// Member instance uuids (including the ones being booted).
+    pub members: Vec<u128>,
+    /// Hosts where members are placed (`InstanceGroup.hosts`).
+    pub hosts: Vec<u32>,
+    /// `max_server_per_host` rule, default 1.
+    pub max_server_per_host: i64,
+}
+
+impl GroupView {
+    /// Number of group members on each host that has any, sorted by host.
+    pub fn members_per_host(&self, fleet: &Fleet) -> Vec<(u32, i64)> {
+        let mut hosts: Vec<u32> = self.members.iter().filter_map(|m| fleet.instances.get(m).copied()).collect();
+        hosts.sort_unstable();
+        let mut out: Vec<(u32, i64)> = Vec::new();
+        for h in hosts {
+            match out.last_mut() {
+                Some((last, n)) if *last == h => *n += 1,
+                _ => out.push((h, 1)),
+            }
+        }
+        out
+    }
+}
+
+/// Everything a filter or weigher may look at for one instance of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestContext<'a> {
+    /// The fleet.
+    pub fleet: &'a Fleet,
+    /// Scheduler options.
+    pub conf: &'a SchedulerConfig,
+    /// The request.
+    pub request: &'a BootRequest,
+    /// Its server group, if any.
+    pub group: Option<&'a GroupView>,
+    /// Uuid of the instance being placed (`RequestSpec.instance_uuid`).
+    pub instance_uuid: u128,
+    /// Index of the instance within a multi-create.
+    pub index: usize,
+}
+
+/// Why a request cannot be scheduled by a filter at all.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum FilterError {
+    /// The request asks for something Quiver does not model yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Nova's own code raises for this request (kept for parity).
+    #[error("{0}")]
+    NovaError(String),
+}
+
+/// Clears the bits of failing hosts of one batch (one mask word per 64 rows).
+pub type Kernel<'a> = Box<dyn Fn(&HostBatch, &mut [u64]) + Send + Sync + 'a>;
+
+/// A Nova host filter.
+pub trait HostFilter: Send + Sync {
+    /// Nova class name.
+    fn name(&self) -> &'static str;
+    /// Nova's `run_filter_once_per_request`.
+    fn run_filter_once_per_request(&self) -> bool {
+        false
+    }
+    /// Request-level work; `None` when every host passes.
+    ///
+    /// # Errors
+    /// A request this filter cannot handle.
+    fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError>;
+}
+
+/// Every filter Nova 34 ships, by class name.
+pub const FILTER_NAMES: [&str; 22] = [
+    "AggregateImagePropertiesIsolation",
+    "AggregateInstanceExtraSpecsFilter",
+    "AggregateIoOpsFilter",
+    "AggregateMultiTenancyIsolation",
+    "AggregateNumInstancesFilter",
+    "AggregateTypeAffinityFilter",
+    "AllHostsFilter",
+    "ComputeCapabilitiesFilter",
+    "ComputeFilter",
+    "DifferentHostFilter",
+    "ImagePropertiesFilter",
+    "IoOpsFilter",
+    "IsolatedHostsFilter",
+    "JsonFilter",
+    "MetricsFilter",
+    "NUMATopologyFilter",
+    "NumInstancesFilter",
+    "PciPassthroughFilter",
+    "SameHostFilter",
+    "ServerGroupAffinityFilter",
+    "ServerGroupAntiAffinityFilter",
+    "SimpleCIDRAffinityFilter",
+];
+
+/// Looks a filter up by Nova class name (a dotted path is accepted and its
+/// last component used).
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn by_name(name: &str) -> Result<Box<dyn HostFilter>, crate::EngineError> {
+    let short = name.rsplit('.').next().unwrap_or(name);
+    let f: Box<dyn HostFilter> = match short {
+        "AggregateImagePropertiesIsolation" => Box::new(aggregate_image_properties_isolation::AggregateImagePropertiesIsolation),
+        "AggregateInstanceExtraSpecsFilter" => Box::new(aggregate_instance_extra_specs::AggregateInstanceExtraSpecsFilter),
+        "AggregateIoOpsFilter" => Box::new(io_ops_filter::AggregateIoOpsFilter),
+        "AggregateMultiTenancyIsolation" => Box::new(aggregate_multitenancy_isolation::AggregateMultiTenancyIsolation),
+        "AggregateNumInstancesFilter" => Box::new(num_instances_filter::AggregateNumInstancesFilter),
+        "AggregateTypeAffinityFilter" => Box::new(type_filter::AggregateTypeAffinityFilter),
+        "AllHostsFilter" => Box::new(all_hosts_filter::AllHostsFilter),
+        "ComputeCapabilitiesFilter" => Box::new(compute_capabilities_filter::ComputeCapabilitiesFilter),
+        "ComputeFilter" => Box::new(compute_filter::ComputeFilter),
+        "DifferentHostFilter" => Box::new(affinity_filter::DifferentHostFilter),
+        "ImagePropertiesFilter" => Box::new(image_props_filter::ImagePropertiesFilter),
+        "IoOpsFilter" => Box::new(io_ops_filter::IoOpsFilter),
+        "IsolatedHostsFilter" => Box::new(isolated_hosts_filter::IsolatedHostsFilter),
+        "JsonFilter" => Box::new(json_filter::JsonFilter),
+        "MetricsFilter" => Box::new(metrics_filter::MetricsFilter),
+        "NUMATopologyFilter" => Box::new(numa_topology_filter::NUMATopologyFilter),
+        "NumInstancesFilter" => Box::new(num_instances_filter::NumInstancesFilter),
+        "PciPassthroughFilter" => Box::new(pci_passthrough_filter::PciPassthroughFilter),
+        "SameHostFilter" => Box::new(affinity_filter::SameHostFilter),
+        "ServerGroupAffinityFilter" => Box::new(affinity_filter::ServerGroupAffinityFilter),
+        "ServerGroupAntiAffinityFilter" => Box::new(affinity_filter::ServerGroupAntiAffinityFilter),
+        "SimpleCIDRAffinityFilter" => Box::new(affinity_filter::SimpleCIDRAffinityFilter),
+        _ => {
+            return Err(crate::EngineError::invalid(format!(
+                "unknown filter {name:?}; Nova 34 filters are: {}",
+                FILTER_NAMES.join(", ")
+            )));
+        }
+    };
+    Ok(f)
+}
+
+// ---- kernel helpers shared by the filters -------------------------------
+
+/// Keeps a host when `lut[code]` is true, `code` read from a per-host code
+/// column (aggregate set, trait set, dictionary key). `None` when the table
+/// passes every code.
+pub fn lut_kernel<'a>(codes: fn(&HostBatch) -> &ScalarBuffer<u32>, lut: Vec<bool>) -> Option<Kernel<'a>> {
+    if lut.iter().all(|&b| b) {
+        return None;
+    }
+    Some(Box::new(move |batch, mask| {
+        let codes = codes(batch);
+        and_words(mask, codes.len(), |i| lut[codes[i] as usize]);
+    }))
+}
+
+/// Keeps exactly the hosts in `hosts` (global indices) when `keep_listed`,
+/// else drops them.
+pub fn host_set_kernel<'a>(hosts: HashSet<u32>, keep_listed: bool) -> Kernel<'a> {
+    let mut sorted: Vec<u32> = hosts.into_iter().collect();
+    sorted.sort_unstable();
+    Box::new(move |batch, mask| {
+        let r = batch.range();
+        let lo = sorted.partition_point(|&h| (h as usize) < r.start);
+        let hi = sorted.partition_point(|&h| (h as usize) < r.end);
+        let listed = &sorted[lo..hi];
+        if keep_listed {
+            let mut keep = vec![0u64; mask.len()];
+            for &h in listed {
+                let row = h as usize - r.start;
+                keep[row / 64] |= 1 << (row % 64);
+            }
+            for (m, k) in mask.iter_mut().zip(keep) {
+                *m &= k;
+            }
+        } else {
+            for &h in listed {
+                let row = h as usize - r.start;
+                mask[row / 64] &= !(1 << (row % 64));
+            }
+        }
+    })
+}
+
+/// Evaluates `pred(global host index)` for every host still set in a batch.
+/// For filters whose per-host work cannot be tabulated.
+pub fn per_host_kernel<'a>(pred: impl Fn(usize) -> bool + Send + Sync + 'a) -> Kernel<'a> {
+    Box::new(move |batch, mask| {
+        let start = batch.start;
+        for (w, word) in mask.iter_mut().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if !pred(start + w * 64 + b) {
+                    *word &= !(1u64 << b);
+                }
+            }
+        }
+    })
+}
+
+/// `mask &= collect(pred)` over `len` rows, 64 at a time, skipping words
+/// already empty. The inner loop has no branch, so it vectorizes.
+#[inline]
+pub fn and_words(mask: &mut [u64], len: usize, mut pred: impl FnMut(usize) -> bool) {
+    for (w, word) in mask.iter_mut().enumerate() {
+        if *word == 0 {
+            continue;
+        }
+        let base = w * 64;
+        let end = (base + 64).min(len);
+        let mut bits = 0u64;
+        for i in base..end {
+            bits |= (pred(i) as u64) << (i - base);
+        }
+        *word &= bits;
+    }
+}
+
+/// Sets the first `len` bits of `mask` and clears the rest.
+pub fn and_words_init(mask: &mut [u64], len: usize) {
+    mask.fill(u64::MAX);
+    let rem = len % 64;
+    if rem != 0
+        && let Some(last) = mask.get_mut(len / 64)
+    {
+        *last = (1u64 << rem) - 1;
+    }
+    for w in mask.iter_mut().skip(len.div_ceil(64)) {
+        *w = 0;
+    }
+}
+
+/// Per aggregate set, the union of comma-split, stripped values of every
+/// metadata key (`nova.scheduler.filters.utils.aggregate_metadata_get_by_host`).
+pub fn aggset_metadata(fleet: &Fleet, aggset: usize) -> std::collections::BTreeMap<&str, HashSet<&str>> {
+    let mut md: std::collections::BTreeMap<&str, HashSet<&str>> = Default::default();
+    for &a in &fleet.aggsets[aggset] {
+        for (k, v) in &fleet.aggregates[a as usize].metadata {
+            md.entry(k.as_str()).or_default().extend(v.split(',').map(str::trim));
+        }
+    }
+    md
+}
+
+/// Per aggregate set, the raw values of one metadata key
+/// (`aggregate_values_from_key`).
+pub fn aggset_values<'f>(fleet: &'f Fleet, aggset: usize, key: &str) -> HashSet<&'f str> {
+    fleet.aggsets[aggset]
+        .iter()
+        .filter_map(|&a| fleet.aggregates[a as usize].metadata.get(key).map(String::as_str))
+        .collect()
+}
+
+/// Per aggregate set: the minimum of a numeric metadata key over the host's
+/// aggregates, or `default` when absent or not a number
+/// (`validate_num_values` with Nova's fallback on `ValueError`).
+pub fn aggset_min_values<T: std::str::FromStr + PartialOrd + Copy>(fleet: &Fleet, key: &str, default: T) -> Vec<T> {
+    (0..fleet.aggsets.len())
+        .map(|s| {
+            let vals = aggset_values(fleet, s, key);
+            let parsed: Option<Vec<T>> = vals.iter().map(|v| v.trim().parse::<T>().ok()).collect();
+            match parsed {
+                Some(p) if !p.is_empty() => p.into_iter().fold(None, |m: Option<T>, x| match m {
+                    Some(m) if m <= x => Some(m),
+                    _ => Some(x),
+                }).unwrap_or(default),
+                _ => default,
+            }
+        })
+        .collect()
+}

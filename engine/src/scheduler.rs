@@ -1,0 +1,668 @@
+//! The scheduling pipeline of one boot request (DESIGN.md section 2 and
+//! FORMAT.md section 3): placement candidates, filters per instance, Nova's
+//! weighing, top-k selection with `host_subset_size`, the claim walk,
+//! consumption in place, and rollback of a failed multi-create.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::candidates::{PlacementQuery, PreparedQuery};
+use crate::config::SchedulerConfig;
+use crate::error::{EngineError, Result};
+use crate::filters::{self, FilterError, GroupView, HostFilter, RequestContext};
+use crate::fleet::{BATCH_ROWS, Fleet};
+use crate::mask::Mask;
+use crate::request::{BootRequest, ServerGroup, default_instance_uuid, format_uuid, parse_uuid};
+use crate::select::{Scored, TopK, weight_then_index};
+use crate::weights::{self, HostWeigher, Multiplier, Raw};
+
+/// One instance's part of a decision.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct InstanceDecision {
+    /// Instance uuid.
+    pub uuid: String,
+    /// Hosts that passed every filter.
+    pub passed: usize,
+    /// `[filter, hosts left]` after each filter that ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_trace: Option<Vec<(String, usize)>>,
+    /// The first five weighed hosts with their weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top5: Option<Vec<(String, f64)>>,
+    /// The host the claim landed on.
+    pub chosen: Option<String>,
+    /// Its weight.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
+    /// Alternates from the same cell (`select_destinations`' alternates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alternates: Vec<String>,
+}
+
+/// A scheduling decision, in FORMAT.md section 4's line format.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Decision {
+    /// Request index.
+    pub req: usize,
+    /// Request id.
+    pub id: Option<String>,
+    /// Instances asked for.
+    pub num_instances: usize,
+    /// Hosts entering the filters for instance 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement_candidates: Option<usize>,
+    /// `ok`, `no_valid_host`, `unsupported` or `nova_error`.
+    pub status: String,
+    /// `placement`, `filters` or `claim` on `no_valid_host`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_stage: Option<String>,
+    /// Why, for `unsupported` and `nova_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Chosen hosts, one per instance (empty on failure).
+    pub chosen: Vec<String>,
+    /// Per instance.
+    pub instances: Vec<InstanceDecision>,
+}
+
+/// Server groups known to the scheduler, evolving as requests add members.
+#[derive(Clone, Debug, Default)]
+pub struct Groups {
+    groups: HashMap<u128, GroupState>,
+}
+
+#[derive(Clone, Debug)]
+struct GroupState {
+    policy: String,
+    max_server_per_host: i64,
+    members: Vec<u128>,
+}
+
+impl Groups {
+    /// Registers groups from a request stream.
+    ///
+    /// # Errors
+    /// A bad uuid, policy or rule, naming the group.
+    pub fn new(groups: &[ServerGroup]) -> Result<Self> {
+        let mut out = Groups::default();
+        for g in groups {
+            let uuid = parse_uuid(&g.uuid)
+                .ok_or_else(|| EngineError::invalid(format!("server group uuid {:?} is not a uuid", g.uuid)))?;
+            if !["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"].contains(&g.policy.as_str()) {
+                return Err(EngineError::invalid(format!("server group {}: unknown policy {:?}", g.uuid, g.policy)));
+            }
+            let max = match g.rules.get("max_server_per_host") {
+                None => 1,
+                Some(v) => v
+                    .as_i64()
+                    .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| {
+                        EngineError::invalid(format!("server group {}: max_server_per_host must be a positive integer", g.uuid))
+                    })?,
+            };
+            let members = g.members.iter().filter_map(|m| parse_uuid(m)).collect();
+            out.groups.insert(uuid, GroupState { policy: g.policy.clone(), max_server_per_host: max, members });
+        }
+        Ok(out)
+    }
+}
+
+/// What instance `k` must remember of instance `j < k` to order ties as
+/// Nova does: candidates of `k` arrive in `j`'s sorted order.
+struct PriorOrder {
+    weights: Vec<f64>,
+    picked: u32,
+}
+
+/// An undo record for one consumed instance.
+struct Undo {
+    host: usize,
+    hoststate: [i32; 5],
+    stubbed: Option<u128>,
+}
+
+/// The scheduler: Nova's configured filters and weighers over a fleet.
+pub struct Scheduler {
+    conf: SchedulerConfig,
+    filters: Vec<Box<dyn HostFilter>>,
+    weighers: Vec<Box<dyn HostWeigher>>,
+    rng: ChaCha8Rng,
+    pool: Arc<rayon::ThreadPool>,
+    /// Include per-filter traces in decisions.
+    pub trace: bool,
+}
+
+/// Hosts kept per batch by the top-k pass: enough for the top five, the
+/// `host_subset_size` pick and alternates; the claim walk widens it when
+/// every kept host is full.
+const TOP_K: usize = 16;
+
+impl Scheduler {
+    /// A scheduler for `conf`, with a seed for `host_subset_size` picks.
+    ///
+    /// # Errors
+    /// An unknown filter or weigher name (listing the known ones).
+    pub fn new(conf: SchedulerConfig, seed: u64) -> Result<Self> {
+        let filters = conf.enabled_filters.iter().map(|n| filters::by_name(n)).collect::<Result<Vec<_>>>()?;
+        let weighers = weights::from_config(&conf)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("quiver-kernel-{i}"))
+            .build()
+            .map_err(|e| EngineError::Internal(format!("rayon pool: {e}")))?;
+        Ok(Self { conf, filters, weighers, rng: ChaCha8Rng::seed_from_u64(seed), pool: Arc::new(pool), trace: false })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.conf
+    }
+
+    /// Filter class names in order.
+    pub fn filter_names(&self) -> Vec<&'static str> {
+        self.filters.iter().map(|f| f.name()).collect()
+    }
+
+    /// Dotted weigher class paths in weighing order.
+    pub fn weigher_paths(&self) -> Vec<String> {
+        self.weighers.iter().map(|w| format!("{}.{}", w.module(), w.name())).collect()
+    }
+
+    /// The placement query Nova would send for `req` (its pre-filters
+    /// included: AZ to `member_of`, `!COMPUTE_STATUS_DISABLED`, `OWNER_NOVA`
+    /// once every compute is new enough).
+    ///
+    /// # Errors
+    /// A request Quiver's placement emulation does not model.
+    pub fn placement_query(&self, fleet: &Fleet, req: &BootRequest) -> std::result::Result<PlacementQuery, FilterError> {
+        let f = &req.flavor;
+        let mut amounts: Vec<(&str, i64)> = vec![
+            ("VCPU", f.vcpus as i64),
+            ("MEMORY_MB", f.memory_mb as i64),
+            (
+                "DISK_GB",
+                f.ephemeral_gb as i64 + (f.swap as u64).div_ceil(1024) as i64 + if req.is_bfv { 0 } else { f.root_gb as i64 },
+            ),
+        ];
+        let mut q = PlacementQuery::default();
+        for (key, value) in &f.extra_specs {
+            if let Some(rest) = key.strip_prefix("resources") {
+                return Err(FilterError::Unsupported(format!(
+                    "flavor extra spec resources{rest}={value}: resource overrides and numbered groups are not emulated"
+                )));
+            }
+            if let Some(t) = key.strip_prefix("trait:") {
+                match value.as_str() {
+                    "required" => q.required.push(t.to_owned()),
+                    "forbidden" => q.forbidden.push(t.to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        if fleet.min_service_version >= 73 {
+            q.required.push("OWNER_NOVA".into());
+        }
+        q.forbidden.push("COMPUTE_STATUS_DISABLED".into());
+        amounts.retain(|&(_, a)| a > 0);
+        for (rc, a) in amounts {
+            match fleet.rc_index(rc) {
+                Some(i) => q.resources.push((i, a)),
+                None => q.unknown_resources.push(rc.to_owned()),
+            }
+        }
+        if let Some(az) = req.availability_zone.as_deref().filter(|a| !a.is_empty()) {
+            let aggs: Vec<u32> = fleet
+                .aggregates
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| a.metadata.get("availability_zone").is_some_and(|v| v == az))
+                .map(|(i, _)| i as u32)
+                .collect();
+            if !aggs.is_empty() {
+                q.member_of.push(aggs);
+            }
+        }
+        Ok(q)
+    }
+
+    /// Schedules request `index` against `fleet`, claiming and consuming in
+    /// place; a failed request leaves the fleet as it was.
+    pub fn schedule(&mut self, fleet: &mut Fleet, groups: &mut Groups, req: &BootRequest, index: usize) -> Decision {
+        let n = req.num_instances.max(1) as usize;
+        let uuids: Vec<u128> =
+            (0..n).map(|k| req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))).collect();
+        let mut d = Decision {
+            req: index,
+            id: req.id.clone(),
+            num_instances: n,
+            placement_candidates: None,
+            status: "ok".into(),
+            failed_stage: None,
+            error: None,
+            chosen: Vec::new(),
+            instances: Vec::new(),
+        };
+        // 1. server group: members first, as nova-api adds them.
+        let mut group: Option<GroupView> = None;
+        if let Some(g) = req.hint_str("group") {
+            match parse_uuid(&g).and_then(|u| groups.groups.get_mut(&u)) {
+                Some(state) => {
+                    state.members.extend(uuids.iter().copied());
+                    let mut hosts: Vec<u32> =
+                        state.members.iter().filter_map(|m| fleet.instances.get(m).copied()).collect();
+                    hosts.sort_unstable();
+                    hosts.dedup();
+                    group = Some(GroupView {
+                        policy: state.policy.clone(),
+                        members: state.members.clone(),
+                        hosts,
+                        max_server_per_host: state.max_server_per_host,
+                    });
+                }
+                None => {
+                    d.status = "unsupported".into();
+                    d.error = Some(format!("scheduler hint group={g} names no known server group"));
+                    return d;
+                }
+            }
+        }
+        // 2. placement
+        let query = match self.placement_query(fleet, req) {
+            Ok(q) => q.prepare(fleet),
+            Err(e) => return fail_with(d, e),
+        };
+        let mut candidates = self.candidate_masks(fleet, &query);
+        let count: usize = candidates.iter().map(Mask::count).sum();
+        d.placement_candidates = Some(count);
+        if count == 0 {
+            d.status = "no_valid_host".into();
+            d.failed_stage = Some("placement".into());
+            return d;
+        }
+        // 3. per instance
+        let mut undo: Vec<Undo> = Vec::new();
+        let mut prior: Vec<PriorOrder> = Vec::new();
+        let mut failed: Option<(&'static str, Option<FilterError>)> = None;
+        for (k, &uuid) in uuids.iter().enumerate() {
+            let outcome = self.place_one(fleet, &query, req, group.as_ref(), uuid, k, n, &mut candidates, &mut prior);
+            match outcome {
+                Ok((io, Some(host))) => {
+                    // claim + consume in place
+                    for &(rc, a) in query.resources() {
+                        fleet.usage.used[rc][host] += a as i64;
+                        fleet.refresh_avail(rc, host);
+                    }
+                    let u = &mut fleet.usage;
+                    let saved = [u.free_ram_mb[host], u.free_disk_mb[host], u.vcpus_used[host], u.num_instances[host], u.num_io_ops[host]];
+                    let f = &req.flavor;
+                    u.free_ram_mb[host] -= f.memory_mb as i32;
+                    u.free_disk_mb[host] -= ((f.root_gb + f.ephemeral_gb) * 1024) as i32;
+                    u.vcpus_used[host] += f.vcpus as i32;
+                    u.num_instances[host] += 1;
+                    u.num_io_ops[host] += 1;
+                    let mut stubbed = None;
+                    if let Some(g) = group.as_mut() {
+                        g.hosts.push(host as u32);
+                        if let std::collections::hash_map::Entry::Vacant(e) = fleet.instances.entry(uuid) {
+                            e.insert(host as u32);
+                            stubbed = Some(uuid);
+                        }
+                    }
+                    undo.push(Undo { host, hoststate: saved, stubbed });
+                    d.instances.push(io);
+                }
+                Ok((io, None)) => {
+                    let stage = if io.top5.is_some() { "claim" } else { "filters" };
+                    d.instances.push(io);
+                    failed = Some((stage, None));
+                    break;
+                }
+                Err(e) => {
+                    failed = Some(("error", Some(e)));
+                    break;
+                }
+            }
+        }
+        match failed {
+            None => {
+                for (io, &u) in d.instances.iter().zip(&uuids) {
+                    if let Some(h) = io.chosen.as_deref().and_then(|h| fleet.index_of(h)) {
+                        fleet.instances.entry(u).or_insert(h as u32);
+                    }
+                }
+                d.chosen = d.instances.iter().filter_map(|i| i.chosen.clone()).collect();
+            }
+            Some((stage, err)) => {
+                for u in undo.into_iter().rev() {
+                    for &(rc, a) in query.resources() {
+                        fleet.usage.used[rc][u.host] -= a as i64;
+                        fleet.refresh_avail(rc, u.host);
+                    }
+                    let s = &mut fleet.usage;
+                    let h = u.host;
+                    [s.free_ram_mb[h], s.free_disk_mb[h], s.vcpus_used[h], s.num_instances[h], s.num_io_ops[h]] = u.hoststate;
+                    if let Some(stub) = u.stubbed {
+                        fleet.instances.remove(&stub);
+                    }
+                }
+                match err {
+                    Some(e) => {
+                        d.instances.clear();
+                        return fail_with(d, e);
+                    }
+                    None => {
+                        d.status = "no_valid_host".into();
+                        d.failed_stage = Some(stage.into());
+                    }
+                }
+            }
+        }
+        d
+    }
+
+    fn candidate_masks(&self, fleet: &Fleet, query: &PreparedQuery) -> Vec<Mask> {
+        self.pool.install(|| {
+            fleet
+                .batches
+                .par_iter()
+                .map(|b| {
+                    let mut m = Mask::zeros(b.len());
+                    query.candidates(fleet, b, m.words_mut());
+                    m
+                })
+                .collect()
+        })
+    }
+
+    /// Filters, weighs and picks a host for instance `k`; `candidates` holds
+    /// the hosts entering the filters and is left holding the survivors.
+    #[allow(clippy::too_many_arguments)]
+    fn place_one(
+        &mut self,
+        fleet: &Fleet,
+        query: &PreparedQuery,
+        req: &BootRequest,
+        group: Option<&GroupView>,
+        uuid: u128,
+        k: usize,
+        n: usize,
+        candidates: &mut [Mask],
+        prior: &mut Vec<PriorOrder>,
+    ) -> std::result::Result<(InstanceDecision, Option<usize>), FilterError> {
+        let ctx = RequestContext { fleet, conf: &self.conf, request: req, group, instance_uuid: uuid, index: k };
+        // filters
+        let mut kernels = Vec::new();
+        for f in &self.filters {
+            if k > 0 && f.run_filter_once_per_request() {
+                continue;
+            }
+            kernels.push((f.name(), f.prepare(&ctx)?));
+        }
+        let per_batch: Vec<Vec<usize>> = self.pool.install(|| {
+            candidates
+                .par_iter_mut()
+                .zip(fleet.batches.par_iter())
+                .map(|(mask, batch)| {
+                    let mut counts = Vec::with_capacity(kernels.len());
+                    for (_, kernel) in &kernels {
+                        if let Some(kernel) = kernel
+                            && !mask.none()
+                        {
+                            kernel(batch, mask.words_mut());
+                        }
+                        counts.push(mask.count());
+                    }
+                    counts
+                })
+                .collect()
+        });
+        let mut trace = Vec::new();
+        let mut passed = candidates.iter().map(Mask::count).sum::<usize>();
+        for (fi, (name, _)) in kernels.iter().enumerate() {
+            let c: usize = per_batch.iter().map(|v| v[fi]).sum();
+            trace.push((name.to_string(), c));
+            passed = c;
+            if c == 0 {
+                break;
+            }
+        }
+        let mut io = InstanceDecision {
+            uuid: format_uuid(uuid),
+            passed,
+            filter_trace: self.trace.then_some(trace),
+            top5: None,
+            chosen: None,
+            weight: None,
+            alternates: Vec::new(),
+        };
+        if passed == 0 {
+            return Ok((io, None));
+        }
+        // weighers
+        let survivors = Mask::from_words(candidates.iter().flat_map(|m| m.words().iter().copied()).collect(), fleet.len().div_ceil(64) * 64);
+        let mut raws: Vec<Raw<'_>> = Vec::new();
+        if passed > 1 {
+            for w in &self.weighers {
+                if let Some(r) = w.prepare(&ctx)? {
+                    if let Some(check) = &r.check {
+                        check(&survivors)?;
+                    }
+                    raws.push(r);
+                }
+            }
+        }
+        let need_weights = k + 1 < n;
+        let mut kk = TOP_K.max(self.conf.host_subset_size + self.conf.max_attempts + 5);
+        loop {
+            let (top, dense) = self.weigh_and_select(fleet, candidates, &raws, prior, kk, need_weights, passed);
+            // Nova's host_subset_size pick, then the rest in weight order.
+            let subset = self.conf.host_subset_size.min(top.len()).max(1);
+            let pick = if subset > 1 { self.rng.random_range(0..subset) } else { 0 };
+            let mut order = top.clone();
+            let picked = order.remove(pick);
+            order.insert(0, picked);
+            io.top5 = Some(top.iter().take(5).map(|s| (fleet.name(s.host as usize).to_owned(), s.weight)).collect());
+            let chosen = order.iter().position(|s| query.fits(fleet, s.host as usize));
+            if chosen.is_none() && top.len() < passed {
+                kk *= 16;
+                continue;
+            }
+            if need_weights {
+                prior.push(PriorOrder { weights: dense, picked: picked.host });
+            }
+            let Some(ci) = chosen else { return Ok((io, None)) };
+            let host = order[ci].host as usize;
+            io.chosen = Some(fleet.name(host).to_owned());
+            io.weight = Some(order[ci].weight);
+            let cell = |h: usize| {
+                let (b, r) = fleet.locate(h);
+                b.record.column_by_name("cell").map(|c| c.to_data().buffers()[0].typed_data::<u32>()[r])
+            };
+            io.alternates = order[ci + 1..]
+                .iter()
+                .map(|s| s.host as usize)
+                .filter(|&h| cell(h) == cell(host) && query.fits(fleet, h))
+                .take(self.conf.max_attempts.saturating_sub(1))
+                .map(|h| fleet.name(h).to_owned())
+                .collect();
+            return Ok((io, Some(host)));
+        }
+    }
+
+    /// Weighs the survivors (Nova's normalization) and keeps the best `k`.
+    /// Returns the dense weights too when a later instance needs them for
+    /// its tie-break order.
+    #[allow(clippy::too_many_arguments)]
+    fn weigh_and_select(
+        &self,
+        fleet: &Fleet,
+        survivors: &[Mask],
+        raws: &[Raw<'_>],
+        prior: &[PriorOrder],
+        k: usize,
+        need_weights: bool,
+        passed: usize,
+    ) -> (Vec<Scored>, Vec<f64>) {
+        // pass A: min and max of each weigher over the survivors
+        let nw = raws.len();
+        let ranges: Vec<(f64, f64)> = if passed > 1 && nw > 0 {
+            let per_batch: Vec<Vec<(f64, f64)>> = self.pool.install(|| {
+                survivors
+                    .par_iter()
+                    .zip(fleet.batches.par_iter())
+                    .map(|(mask, batch)| {
+                        let mut mm = vec![(f64::INFINITY, f64::NEG_INFINITY); nw];
+                        let mut buf = [0.0f64; 64];
+                        for (w, &word) in mask.words().iter().enumerate() {
+                            if word == 0 {
+                                continue;
+                            }
+                            let len = (batch.len() - w * 64).min(64);
+                            for (wi, r) in raws.iter().enumerate() {
+                                (r.values)(batch, w * 64, &mut buf[..len]);
+                                let (mut lo, mut hi) = mm[wi];
+                                for (b, &x) in buf[..len].iter().enumerate() {
+                                    let x = clamp(x, r.minval, r.maxval);
+                                    let on = (word >> b) & 1 == 1;
+                                    lo = if on && x < lo { x } else { lo };
+                                    hi = if on && x > hi { x } else { hi };
+                                }
+                                mm[wi] = (lo, hi);
+                            }
+                        }
+                        mm
+                    })
+                    .collect()
+            });
+            (0..nw)
+                .map(|wi| {
+                    let lo = per_batch.iter().map(|v| v[wi].0).fold(f64::INFINITY, f64::min);
+                    let hi = per_batch.iter().map(|v| v[wi].1).fold(f64::NEG_INFINITY, f64::max);
+                    (raws[wi].minval.unwrap_or(lo), raws[wi].maxval.unwrap_or(hi))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Weighers whose range is empty add `multiplier * 0` to every host.
+        let active: Vec<(usize, f64, f64)> = ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, (lo, hi))| lo != hi)
+            .map(|(i, &(lo, hi))| (i, lo, hi - lo))
+            .collect();
+        let better = |a: &Scored, b: &Scored| -> bool {
+            if a.weight != b.weight {
+                return a.weight > b.weight;
+            }
+            for p in prior.iter().rev() {
+                let (ha, hb) = (a.host, b.host);
+                if (ha == p.picked) != (hb == p.picked) {
+                    return ha == p.picked;
+                }
+                let (wa, wb) = (p.weights[ha as usize], p.weights[hb as usize]);
+                if wa != wb {
+                    return wa > wb;
+                }
+            }
+            a.host < b.host
+        };
+        let fast = prior.is_empty();
+        // pass B: fused scoring and per-batch top-k
+        let results: Vec<(TopK, Vec<(u32, f64)>)> = self.pool.install(|| {
+            survivors
+                .par_iter()
+                .zip(fleet.batches.par_iter())
+                .map(|(mask, batch)| {
+                    let mut top = TopK::new(k);
+                    let mut dense = Vec::new();
+                    let mut buf = [0.0f64; 64];
+                    let mut acc = [0.0f64; 64];
+                    for (w, &word) in mask.words().iter().enumerate() {
+                        if word == 0 {
+                            continue;
+                        }
+                        let len = (batch.len() - w * 64).min(64);
+                        acc[..len].fill(0.0);
+                        for &(wi, lo, range) in &active {
+                            let r = &raws[wi];
+                            (r.values)(batch, w * 64, &mut buf[..len]);
+                            match &r.multiplier {
+                                Multiplier::Const(m) => {
+                                    for b in 0..len {
+                                        acc[b] += m * ((clamp(buf[b], r.minval, r.maxval) - lo) / range);
+                                    }
+                                }
+                                Multiplier::PerAggset(ms) => {
+                                    let codes = &batch.aggset[w * 64..w * 64 + len];
+                                    for b in 0..len {
+                                        acc[b] += ms[codes[b] as usize] * ((clamp(buf[b], r.minval, r.maxval) - lo) / range);
+                                    }
+                                }
+                            }
+                        }
+                        let mut bits = word;
+                        while bits != 0 {
+                            let b = bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
+                            let s = Scored { weight: acc[b], host: (batch.start + w * 64 + b) as u32 };
+                            if fast {
+                                top.push(s, &weight_then_index);
+                            } else {
+                                top.push(s, &better);
+                            }
+                            if need_weights {
+                                dense.push((s.host, s.weight));
+                            }
+                        }
+                    }
+                    (top, dense)
+                })
+                .collect()
+        });
+        let mut weights = Vec::new();
+        if need_weights {
+            weights = vec![0.0; fleet.len()];
+            for (_, d) in &results {
+                for &(h, w) in d {
+                    weights[h as usize] = w;
+                }
+            }
+        }
+        let mut all = TopK::new(k);
+        for (t, _) in results {
+            all = if fast { all.merge(t, &weight_then_index) } else { all.merge(t, &better) };
+        }
+        (all.into_vec(), weights)
+    }
+}
+
+#[inline]
+fn clamp(x: f64, minval: Option<f64>, maxval: Option<f64>) -> f64 {
+    let x = match minval {
+        Some(m) if x < m => m,
+        _ => x,
+    };
+    match maxval {
+        Some(m) if x > m => m,
+        _ => x,
+    }
+}
+
+fn fail_with(mut d: Decision, e: FilterError) -> Decision {
+    d.status = match e {
+        FilterError::Unsupported(_) => "unsupported".into(),
+        FilterError::NovaError(_) => "nova_error".into(),
+    };
+    d.error = Some(e.to_string());
+    d.chosen.clear();
+    d
+}
+
+/// Rows per batch, re-exported for kernels that stride by batch.
+pub const ROWS: usize = BATCH_ROWS;

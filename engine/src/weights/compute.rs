@@ -1,0 +1,28 @@
+//! `BuildFailureWeigher`: hosts with recent build failures sink.
+use super::{HostWeigher, Raw, simple};
+use crate::filters::{FilterError, RequestContext};
+
+/// Raw value `failed_builds`; multiplier `-1 * build_failure_weight_multiplier`.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildFailureWeigher;
+
+impl HostWeigher for BuildFailureWeigher {
+    fn name(&self) -> &'static str {
+        "BuildFailureWeigher"
+    }
+    fn module(&self) -> &'static str {
+        "nova.scheduler.weights.compute"
+    }
+    fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
+        let values: super::RawFn<'a> = Box::new(|batch, row0, out| {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = batch.failed_builds[row0 + k] as f64;
+            }
+        });
+        let m = ctx.conf.build_failure_weight_multiplier;
+        Ok(simple(ctx, "build_failure_weight_multiplier", m, None, values).map(|mut r| {
+            r.multiplier = r.multiplier.negated();
+            r
+        }))
+    }
+}

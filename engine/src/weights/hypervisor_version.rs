@@ -1,0 +1,25 @@
+//! `HypervisorVersionWeigher`: prefer newer hypervisors.
+use super::{HostWeigher, Raw, simple};
+use crate::filters::{FilterError, RequestContext};
+
+/// Raw value `hypervisor_version`.
+#[derive(Debug, Clone, Copy)]
+pub struct HypervisorVersionWeigher;
+
+impl HostWeigher for HypervisorVersionWeigher {
+    fn name(&self) -> &'static str {
+        "HypervisorVersionWeigher"
+    }
+    fn module(&self) -> &'static str {
+        "nova.scheduler.weights.hypervisor_version"
+    }
+    fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
+        let values: super::RawFn<'a> = Box::new(|batch, row0, out| {
+            for (k, o) in out.iter_mut().enumerate() {
+                *o = batch.hypervisor_version[row0 + k] as f64;
+            }
+        });
+        let m = ctx.conf.hypervisor_version_weight_multiplier;
+        Ok(simple(ctx, "hypervisor_version_weight_multiplier", m, None, values))
+    }
+}

@@ -1,0 +1,176 @@
+//! Nova's host weighers with Nova's normalization (`nova/weights.py`):
+//! raw value per surviving host, clamped to the weigher's `minval`/`maxval`
+//! where defined, min-max normalized over the survivors, multiplied by a
+//! per-host multiplier (aggregate metadata override, else the option), and
+//! summed in weigher order.
+//!
+//! A weigher is prepared once per request instance and returns a [`Raw`]
+//! source that fills raw values 64 hosts at a time; `None` means it adds
+//! nothing to any host (a zero multiplier everywhere, or a constant raw
+//! value, which normalizes to 0).
+
+use crate::config::SchedulerConfig;
+use crate::filters::{FilterError, RequestContext};
+use crate::fleet::{Fleet, HostBatch};
+
+pub mod affinity;
+pub mod compute;
+pub mod cpu;
+pub mod cross_cell;
+pub mod disk;
+pub mod hypervisor_version;
+pub mod image_props;
+pub mod io_ops;
+pub mod metrics;
+pub mod num_instances;
+pub mod pci;
+pub mod ram;
+
+/// Fills raw values for `out.len()` rows of a batch starting at `row0`.
+pub type RawFn<'a> = Box<dyn Fn(&HostBatch, usize, &mut [f64]) + Send + Sync + 'a>;
+
+/// A prepared weigher.
+pub struct Raw<'a> {
+    /// Raw values.
+    pub values: RawFn<'a>,
+    /// Nova's `minval` (values below are clamped, and it is the low end).
+    pub minval: Option<f64>,
+    /// Nova's `maxval`.
+    pub maxval: Option<f64>,
+    /// Per-host multiplier.
+    pub multiplier: Multiplier,
+    /// Checked against the survivors before weighing (MetricsWeigher raises
+    /// in Nova when a required metric is missing).
+    pub check: Option<Box<dyn Fn(&crate::Mask) -> Result<(), FilterError> + Send + Sync + 'a>>,
+}
+
+/// A weigher's multiplier: one value, or one per aggregate set.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Multiplier {
+    /// The same for every host.
+    Const(f64),
+    /// Indexed by the host's aggregate-set code.
+    PerAggset(Vec<f64>),
+}
+
+impl Multiplier {
+    /// Nova's `utils.get_weight_multiplier`: the minimum of the host's
+    /// aggregates' metadata `option` parsed as float, else `default` (also
+    /// when a value does not parse).
+    pub fn resolve(fleet: &Fleet, option: &str, default: f64) -> Self {
+        let per = crate::filters::aggset_min_values::<f64>(fleet, option, default);
+        if per.iter().all(|&m| m == default) { Multiplier::Const(default) } else { Multiplier::PerAggset(per) }
+    }
+
+    /// Negates (BuildFailureWeigher's multiplier is `-1 *` the option).
+    pub fn negated(self) -> Self {
+        match self {
+            Multiplier::Const(m) => Multiplier::Const(-m),
+            Multiplier::PerAggset(v) => Multiplier::PerAggset(v.into_iter().map(|m| -m).collect()),
+        }
+    }
+
+    /// True when every host gets a zero multiplier.
+    pub fn is_zero(&self) -> bool {
+        match self {
+            Multiplier::Const(m) => *m == 0.0,
+            Multiplier::PerAggset(v) => v.iter().all(|&m| m == 0.0),
+        }
+    }
+}
+
+/// A Nova host weigher.
+pub trait HostWeigher: Send + Sync {
+    /// Nova class name.
+    fn name(&self) -> &'static str;
+    /// Nova module (for the dotted class path in decision headers).
+    fn module(&self) -> &'static str;
+    /// Request-level work; `None` when it adds nothing to any host.
+    ///
+    /// # Errors
+    /// A request Nova's weigher would raise on.
+    fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError>;
+}
+
+/// All 13 Nova 34 weighers in the order the parity harness sums them
+/// (module file, then class name).
+pub const WEIGHER_NAMES: [&str; 13] = [
+    "ServerGroupSoftAffinityWeigher",
+    "ServerGroupSoftAntiAffinityWeigher",
+    "BuildFailureWeigher",
+    "CPUWeigher",
+    "CrossCellWeigher",
+    "DiskWeigher",
+    "HypervisorVersionWeigher",
+    "ImagePropertiesWeigher",
+    "IoOpsWeigher",
+    "MetricsWeigher",
+    "NumInstancesWeigher",
+    "PCIWeigher",
+    "RAMWeigher",
+];
+
+/// Looks a weigher up by Nova class name (dotted paths accepted).
+///
+/// # Errors
+/// An unknown name, with the list of known ones.
+pub fn by_name(name: &str) -> Result<Box<dyn HostWeigher>, crate::EngineError> {
+    let short = name.rsplit('.').next().unwrap_or(name);
+    let w: Box<dyn HostWeigher> = match short {
+        "ServerGroupSoftAffinityWeigher" => Box::new(affinity::ServerGroupSoftAffinityWeigher),
+        "ServerGroupSoftAntiAffinityWeigher" => Box::new(affinity::ServerGroupSoftAntiAffinityWeigher),
+        "BuildFailureWeigher" => Box::new(compute::BuildFailureWeigher),
+        "CPUWeigher" => Box::new(cpu::CPUWeigher),
+        "CrossCellWeigher" => Box::new(cross_cell::CrossCellWeigher),
+        "DiskWeigher" => Box::new(disk::DiskWeigher),
+        "HypervisorVersionWeigher" => Box::new(hypervisor_version::HypervisorVersionWeigher),
+        "ImagePropertiesWeigher" => Box::new(image_props::ImagePropertiesWeigher),
+        "IoOpsWeigher" => Box::new(io_ops::IoOpsWeigher),
+        "MetricsWeigher" => Box::new(metrics::MetricsWeigher),
+        "NumInstancesWeigher" => Box::new(num_instances::NumInstancesWeigher),
+        "PCIWeigher" => Box::new(pci::PCIWeigher),
+        "RAMWeigher" => Box::new(ram::RAMWeigher),
+        _ => {
+            return Err(crate::EngineError::invalid(format!(
+                "unknown weigher {name:?}; Nova 34 weighers are: {}",
+                WEIGHER_NAMES.join(", ")
+            )));
+        }
+    };
+    Ok(w)
+}
+
+/// The weighers `[filter_scheduler] weight_classes` selects (all when empty),
+/// in harness order.
+///
+/// # Errors
+/// An unknown weigher name.
+pub fn from_config(conf: &SchedulerConfig) -> Result<Vec<Box<dyn HostWeigher>>, crate::EngineError> {
+    if conf.weight_classes.is_empty() {
+        return WEIGHER_NAMES.iter().map(|n| by_name(n)).collect();
+    }
+    conf.weight_classes.iter().map(|n| by_name(n)).collect()
+}
+
+/// A raw source reading one `i32` usage column through `col`.
+pub fn usage_column<'a>(fleet: &'a Fleet, col: fn(&Fleet) -> &Vec<i32>) -> RawFn<'a> {
+    Box::new(move |batch, row0, out| {
+        let v = &col(fleet)[batch.start + row0..batch.start + row0 + out.len()];
+        for (o, &x) in out.iter_mut().zip(v) {
+            *o = x as f64;
+        }
+    })
+}
+
+/// A weigher with a simple per-host multiplier option: `None` when the
+/// multiplier is zero everywhere.
+pub fn simple<'a>(
+    ctx: &RequestContext<'a>,
+    option: &str,
+    default: f64,
+    minval: Option<f64>,
+    values: RawFn<'a>,
+) -> Option<Raw<'a>> {
+    let multiplier = Multiplier::resolve(ctx.fleet, option, default);
+    (!multiplier.is_zero()).then_some(Raw { values, minval, maxval: None, multiplier, check: None })
+}
