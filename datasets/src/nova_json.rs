@@ -137,7 +137,11 @@ fn build_fleet(doc: FleetDoc) -> Result<Fleet> {
     let mut known: BTreeMap<u32, ()> = BTreeMap::new();
     let agg = |a: &AggregateDoc| Aggregate {
         id: a.id,
-        uuid: a.uuid.as_deref().and_then(quiver_engine::request::parse_uuid).unwrap_or_else(|| uuid5(&format!("agg:{}", a.id))),
+        uuid: a
+            .uuid
+            .as_deref()
+            .and_then(quiver_engine::request::parse_uuid)
+            .unwrap_or_else(|| uuid5(&format!("agg:{}", a.id))),
         name: a.name.clone().unwrap_or_else(|| format!("agg-{}", a.id)),
         metadata: a.metadata.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
     };
@@ -165,7 +169,9 @@ fn build_fleet(doc: FleetDoc) -> Result<Fleet> {
 
 fn get_i64(h: &Value, key: &str, default: Option<i64>, who: &str) -> Result<i64> {
     match h.get(key) {
-        None | Some(Value::Null) => default.ok_or_else(|| EngineError::invalid(format!("host {who}: missing required field {key:?}"))),
+        None | Some(Value::Null) => {
+            default.ok_or_else(|| EngineError::invalid(format!("host {who}: missing required field {key:?}")))
+        }
         Some(v) => v
             .as_i64()
             .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
@@ -176,7 +182,9 @@ fn get_i64(h: &Value, key: &str, default: Option<i64>, who: &str) -> Result<i64>
 fn get_f64(h: &Value, key: &str, default: f64, who: &str) -> Result<f64> {
     match h.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v.as_f64().ok_or_else(|| EngineError::invalid(format!("host {who}: field {key:?} must be a number, got {v}"))),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| EngineError::invalid(format!("host {who}: field {key:?} must be a number, got {v}"))),
     }
 }
 
@@ -232,7 +240,11 @@ fn host_record(h: &Value, index: usize, cells: &BTreeMap<String, String>) -> Res
             used: usage("VCPU", vcpus_used)?,
             ..Inventory::simple("VCPU", vcpus, cpu_r)
         },
-        Inventory { reserved: mem_res, used: usage("MEMORY_MB", (mem_used - mem_res).max(0))?, ..Inventory::simple("MEMORY_MB", mem, ram_r) },
+        Inventory {
+            reserved: mem_res,
+            used: usage("MEMORY_MB", (mem_used - mem_res).max(0))?,
+            ..Inventory::simple("MEMORY_MB", mem, ram_r)
+        },
         Inventory {
             reserved: get_i64(h, "disk_gb_reserved", Some(0), &who)?,
             used: usage("DISK_GB", disk_used)?,
@@ -245,11 +257,20 @@ fn host_record(h: &Value, index: usize, cells: &BTreeMap<String, String>) -> Res
     let service = ServiceRecord {
         disabled: svc.get("disabled").and_then(Value::as_bool).unwrap_or(false),
         forced_down: svc.get("forced_down").and_then(Value::as_bool).unwrap_or(false),
-        last_seen_up_age_s: svc.get("last_seen_up_age_s").and_then(Value::as_f64).unwrap_or(if up { 10.0 } else { 3600.0 }),
+        last_seen_up_age_s: svc.get("last_seen_up_age_s").and_then(Value::as_f64).unwrap_or(if up {
+            10.0
+        } else {
+            3600.0
+        }),
         version: svc.get("version").and_then(Value::as_i64).unwrap_or(74) as i32,
     };
-    let mut traits: Vec<String> =
-        h.get("traits").and_then(Value::as_array).into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect();
+    let mut traits: Vec<String> = h
+        .get("traits")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect();
     // What nova-compute reports on its own (FORMAT.md, `traits`).
     if service.version >= 73 {
         traits.push("OWNER_NOVA".into());
@@ -273,7 +294,9 @@ fn host_record(h: &Value, index: usize, cells: &BTreeMap<String, String>) -> Res
         })
         .collect();
     let host_ip = match h.get("host_ip").and_then(Value::as_str) {
-        Some(s) => Some(s.parse().map_err(|_| EngineError::invalid(format!("host {who}: host_ip {s:?} is not an IP address")))?),
+        Some(s) => Some(
+            s.parse().map_err(|_| EngineError::invalid(format!("host {who}: host_ip {s:?} is not an IP address")))?,
+        ),
         None => None,
     };
     let aggregates = h
@@ -282,10 +305,9 @@ fn host_record(h: &Value, index: usize, cells: &BTreeMap<String, String>) -> Res
         .into_iter()
         .flatten()
         .map(|a| {
-            a.as_u64()
-                .or_else(|| a.get("id").and_then(Value::as_u64))
-                .map(|x| x as u32)
-                .ok_or_else(|| EngineError::invalid(format!("host {who}: aggregate {a} is neither an id nor an object with one")))
+            a.as_u64().or_else(|| a.get("id").and_then(Value::as_u64)).map(|x| x as u32).ok_or_else(|| {
+                EngineError::invalid(format!("host {who}: aggregate {a} is neither an id nor an object with one"))
+            })
         })
         .collect::<Result<Vec<u32>>>()?;
     let supported_instances = h

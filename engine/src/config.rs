@@ -17,6 +17,42 @@ pub const DEFAULT_ENABLED_FILTERS: [&str; 5] = [
     "ServerGroupAffinityFilter",
 ];
 
+/// Filters the parity kit's `extended` profile adds to the default ones.
+pub const EXTENDED_FILTERS: [&str; 13] = [
+    "AggregateInstanceExtraSpecsFilter",
+    "AggregateMultiTenancyIsolation",
+    "SameHostFilter",
+    "DifferentHostFilter",
+    "NumInstancesFilter",
+    "IoOpsFilter",
+    "AggregateNumInstancesFilter",
+    "AggregateIoOpsFilter",
+    "IsolatedHostsFilter",
+    "JsonFilter",
+    "MetricsFilter",
+    "PciPassthroughFilter",
+    "NUMATopologyFilter",
+];
+
+/// Filters the `all` profile adds to the extended ones.
+pub const ALL_EXTRA_FILTERS: [&str; 4] =
+    ["AggregateImagePropertiesIsolation", "AggregateTypeAffinityFilter", "SimpleCIDRAffinityFilter", "AllHostsFilter"];
+
+/// The filter list of a parity-kit profile: `default`, `extended` or `all`.
+pub fn profile_filters(profile: &str) -> Option<Vec<String>> {
+    let mut f: Vec<&str> = DEFAULT_ENABLED_FILTERS.to_vec();
+    match profile {
+        "default" => {}
+        "extended" => f.extend(EXTENDED_FILTERS),
+        "all" => {
+            f.extend(EXTENDED_FILTERS);
+            f.extend(ALL_EXTRA_FILTERS);
+        }
+        _ => return None,
+    }
+    Some(f.into_iter().map(String::from).collect())
+}
+
 /// Scheduler options.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchedulerConfig {

@@ -234,13 +234,16 @@ impl Fleet {
         let nodename = string_col(rec, "nodename");
         let uuid = rec.column_by_name("uuid").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>());
         let host_ip = rec.column_by_name("host_ip").and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>());
-        let service_version = rec.column_by_name("service_version").and_then(|c| c.as_any().downcast_ref::<Int32Array>());
+        let service_version =
+            rec.column_by_name("service_version").and_then(|c| c.as_any().downcast_ref::<Int32Array>());
         let az = rec
             .column_by_name("availability_zone")
             .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<UInt32Type>>());
         let mut inventories = Vec::new();
         for (ri, c) in b.rc.iter().enumerate() {
-            let valid = rec.column_by_name(&format!("{}.total", self.resource_classes.name(ri as u32))).is_some_and(|a| a.is_valid(r));
+            let valid = rec
+                .column_by_name(&format!("{}.total", self.resource_classes.name(ri as u32)))
+                .is_some_and(|a| a.is_valid(r));
             if valid {
                 inventories.push(Inventory {
                     resource_class: self.resource_classes.name(ri as u32).to_owned(),
@@ -645,7 +648,9 @@ impl FleetBuilder {
             for rc in 0..n_rc {
                 let inv = |f: &dyn Fn(&Inventory) -> i64| -> ArrayRef {
                     Arc::new(Int32Array::from_iter(
-                        self.inventories[r.clone()].iter().map(|h| h.get(rc).and_then(|i| i.as_ref()).map(|i| f(i) as i32)),
+                        self.inventories[r.clone()]
+                            .iter()
+                            .map(|h| h.get(rc).and_then(|i| i.as_ref()).map(|i| f(i) as i32)),
                     ))
                 };
                 cols.push(inv(&|i| i.total));
@@ -787,8 +792,8 @@ fn typed_batch(start: usize, record: RecordBatch, rcs: &Interner) -> Result<Host
         let min_unit = prim::<Int32Type>(&record, &format!("{name}.min_unit"))?;
         let step_size = prim::<Int32Type>(&record, &format!("{name}.step_size"))?;
         let total_arr = record.column_by_name(&format!("{name}.total")).expect("total column");
-        let units_trivial = (0..record.num_rows())
-            .all(|i| total_arr.is_null(i) || (min_unit[i] <= 1 && step_size[i] == 1));
+        let units_trivial =
+            (0..record.num_rows()).all(|i| total_arr.is_null(i) || (min_unit[i] <= 1 && step_size[i] == 1));
         rc.push(RcColumns {
             total: prim::<Int32Type>(&record, &format!("{name}.total"))?,
             reserved: prim::<Int32Type>(&record, &format!("{name}.reserved"))?,

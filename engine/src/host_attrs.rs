@@ -27,22 +27,52 @@ pub fn lookup(name: &str) -> Option<Attr> {
         "stats" => Attr::Stats,
         "supported_instances" => Attr::SupportedInstances,
         "hypervisor_type" => Attr::HypervisorType,
-        "host" | "nodename" | "hypervisor_hostname" | "uuid" | "free_ram_mb" | "free_disk_mb" | "vcpus_total"
-        | "vcpus_used" | "num_instances" | "num_io_ops" | "failed_builds" | "hypervisor_version"
-        | "total_usable_ram_mb" | "total_usable_disk_gb" | "disk_mb_used" | "cpu_allocation_ratio"
-        | "ram_allocation_ratio" | "disk_allocation_ratio" | "host_ip" | "cell_uuid" => {
-            Attr::PerHost(static_name(name))
-        }
+        "host"
+        | "nodename"
+        | "hypervisor_hostname"
+        | "uuid"
+        | "free_ram_mb"
+        | "free_disk_mb"
+        | "vcpus_total"
+        | "vcpus_used"
+        | "num_instances"
+        | "num_io_ops"
+        | "failed_builds"
+        | "hypervisor_version"
+        | "total_usable_ram_mb"
+        | "total_usable_disk_gb"
+        | "disk_mb_used"
+        | "cpu_allocation_ratio"
+        | "ram_allocation_ratio"
+        | "disk_allocation_ratio"
+        | "host_ip"
+        | "cell_uuid" => Attr::PerHost(static_name(name)),
         _ => return None,
     })
 }
 
 fn static_name(name: &str) -> &'static str {
     const NAMES: [&str; 20] = [
-        "host", "nodename", "hypervisor_hostname", "uuid", "free_ram_mb", "free_disk_mb", "vcpus_total", "vcpus_used",
-        "num_instances", "num_io_ops", "failed_builds", "hypervisor_version", "total_usable_ram_mb",
-        "total_usable_disk_gb", "disk_mb_used", "cpu_allocation_ratio", "ram_allocation_ratio",
-        "disk_allocation_ratio", "host_ip", "cell_uuid",
+        "host",
+        "nodename",
+        "hypervisor_hostname",
+        "uuid",
+        "free_ram_mb",
+        "free_disk_mb",
+        "vcpus_total",
+        "vcpus_used",
+        "num_instances",
+        "num_io_ops",
+        "failed_builds",
+        "hypervisor_version",
+        "total_usable_ram_mb",
+        "total_usable_disk_gb",
+        "disk_mb_used",
+        "cpu_allocation_ratio",
+        "ram_allocation_ratio",
+        "disk_allocation_ratio",
+        "host_ip",
+        "cell_uuid",
     ];
     NAMES.iter().find(|n| **n == name).copied().unwrap_or("host")
 }

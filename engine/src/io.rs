@@ -1,7 +1,11 @@
 //! Placeholder
+use crate::{EngineError, Fleet, Result};
 use std::path::Path;
-use crate::{Fleet, Result, EngineError};
 /// Reads Parquet.
-pub fn read_parquet(_p: &Path) -> Result<Fleet> { Err(EngineError::invalid("todo")) }
+pub fn read_parquet(_p: &Path) -> Result<Fleet> {
+    Err(EngineError::invalid("todo"))
+}
 /// Reads IPC.
-pub fn read_ipc(_p: &Path) -> Result<Fleet> { Err(EngineError::invalid("todo")) }
+pub fn read_ipc(_p: &Path) -> Result<Fleet> {
+    Err(EngineError::invalid("todo"))
+}

@@ -103,7 +103,10 @@ impl Groups {
                     .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
                     .filter(|&n| n >= 1)
                     .ok_or_else(|| {
-                        EngineError::invalid(format!("server group {}: max_server_per_host must be a positive integer", g.uuid))
+                        EngineError::invalid(format!(
+                            "server group {}: max_server_per_host must be a positive integer",
+                            g.uuid
+                        ))
                     })?,
             };
             let members = g.members.iter().filter_map(|m| parse_uuid(m)).collect();
@@ -179,14 +182,20 @@ impl Scheduler {
     ///
     /// # Errors
     /// A request Quiver's placement emulation does not model.
-    pub fn placement_query(&self, fleet: &Fleet, req: &BootRequest) -> std::result::Result<PlacementQuery, FilterError> {
+    pub fn placement_query(
+        &self,
+        fleet: &Fleet,
+        req: &BootRequest,
+    ) -> std::result::Result<PlacementQuery, FilterError> {
         let f = &req.flavor;
         let mut amounts: Vec<(&str, i64)> = vec![
             ("VCPU", f.vcpus as i64),
             ("MEMORY_MB", f.memory_mb as i64),
             (
                 "DISK_GB",
-                f.ephemeral_gb as i64 + (f.swap as u64).div_ceil(1024) as i64 + if req.is_bfv { 0 } else { f.root_gb as i64 },
+                f.ephemeral_gb as i64
+                    + (f.swap as u64).div_ceil(1024) as i64
+                    + if req.is_bfv { 0 } else { f.root_gb as i64 },
             ),
         ];
         let mut q = PlacementQuery::default();
@@ -234,8 +243,11 @@ impl Scheduler {
     /// place; a failed request leaves the fleet as it was.
     pub fn schedule(&mut self, fleet: &mut Fleet, groups: &mut Groups, req: &BootRequest, index: usize) -> Decision {
         let n = req.num_instances.max(1) as usize;
-        let uuids: Vec<u128> =
-            (0..n).map(|k| req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))).collect();
+        let uuids: Vec<u128> = (0..n)
+            .map(|k| {
+                req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))
+            })
+            .collect();
         let mut d = Decision {
             req: index,
             id: req.id.clone(),
@@ -298,7 +310,13 @@ impl Scheduler {
                         fleet.refresh_avail(rc, host);
                     }
                     let u = &mut fleet.usage;
-                    let saved = [u.free_ram_mb[host], u.free_disk_mb[host], u.vcpus_used[host], u.num_instances[host], u.num_io_ops[host]];
+                    let saved = [
+                        u.free_ram_mb[host],
+                        u.free_disk_mb[host],
+                        u.vcpus_used[host],
+                        u.num_instances[host],
+                        u.num_io_ops[host],
+                    ];
                     let f = &req.flavor;
                     u.free_ram_mb[host] -= f.memory_mb as i32;
                     u.free_disk_mb[host] -= ((f.root_gb + f.ephemeral_gb) * 1024) as i32;
@@ -345,7 +363,8 @@ impl Scheduler {
                     }
                     let s = &mut fleet.usage;
                     let h = u.host;
-                    [s.free_ram_mb[h], s.free_disk_mb[h], s.vcpus_used[h], s.num_instances[h], s.num_io_ops[h]] = u.hoststate;
+                    [s.free_ram_mb[h], s.free_disk_mb[h], s.vcpus_used[h], s.num_instances[h], s.num_io_ops[h]] =
+                        u.hoststate;
                     if let Some(stub) = u.stubbed {
                         fleet.instances.remove(&stub);
                     }
@@ -444,7 +463,10 @@ impl Scheduler {
             return Ok((io, None));
         }
         // weighers
-        let survivors = Mask::from_words(candidates.iter().flat_map(|m| m.words().iter().copied()).collect(), fleet.len().div_ceil(64) * 64);
+        let survivors = Mask::from_words(
+            candidates.iter().flat_map(|m| m.words().iter().copied()).collect(),
+            fleet.len().div_ceil(64) * 64,
+        );
         let mut raws: Vec<Raw<'_>> = Vec::new();
         if passed > 1 {
             for w in &self.weighers {
@@ -550,12 +572,8 @@ impl Scheduler {
             Vec::new()
         };
         // Weighers whose range is empty add `multiplier * 0` to every host.
-        let active: Vec<(usize, f64, f64)> = ranges
-            .iter()
-            .enumerate()
-            .filter(|(_, (lo, hi))| lo != hi)
-            .map(|(i, &(lo, hi))| (i, lo, hi - lo))
-            .collect();
+        let active: Vec<(usize, f64, f64)> =
+            ranges.iter().enumerate().filter(|(_, (lo, hi))| lo != hi).map(|(i, &(lo, hi))| (i, lo, hi - lo)).collect();
         let better = |a: &Scored, b: &Scored| -> bool {
             if a.weight != b.weight {
                 return a.weight > b.weight;
@@ -601,7 +619,8 @@ impl Scheduler {
                                 Multiplier::PerAggset(ms) => {
                                     let codes = &batch.aggset[w * 64..w * 64 + len];
                                     for b in 0..len {
-                                        acc[b] += ms[codes[b] as usize] * ((clamp(buf[b], r.minval, r.maxval) - lo) / range);
+                                        acc[b] +=
+                                            ms[codes[b] as usize] * ((clamp(buf[b], r.minval, r.maxval) - lo) / range);
                                     }
                                 }
                             }

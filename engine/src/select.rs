@@ -72,8 +72,7 @@ mod tests {
 
     #[test]
     fn merge_equals_single_pass() {
-        let data: Vec<Scored> =
-            (0..500).map(|h| Scored { weight: ((h * 7919) % 97) as f64, host: h }).collect();
+        let data: Vec<Scored> = (0..500).map(|h| Scored { weight: ((h * 7919) % 97) as f64, host: h }).collect();
         let mut one = TopK::new(10);
         for s in &data {
             one.push(*s, &weight_then_index);

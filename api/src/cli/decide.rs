@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use quiver_engine::config::{DEFAULT_ENABLED_FILTERS, SchedulerConfig};
+use quiver_engine::config::{SchedulerConfig, profile_filters};
 use quiver_engine::{Groups, Scheduler};
 use serde_json::json;
 
@@ -24,33 +24,12 @@ pub enum Profile {
 impl Profile {
     /// The filter class names of the profile, in order.
     pub fn filters(self) -> Vec<String> {
-        let mut f: Vec<&str> = DEFAULT_ENABLED_FILTERS.to_vec();
-        if matches!(self, Profile::Extended | Profile::All) {
-            f.extend([
-                "AggregateInstanceExtraSpecsFilter",
-                "AggregateMultiTenancyIsolation",
-                "SameHostFilter",
-                "DifferentHostFilter",
-                "NumInstancesFilter",
-                "IoOpsFilter",
-                "AggregateNumInstancesFilter",
-                "AggregateIoOpsFilter",
-                "IsolatedHostsFilter",
-                "JsonFilter",
-                "MetricsFilter",
-                "PciPassthroughFilter",
-                "NUMATopologyFilter",
-            ]);
-        }
-        if matches!(self, Profile::All) {
-            f.extend([
-                "AggregateImagePropertiesIsolation",
-                "AggregateTypeAffinityFilter",
-                "SimpleCIDRAffinityFilter",
-                "AllHostsFilter",
-            ]);
-        }
-        f.into_iter().map(String::from).collect()
+        let name = match self {
+            Profile::Default => "default",
+            Profile::Extended => "extended",
+            Profile::All => "all",
+        };
+        profile_filters(name).expect("known profile")
     }
 }
 
@@ -143,6 +122,10 @@ pub fn run(a: DecideArgs) -> Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    tracing::info!(requests = stream.requests.len(), elapsed_ms = started.elapsed().as_millis() as u64, "decisions written");
+    tracing::info!(
+        requests = stream.requests.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "decisions written"
+    );
     Ok(())
 }

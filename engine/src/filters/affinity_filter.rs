@@ -136,9 +136,7 @@ impl HostFilter for SimpleCIDRAffinityFilter {
             .parse()
             .map_err(|_| FilterError::NovaError(format!("AddrFormatError: invalid IPNetwork {addr}{cidr}")))?;
         let fleet = ctx.fleet;
-        Ok(Some(per_host_kernel(move |i| {
-            fleet.host_record_ip(i).is_some_and(|ip| in_network(ip, net, prefix))
-        })))
+        Ok(Some(per_host_kernel(move |i| fleet.host_record_ip(i).is_some_and(|ip| in_network(ip, net, prefix)))))
     }
 }
 

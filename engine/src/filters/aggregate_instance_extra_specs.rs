@@ -39,7 +39,8 @@ impl HostFilter for AggregateInstanceExtraSpecsFilter {
             .map(|s| {
                 let md = aggset_metadata(ctx.fleet, s);
                 specs.iter().all(|(key, req)| {
-                    md.get(key).is_some_and(|vals| !vals.is_empty() && vals.iter().any(|v| extra_specs_ops::matches(v, req)))
+                    md.get(key)
+                        .is_some_and(|vals| !vals.is_empty() && vals.iter().any(|v| extra_specs_ops::matches(v, req)))
                 })
             })
             .collect();

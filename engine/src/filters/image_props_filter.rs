@@ -26,10 +26,9 @@ impl HostFilter for ImagePropertiesFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let fleet = ctx.fleet;
         let props = canonical_image_properties(ctx.request.image_properties());
-        let arch = props
-            .get("hw_architecture")
-            .cloned()
-            .or_else(|| ctx.conf.image_properties_default_architecture.as_deref().map(crate::image_props::canonical_arch));
+        let arch = props.get("hw_architecture").cloned().or_else(|| {
+            ctx.conf.image_properties_default_architecture.as_deref().map(crate::image_props::canonical_arch)
+        });
         let wanted: Vec<String> =
             [arch, props.get("img_hv_type").cloned(), props.get("hw_vm_mode").cloned()].into_iter().flatten().collect();
         if wanted.is_empty() {
@@ -37,7 +36,8 @@ impl HostFilter for ImagePropertiesFilter {
         }
         if props.contains_key("hw_maxphysaddr_bits") {
             return Err(FilterError::NovaError(
-                "AttributeError: 'str' object has no attribute 'get' (ImagePropertiesFilter with hw_maxphysaddr_bits)".into(),
+                "AttributeError: 'str' object has no attribute 'get' (ImagePropertiesFilter with hw_maxphysaddr_bits)"
+                    .into(),
             ));
         }
         let supp_lut: Vec<bool> = fleet
@@ -45,13 +45,13 @@ impl HostFilter for ImagePropertiesFilter {
             .iter()
             .map(|list| list.iter().any(|triple| wanted.iter().all(|w| triple.iter().any(|t| t == w))))
             .collect();
-        let version = match props.get("img_hv_requested_version") {
-            Some(v) => Some(
-                VersionPredicate::parse(v)
-                    .ok_or_else(|| FilterError::NovaError(format!("ValueError: bad package restriction syntax: {v}")))?,
-            ),
-            None => None,
-        };
+        let version =
+            match props.get("img_hv_requested_version") {
+                Some(v) => Some(VersionPredicate::parse(v).ok_or_else(|| {
+                    FilterError::NovaError(format!("ValueError: bad package restriction syntax: {v}"))
+                })?),
+                None => None,
+            };
         Ok(Some(Box::new(move |batch, mask| {
             let supp = &batch.supported;
             and_words(mask, supp.len(), |i| supp_lut[supp[i] as usize]);

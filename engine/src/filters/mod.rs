@@ -143,8 +143,12 @@ pub const FILTER_NAMES: [&str; 22] = [
 pub fn by_name(name: &str) -> Result<Box<dyn HostFilter>, crate::EngineError> {
     let short = name.rsplit('.').next().unwrap_or(name);
     let f: Box<dyn HostFilter> = match short {
-        "AggregateImagePropertiesIsolation" => Box::new(aggregate_image_properties_isolation::AggregateImagePropertiesIsolation),
-        "AggregateInstanceExtraSpecsFilter" => Box::new(aggregate_instance_extra_specs::AggregateInstanceExtraSpecsFilter),
+        "AggregateImagePropertiesIsolation" => {
+            Box::new(aggregate_image_properties_isolation::AggregateImagePropertiesIsolation)
+        }
+        "AggregateInstanceExtraSpecsFilter" => {
+            Box::new(aggregate_instance_extra_specs::AggregateInstanceExtraSpecsFilter)
+        }
         "AggregateIoOpsFilter" => Box::new(io_ops_filter::AggregateIoOpsFilter),
         "AggregateMultiTenancyIsolation" => Box::new(aggregate_multitenancy_isolation::AggregateMultiTenancyIsolation),
         "AggregateNumInstancesFilter" => Box::new(num_instances_filter::AggregateNumInstancesFilter),
@@ -298,10 +302,13 @@ pub fn aggset_min_values<T: std::str::FromStr + PartialOrd + Copy>(fleet: &Fleet
             let vals = aggset_values(fleet, s, key);
             let parsed: Option<Vec<T>> = vals.iter().map(|v| v.trim().parse::<T>().ok()).collect();
             match parsed {
-                Some(p) if !p.is_empty() => p.into_iter().fold(None, |m: Option<T>, x| match m {
-                    Some(m) if m <= x => Some(m),
-                    _ => Some(x),
-                }).unwrap_or(default),
+                Some(p) if !p.is_empty() => p
+                    .into_iter()
+                    .fold(None, |m: Option<T>, x| match m {
+                        Some(m) if m <= x => Some(m),
+                        _ => Some(x),
+                    })
+                    .unwrap_or(default),
                 _ => default,
             }
         })

@@ -4,7 +4,14 @@ use super::{FilterError, HostFilter, Kernel, RequestContext};
 
 /// Flavor extra specs and image properties that make Nova build a guest NUMA
 /// topology (`nova.virt.hardware.numa_get_constraints`).
-const NUMA_KEYS: [&str; 6] = ["hw:numa_nodes", "hw:cpu_policy", "hw:mem_page_size", "hw:numa_cpus.0", "hw:numa_mem.0", "hw:pci_numa_affinity_policy"];
+const NUMA_KEYS: [&str; 6] = [
+    "hw:numa_nodes",
+    "hw:cpu_policy",
+    "hw:mem_page_size",
+    "hw:numa_cpus.0",
+    "hw:numa_mem.0",
+    "hw:pci_numa_affinity_policy",
+];
 const NUMA_IMAGE_PROPS: [&str; 4] = ["hw_numa_nodes", "hw_cpu_policy", "hw_mem_page_size", "hw_numa_cpus.0"];
 
 /// Passes every host when the request asks for no NUMA topology. Quiver does

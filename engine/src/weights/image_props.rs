@@ -17,8 +17,12 @@ impl HostWeigher for ImagePropertiesWeigher {
         "nova.scheduler.weights.image_props"
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
-        if super::Multiplier::resolve(ctx.fleet, "image_props_weight_multiplier", ctx.conf.image_props_weight_multiplier)
-            .is_zero()
+        if super::Multiplier::resolve(
+            ctx.fleet,
+            "image_props_weight_multiplier",
+            ctx.conf.image_props_weight_multiplier,
+        )
+        .is_zero()
         {
             Ok(None)
         } else {

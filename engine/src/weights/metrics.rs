@@ -28,7 +28,7 @@ impl HostWeigher for MetricsWeigher {
         let unavailable = conf.metrics_weight_of_unavailable;
         let mult = multiplier.clone();
         let check_setting = setting.clone();
-        let check: Box<dyn Fn(&crate::Mask) -> Result<(), FilterError> + Send + Sync + 'a> = Box::new(move |survivors| {
+        let check: super::CheckFn<'a> = Box::new(move |survivors| {
             if !required {
                 return Ok(());
             }

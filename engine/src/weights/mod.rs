@@ -29,6 +29,9 @@ pub mod ram;
 /// Fills raw values for `out.len()` rows of a batch starting at `row0`.
 pub type RawFn<'a> = Box<dyn Fn(&HostBatch, usize, &mut [f64]) + Send + Sync + 'a>;
 
+/// Checks the survivors before weighing.
+pub type CheckFn<'a> = Box<dyn Fn(&crate::Mask) -> Result<(), FilterError> + Send + Sync + 'a>;
+
 /// A prepared weigher.
 pub struct Raw<'a> {
     /// Raw values.
@@ -41,7 +44,7 @@ pub struct Raw<'a> {
     pub multiplier: Multiplier,
     /// Checked against the survivors before weighing (MetricsWeigher raises
     /// in Nova when a required metric is missing).
-    pub check: Option<Box<dyn Fn(&crate::Mask) -> Result<(), FilterError> + Send + Sync + 'a>>,
+    pub check: Option<CheckFn<'a>>,
 }
 
 /// A weigher's multiplier: one value, or one per aggregate set.
