@@ -356,3 +356,61 @@ fn host_record(h: &Value, index: usize, cells: &BTreeMap<String, String>) -> Res
         instances,
     })
 }
+
+/// Writes a fleet as `nova-sched-fleet/v1` JSON, one host per line.
+///
+/// # Errors
+/// An I/O failure.
+pub fn write_fleet(fleet: &Fleet, path: &Path) -> Result<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| EngineError::Io { context: format!("writing {}", path.display()), source: e };
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let aggs: Vec<Value> = fleet
+        .aggregates
+        .iter()
+        .map(|a| serde_json::json!({"id": a.id, "uuid": quiver_engine::request::format_uuid(a.uuid), "name": a.name, "metadata": a.metadata}))
+        .collect();
+    let conf: serde_json::Map<String, Value> = fleet.nova_conf.iter().cloned().collect();
+    writeln!(
+        w,
+        "{{\n\"format\": \"{FLEET_FORMAT}\",\n\"aggregates\": {},\n\"nova_conf\": {},\n\"hosts\": [",
+        Value::Array(aggs),
+        Value::Object(conf)
+    )
+    .map_err(io)?;
+    for i in 0..fleet.len() {
+        let h = fleet.host_record(i);
+        let inv = |rc: &str| h.inventory(rc).cloned().unwrap_or_else(|| Inventory::simple(rc, 0, 1.0));
+        let (v, m, d) = (inv("VCPU"), inv("MEMORY_MB"), inv("DISK_GB"));
+        let mut stats = h.stats.clone();
+        for k in ["num_instances", "io_workload", "failed_builds"] {
+            stats.remove(k);
+        }
+        let obj = serde_json::json!({
+            "name": h.name, "nodename": h.nodename, "uuid": quiver_engine::request::format_uuid(h.uuid), "cell": h.cell,
+            "availability_zone": h.availability_zone, "aggregates": h.aggregates,
+            "host_ip": h.host_ip.map(|ip| ip.to_string()),
+            "vcpus_total": v.total, "vcpus_used": h.vcpus_used, "vcpus_reserved": v.reserved,
+            "memory_mb_total": m.total, "memory_mb_reserved": m.reserved, "memory_mb_used": m.total - h.free_ram_mb,
+            "free_ram_mb": h.free_ram_mb,
+            "disk_gb_total": d.total, "disk_gb_reserved": d.reserved, "disk_gb_used": d.total - h.free_disk_mb / 1024,
+            "free_disk_gb": h.free_disk_mb / 1024,
+            "cpu_allocation_ratio": v.allocation_ratio, "ram_allocation_ratio": m.allocation_ratio,
+            "disk_allocation_ratio": d.allocation_ratio,
+            "num_instances": h.num_instances, "num_io_ops": h.num_io_ops, "failed_builds": h.failed_builds,
+            "stats": stats, "hypervisor_type": h.hypervisor_type, "hypervisor_version": h.hypervisor_version,
+            "cpu_info": serde_json::from_str::<Value>(&h.cpu_info).unwrap_or(Value::String(h.cpu_info.clone())),
+            "supported_instances": h.supported_instances,
+            "service": {"disabled": h.service.disabled, "forced_down": h.service.forced_down,
+                        "last_seen_up_age_s": h.service.last_seen_up_age_s, "version": h.service.version},
+            "traits": h.traits.iter().filter(|t| *t != "OWNER_NOVA" && *t != "COMPUTE_STATUS_DISABLED").collect::<Vec<_>>(),
+            "metrics": h.metrics.iter().map(|(n, v)| serde_json::json!({"name": n, "value": if n.ends_with(".percent") { v / 100.0 } else { *v }})).collect::<Vec<_>>(),
+            "instances": h.instances.iter().map(|u| quiver_engine::request::format_uuid(*u)).collect::<Vec<_>>(),
+            "placement_usage": {"VCPU": v.used, "MEMORY_MB": m.used, "DISK_GB": d.used},
+        });
+        let sep = if i + 1 < fleet.len() { "," } else { "" };
+        writeln!(w, "{obj}{sep}").map_err(io)?;
+    }
+    writeln!(w, "]}}").map_err(io)?;
+    w.flush().map_err(io)
+}
