@@ -227,6 +227,30 @@ impl Fleet {
             avail_of(c.total[r], c.reserved[r], c.allocation_ratio[r], c.max_unit[r], self.usage.used[rc][host]);
     }
 
+    /// Claims `resources` (`(class column, amount)`) on `host` if they fit
+    /// now: O(1), no batch is touched. Returns false, changing nothing, when
+    /// they do not fit (Placement's capacity rule).
+    #[inline]
+    pub fn claim(&mut self, host: usize, resources: &[(usize, i32)]) -> bool {
+        if !resources.iter().all(|&(rc, a)| a <= self.usage.avail[rc][host]) {
+            return false;
+        }
+        for &(rc, a) in resources {
+            self.usage.used[rc][host] += a as i64;
+            self.refresh_avail(rc, host);
+        }
+        true
+    }
+
+    /// Releases what [`Fleet::claim`] took.
+    #[inline]
+    pub fn release(&mut self, host: usize, resources: &[(usize, i32)]) {
+        for &(rc, a) in resources {
+            self.usage.used[rc][host] -= a as i64;
+            self.refresh_avail(rc, host);
+        }
+    }
+
     /// Rebuilds host `i` as a [`HostRecord`] (for export and inspection).
     pub fn host_record(&self, host: usize) -> HostRecord {
         let (b, r) = self.locate(host);

@@ -304,11 +304,9 @@ impl Scheduler {
             let outcome = self.place_one(fleet, &query, req, group.as_ref(), uuid, k, n, &mut candidates, &mut prior);
             match outcome {
                 Ok((io, Some(host))) => {
-                    // claim + consume in place
-                    for &(rc, a) in query.resources() {
-                        fleet.usage.used[rc][host] += a as i64;
-                        fleet.refresh_avail(rc, host);
-                    }
+                    // claim + consume in place (the walk checked that it fits)
+                    let claimed = fleet.claim(host, query.resources());
+                    debug_assert!(claimed, "claim walk picked a host that does not fit");
                     let u = &mut fleet.usage;
                     let saved = [
                         u.free_ram_mb[host],
@@ -357,10 +355,7 @@ impl Scheduler {
             }
             Some((stage, err)) => {
                 for u in undo.into_iter().rev() {
-                    for &(rc, a) in query.resources() {
-                        fleet.usage.used[rc][u.host] -= a as i64;
-                        fleet.refresh_avail(rc, u.host);
-                    }
+                    fleet.release(u.host, query.resources());
                     let s = &mut fleet.usage;
                     let h = u.host;
                     [s.free_ram_mb[h], s.free_disk_mb[h], s.vcpus_used[h], s.num_instances[h], s.num_io_ops[h]] =
