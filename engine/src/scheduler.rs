@@ -680,3 +680,88 @@ fn fail_with(mut d: Decision, e: FilterError) -> Decision {
 
 /// Rows per batch, re-exported for kernels that stride by batch.
 pub const ROWS: usize = BATCH_ROWS;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{HostRecord, Inventory};
+    use crate::request::Flavor;
+
+    fn fleet(n: usize, vcpus: i64) -> Fleet {
+        let mut b = crate::FleetBuilder::new();
+        for i in 0..n {
+            b.push(HostRecord {
+                name: format!("h{i}"),
+                inventories: vec![Inventory::simple("VCPU", vcpus, 1.0), Inventory::simple("MEMORY_MB", 8192, 1.0)],
+                free_ram_mb: 8192 - i as i64, // a strict order: h0 is the best for RAMWeigher
+                traits: vec!["OWNER_NOVA".into()],
+                hypervisor_type: "QEMU".into(),
+                cpu_info: "{}".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        b.finish().unwrap()
+    }
+
+    fn req(n: u32, vcpus: u32) -> BootRequest {
+        BootRequest {
+            flavor: Flavor { vcpus, memory_mb: 1024, ..Default::default() },
+            num_instances: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failed_multi_create_rolls_back_every_claim() {
+        let mut f = fleet(3, 4);
+        let before = (f.usage.used.clone(), f.usage.avail.clone(), f.usage.free_ram_mb.clone(), f.instances.len());
+        let mut s = Scheduler::new(SchedulerConfig::default(), 0).unwrap();
+        // 3 hosts x 4 vCPU = 12; ask for 4 x 4 vCPU: the fourth cannot fit.
+        let d = s.schedule(&mut f, &mut Groups::default(), &req(4, 4), 0);
+        assert_eq!(d.status, "no_valid_host");
+        assert_eq!(d.instances.len(), 4);
+        assert_eq!(d.instances[3].chosen, None);
+        assert_eq!(
+            (f.usage.used.clone(), f.usage.avail.clone(), f.usage.free_ram_mb.clone(), f.instances.len()),
+            before
+        );
+        // Three fit, one per host, best first.
+        let d = s.schedule(&mut f, &mut Groups::default(), &req(3, 4), 1);
+        assert_eq!(d.status, "ok");
+        assert_eq!(d.chosen, vec!["h0", "h1", "h2"]);
+        assert!((0..3).all(|h| f.usage.avail[0][h] == 0));
+        assert_eq!(f.instances.len(), 3);
+    }
+
+    #[test]
+    fn host_subset_size_is_random_but_seeded() {
+        let pick = |seed| {
+            let mut f = fleet(50, 64);
+            let mut conf = SchedulerConfig::default();
+            conf.host_subset_size = 10;
+            let mut s = Scheduler::new(conf, seed).unwrap();
+            (0..8)
+                .map(|i| s.schedule(&mut f, &mut Groups::default(), &req(1, 1), i).chosen[0].clone())
+                .collect::<Vec<_>>()
+        };
+        let a = pick(7);
+        assert_eq!(a, pick(7));
+        assert_ne!(a, pick(8));
+        assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1, "{a:?}");
+    }
+
+    #[test]
+    fn numa_requests_are_rejected_not_ignored() {
+        let mut f = fleet(2, 4);
+        let mut conf = SchedulerConfig::default();
+        conf.enabled_filters.push("NUMATopologyFilter".into());
+        let mut s = Scheduler::new(conf, 0).unwrap();
+        let mut r = req(1, 1);
+        r.flavor.extra_specs.insert("hw:numa_nodes".into(), "2".into());
+        let d = s.schedule(&mut f, &mut Groups::default(), &r, 0);
+        assert_eq!(d.status, "unsupported");
+        assert!(d.error.unwrap().contains("not supported yet"));
+        assert!(f.instances.is_empty());
+    }
+}
