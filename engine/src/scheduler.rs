@@ -738,8 +738,7 @@ mod tests {
     fn host_subset_size_is_random_but_seeded() {
         let pick = |seed| {
             let mut f = fleet(50, 64);
-            let mut conf = SchedulerConfig::default();
-            conf.host_subset_size = 10;
+            let conf = SchedulerConfig { host_subset_size: 10, ..Default::default() };
             let mut s = Scheduler::new(conf, seed).unwrap();
             (0..8)
                 .map(|i| s.schedule(&mut f, &mut Groups::default(), &req(1, 1), i).chosen[0].clone())
