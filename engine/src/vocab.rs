@@ -4,7 +4,8 @@
 //! Traits get bits lazily: a trait gets a bit when the first host carries it,
 //! so the per-host trait set stays as narrow as the fleet's real variety.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use crate::error::EngineError;
 
@@ -13,14 +14,20 @@ pub const STANDARD_RESOURCE_CLASSES: &str = include_str!("vocab/os_resource_clas
 /// Standard traits from os-traits.
 pub const STANDARD_TRAITS: &str = include_str!("vocab/os_traits.txt");
 
+fn standard(list: &'static str, cell: &'static OnceLock<HashSet<&'static str>>) -> &'static HashSet<&'static str> {
+    cell.get_or_init(|| list.lines().collect())
+}
+
 /// True when `name` is a standard trait or a well-formed custom one.
 pub fn is_known_trait(name: &str) -> bool {
-    is_custom_name(name) || STANDARD_TRAITS.lines().any(|t| t == name)
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    is_custom_name(name) || standard(STANDARD_TRAITS, &SET).contains(name)
 }
 
 /// True when `name` is a standard resource class or a well-formed custom one.
 pub fn is_known_resource_class(name: &str) -> bool {
-    is_custom_name(name) || STANDARD_RESOURCE_CLASSES.lines().any(|t| t == name)
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    is_custom_name(name) || standard(STANDARD_RESOURCE_CLASSES, &SET).contains(name)
 }
 
 /// Placement's rule for custom names: `CUSTOM_` then `[A-Z0-9_]+`.

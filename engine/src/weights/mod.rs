@@ -21,6 +21,7 @@ pub mod disk;
 pub mod hypervisor_version;
 pub mod image_props;
 pub mod io_ops;
+pub mod kernels;
 pub mod metrics;
 pub mod num_instances;
 pub mod pci;
