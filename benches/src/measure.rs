@@ -23,8 +23,9 @@ pub fn median(mut d: Vec<Duration>) -> Duration {
     d.get(d.len() / 2).copied().unwrap_or_default()
 }
 
-/// Times `reps` decisions of `req` (each claims, then is released so the
-/// fleet does not drift), returning per-decision durations.
+/// Times `reps` decisions of `req`, returning per-decision durations. Each
+/// decision claims and consumes its host as Nova does; the Placement claim
+/// is released again so capacity does not run out over many repetitions.
 pub fn time_decisions(fleet: &mut Fleet, sched: &mut Scheduler, req: &BootRequest, reps: usize) -> Vec<Duration> {
     let mut groups = Groups::default();
     let q = sched.placement_query(fleet, req).ok().map(|q| q.prepare(fleet));
@@ -69,19 +70,18 @@ pub fn bandwidth_floor(fleet: &Fleet, reps: usize) -> (Duration, usize) {
                     add32(&col[r.clone()]);
                 }
                 add32(&b.failed_builds);
-                add32(&b.rc[0].total);
                 let mut add_u32 = |s: &[u32]| {
                     acc = acc.wrapping_add(s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)));
                     n += s.len() * 4;
                 };
                 add_u32(&b.traitset);
                 add_u32(&b.aggset);
+                add_u32(&b.rc[0].code);
                 let mut add64 = |s: &[f64]| {
                     acc = acc.wrapping_add(s.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())));
                     n += s.len() * 8;
                 };
                 add64(&b.service_age_s);
-                add64(&b.rc[0].allocation_ratio);
                 acc = acc.wrapping_add(b.hypervisor_version.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)));
                 n += b.len() * 8;
                 (acc, n)

@@ -99,7 +99,11 @@ impl PreparedQuery {
             and_fits(&fleet.usage.avail[rc][batch.range()], amount, mask);
             let c = &batch.rc[rc];
             if !c.units_trivial {
-                crate::filters::and_words(mask, n, |i| c.min_unit[i] <= amount && amount % c.step_size[i].max(1) == 0);
+                let ok: Vec<bool> = fleet.inventory_profiles[rc]
+                    .iter()
+                    .map(|p| p.is_some_and(|p| p.min_unit <= amount && amount % p.step_size.max(1) == 0))
+                    .collect();
+                crate::filters::and_words(mask, n, |i| ok[c.code[i] as usize]);
             }
         }
         if !self.traitset_ok.iter().all(|&b| b) {

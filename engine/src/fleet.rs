@@ -9,6 +9,7 @@
 //! never rebuilds a batch.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use arrow_array::types::UInt32Type;
@@ -27,21 +28,40 @@ use crate::vocab::Interner;
 /// shifting (DESIGN.md section 3).
 pub const BATCH_ROWS: usize = 65_536;
 
-/// Typed views of one resource class's inventory columns in a batch.
+/// One distinct inventory of a resource class: the dictionary values behind
+/// a `{RC}.inventory` code column. Hosts of one hardware class share one, so
+/// a fleet holds a handful per class instead of 28 bytes per host.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InventoryProfile {
+    /// `total`.
+    pub total: i32,
+    /// `reserved`.
+    pub reserved: i32,
+    /// `min_unit`.
+    pub min_unit: i32,
+    /// `max_unit`.
+    pub max_unit: i32,
+    /// `step_size`.
+    pub step_size: i32,
+    /// `allocation_ratio`.
+    pub allocation_ratio: f64,
+}
+
+/// Hashable identity of an [`InventoryProfile`] (the ratio by its bits).
+type ProfileKey = (i32, i32, i32, i32, i32, u64);
+
+impl InventoryProfile {
+    fn key(&self) -> ProfileKey {
+        (self.total, self.reserved, self.min_unit, self.max_unit, self.step_size, self.allocation_ratio.to_bits())
+    }
+}
+
+/// Typed view of one resource class's inventory code column in a batch.
 #[derive(Clone, Debug)]
 pub struct RcColumns {
-    /// `total`; 0 where the host has no inventory of the class.
-    pub total: ScalarBuffer<i32>,
-    /// `reserved`.
-    pub reserved: ScalarBuffer<i32>,
-    /// `min_unit`.
-    pub min_unit: ScalarBuffer<i32>,
-    /// `max_unit`.
-    pub max_unit: ScalarBuffer<i32>,
-    /// `step_size`.
-    pub step_size: ScalarBuffer<i32>,
-    /// `allocation_ratio`.
-    pub allocation_ratio: ScalarBuffer<f64>,
+    /// Per host, the index of its [`InventoryProfile`] in
+    /// `Fleet::inventory_profiles[rc]`; 0 means no inventory of the class.
+    pub code: ScalarBuffer<u32>,
     /// True when every host of the batch has `min_unit <= 1` and
     /// `step_size == 1`, so the unit checks can be skipped.
     pub units_trivial: bool,
@@ -139,6 +159,9 @@ pub struct Fleet {
     pub usage: Usage,
     /// Resource classes with a column group, in column order.
     pub resource_classes: Interner,
+    /// Per resource class, the distinct inventories (`None` at code 0: the
+    /// host has no inventory of the class).
+    pub inventory_profiles: Vec<Vec<Option<InventoryProfile>>>,
     /// Traits with a bit.
     pub traits: Interner,
     /// Aggregates, in id order.
@@ -161,8 +184,10 @@ pub struct Fleet {
     pub metrics: Vec<MetricColumn>,
     /// Where each known instance lives (instance uuid -> host index).
     pub instances: HashMap<u128, u32>,
-    /// Host index by name.
-    pub by_name: HashMap<String, u32>,
+    /// Host index by name: stores host indices only and hashes the names
+    /// in the `name` column, so names are not held twice.
+    by_name: hashbrown::HashTable<u32>,
+    name_hasher: hashbrown::DefaultHashBuilder,
     /// Smallest nova-compute service version in the fleet.
     pub min_service_version: i32,
     /// Nova option overrides carried by the fleet file (`group.option`).
@@ -200,7 +225,15 @@ impl Fleet {
 
     /// Host index by name.
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.by_name.get(name).map(|&i| i as usize)
+        let h = self.name_hasher.hash_one(name);
+        self.by_name.find(h, |&i| self.name(i as usize) == name).map(|&i| i as usize)
+    }
+
+    /// The inventory of class `rc` on `host`, if it has one.
+    #[inline]
+    pub fn inventory(&self, rc: usize, host: usize) -> Option<&InventoryProfile> {
+        let (b, r) = self.locate(host);
+        self.inventory_profiles[rc][b.rc[rc].code[r] as usize].as_ref()
     }
 
     /// Resource class column index by name.
@@ -221,10 +254,11 @@ impl Fleet {
     /// Recomputes the derived `avail` of one host and class from `used`.
     #[inline]
     pub fn refresh_avail(&mut self, rc: usize, host: usize) {
-        let (b, r) = (&self.batches[host / BATCH_ROWS], host % BATCH_ROWS);
-        let c = &b.rc[rc];
-        self.usage.avail[rc][host] =
-            avail_of(c.total[r], c.reserved[r], c.allocation_ratio[r], c.max_unit[r], self.usage.used[rc][host]);
+        let used = self.usage.used[rc][host];
+        self.usage.avail[rc][host] = match self.inventory(rc, host) {
+            Some(p) => avail_of(p.total, p.reserved, p.allocation_ratio, p.max_unit, used),
+            None => -1,
+        };
     }
 
     /// Claims `resources` (`(class column, amount)`) on `host` if they fit
@@ -264,19 +298,16 @@ impl Fleet {
             .column_by_name("availability_zone")
             .and_then(|c| c.as_any().downcast_ref::<DictionaryArray<UInt32Type>>());
         let mut inventories = Vec::new();
-        for (ri, c) in b.rc.iter().enumerate() {
-            let valid = rec
-                .column_by_name(&format!("{}.total", self.resource_classes.name(ri as u32)))
-                .is_some_and(|a| a.is_valid(r));
-            if valid {
+        for ri in 0..b.rc.len() {
+            if let Some(p) = self.inventory(ri, host) {
                 inventories.push(Inventory {
                     resource_class: self.resource_classes.name(ri as u32).to_owned(),
-                    total: c.total[r] as i64,
-                    reserved: c.reserved[r] as i64,
-                    min_unit: c.min_unit[r] as i64,
-                    max_unit: c.max_unit[r] as i64,
-                    step_size: c.step_size[r] as i64,
-                    allocation_ratio: c.allocation_ratio[r],
+                    total: p.total as i64,
+                    reserved: p.reserved as i64,
+                    min_unit: p.min_unit as i64,
+                    max_unit: p.max_unit as i64,
+                    step_size: p.step_size as i64,
+                    allocation_ratio: p.allocation_ratio,
                     used: self.usage.used[ri][host],
                 });
             }
@@ -344,7 +375,7 @@ impl Fleet {
             + 5 * 4 * self.len();
         let metrics: usize = self.metrics.iter().map(|m| m.values.len() * 8 + m.present.words().len() * 8).sum();
         let instances = self.instances.capacity() * (16 + 4 + 1);
-        let names = self.by_name.capacity() * (24 + 4 + 1) + self.by_name.keys().map(String::len).sum::<usize>();
+        let names = self.by_name.capacity() * (4 + 1);
         batches + usage + metrics + instances + names
     }
 }
@@ -444,7 +475,12 @@ pub struct FleetBuilder {
     svc_forced_down: Vec<bool>,
     svc_age: Vec<f64>,
     svc_version: Vec<i32>,
-    inventories: Vec<Vec<Option<Inventory>>>,
+    /// Per resource class: distinct inventories and their codes.
+    profiles: Vec<Vec<Option<InventoryProfile>>>,
+    profile_ids: Vec<HashMap<ProfileKey, u32>>,
+    /// Per resource class, per host: inventory code and Placement usage.
+    inv_code: Vec<Vec<u32>>,
+    inv_used: Vec<Vec<i64>>,
     vcpus_used: Vec<i32>,
     free_ram_mb: Vec<i32>,
     free_disk_mb: Vec<i32>,
@@ -452,7 +488,8 @@ pub struct FleetBuilder {
     num_io_ops: Vec<i32>,
     metrics: Vec<Vec<(u32, f64)>>,
     instances: HashMap<u128, u32>,
-    by_name: HashMap<String, u32>,
+    by_name: hashbrown::HashTable<u32>,
+    name_hasher: hashbrown::DefaultHashBuilder,
     nova_conf: Vec<(String, serde_json::Value)>,
 }
 
@@ -509,7 +546,9 @@ impl FleetBuilder {
         if h.name.is_empty() {
             return Err(EngineError::invalid(format!("host #{idx}: empty name")));
         }
-        if self.by_name.insert(h.name.clone(), idx).is_some() {
+        let hash = self.name_hasher.hash_one(h.name.as_str());
+        let names = &self.names;
+        if self.by_name.find(hash, |&i| names[i as usize] == h.name).is_some() {
             return Err(EngineError::invalid(format!("host {:?} appears twice", h.name)));
         }
         // aggregates
@@ -546,7 +585,7 @@ impl FleetBuilder {
         }
         self.traitset.push(code);
         // inventories
-        let mut invs: Vec<Option<Inventory>> = vec![None; self.resource_classes.len()];
+        let mut invs: Vec<(usize, InventoryProfile, i64)> = Vec::with_capacity(h.inventories.len());
         for inv in h.inventories {
             if !crate::vocab::is_known_resource_class(&inv.resource_class) {
                 return Err(EngineError::invalid(format!(
@@ -576,12 +615,36 @@ impl FleetBuilder {
                 )));
             }
             let rc = self.resource_classes.intern(&inv.resource_class) as usize;
-            if rc >= invs.len() {
-                invs.resize(rc + 1, None);
-            }
-            invs[rc] = Some(inv);
+            let p = InventoryProfile {
+                total: inv.total as i32,
+                reserved: inv.reserved as i32,
+                min_unit: inv.min_unit as i32,
+                max_unit: inv.max_unit as i32,
+                step_size: inv.step_size as i32,
+                allocation_ratio: inv.allocation_ratio,
+            };
+            invs.push((rc, p, inv.used));
         }
-        self.inventories.push(invs);
+        while self.profiles.len() < self.resource_classes.len() {
+            self.profiles.push(vec![None]);
+            self.profile_ids.push(HashMap::new());
+            self.inv_code.push(vec![0; idx as usize]);
+            self.inv_used.push(vec![0; idx as usize]);
+        }
+        for rc in 0..self.profiles.len() {
+            self.inv_code[rc].push(0);
+            self.inv_used[rc].push(0);
+        }
+        for (rc, p, used) in invs {
+            let next = self.profiles[rc].len() as u32;
+            let code = *self.profile_ids[rc].entry(p.key()).or_insert(next);
+            if code == next {
+                self.profiles[rc].push(Some(p));
+            }
+            self.inv_code[rc][idx as usize] = code;
+            self.inv_used[rc][idx as usize] = used;
+        }
+        self.by_name.insert_unique(hash, idx, |&i| self.name_hasher.hash_one(self.names[i as usize].as_str()));
         self.names.push(h.name.clone());
         self.nodenames.push(h.nodename.filter(|n| *n != h.name));
         self.uuids.push(h.uuid);
@@ -670,40 +733,16 @@ impl FleetBuilder {
                 Arc::new(Int32Array::from(self.svc_version[r.clone()].to_vec())),
             ];
             for rc in 0..n_rc {
-                let inv = |f: &dyn Fn(&Inventory) -> i64| -> ArrayRef {
-                    Arc::new(Int32Array::from_iter(
-                        self.inventories[r.clone()]
-                            .iter()
-                            .map(|h| h.get(rc).and_then(|i| i.as_ref()).map(|i| f(i) as i32)),
-                    ))
-                };
-                cols.push(inv(&|i| i.total));
-                cols.push(inv(&|i| i.reserved));
-                cols.push(inv(&|i| i.min_unit));
-                cols.push(inv(&|i| i.max_unit));
-                cols.push(inv(&|i| i.step_size));
-                cols.push(Arc::new(Float64Array::from_iter(
-                    self.inventories[r.clone()]
-                        .iter()
-                        .map(|h| h.get(rc).and_then(|i| i.as_ref()).map(|i| i.allocation_ratio)),
-                )));
+                cols.push(Arc::new(UInt32Array::from(self.inv_code[rc][r.clone()].to_vec())));
             }
             let record = RecordBatch::try_new(schema.clone(), cols)?;
-            batches.push(typed_batch(start, record, &self.resource_classes)?);
+            batches.push(typed_batch(start, record, &self.resource_classes, &self.profiles)?);
             if n == 0 {
                 break;
             }
             start = end;
         }
-        // usage
-        let mut used = vec![vec![0i64; n]; n_rc];
-        for (h, invs) in self.inventories.iter().enumerate() {
-            for (rc, inv) in invs.iter().enumerate() {
-                if let Some(i) = inv {
-                    used[rc][h] = i.used;
-                }
-            }
-        }
+        let used = self.inv_used;
         let mut fleet = Fleet {
             batches,
             usage: Usage {
@@ -716,6 +755,7 @@ impl FleetBuilder {
                 num_io_ops: self.num_io_ops,
             },
             resource_classes: self.resource_classes,
+            inventory_profiles: self.profiles,
             traits: self.traits,
             aggregates: self.aggregates,
             aggsets: self.aggsets,
@@ -728,6 +768,7 @@ impl FleetBuilder {
             metrics: Vec::new(),
             instances: self.instances,
             by_name: self.by_name,
+            name_hasher: self.name_hasher,
             min_service_version: self.svc_version.iter().copied().min().unwrap_or(74),
             nova_conf: self.nova_conf,
             schema,
@@ -776,15 +817,17 @@ pub fn static_schema(rcs: &Interner) -> SchemaRef {
         Field::new("service_version", DataType::Int32, false),
     ];
     for rc in rcs.names() {
-        for f in ["total", "reserved", "min_unit", "max_unit", "step_size"] {
-            fields.push(Field::new(format!("{rc}.{f}"), DataType::Int32, true));
-        }
-        fields.push(Field::new(format!("{rc}.allocation_ratio"), DataType::Float64, true));
+        fields.push(Field::new(format!("{rc}.inventory"), DataType::UInt32, false));
     }
     Arc::new(Schema::new(fields))
 }
 
-fn typed_batch(start: usize, record: RecordBatch, rcs: &Interner) -> Result<HostBatch> {
+fn typed_batch(
+    start: usize,
+    record: RecordBatch,
+    rcs: &Interner,
+    profiles: &[Vec<Option<InventoryProfile>>],
+) -> Result<HostBatch> {
     fn prim<T: arrow_array::ArrowPrimitiveType>(rec: &RecordBatch, name: &str) -> Result<ScalarBuffer<T::Native>> {
         let col = rec.column_by_name(name).ok_or_else(|| EngineError::Internal(format!("missing column {name}")))?;
         let arr = col
@@ -812,21 +855,12 @@ fn typed_batch(start: usize, record: RecordBatch, rcs: &Interner) -> Result<Host
     }
     use arrow_array::types::{Float64Type, Int32Type, Int64Type};
     let mut rc = Vec::with_capacity(rcs.len());
-    for name in rcs.names() {
-        let min_unit = prim::<Int32Type>(&record, &format!("{name}.min_unit"))?;
-        let step_size = prim::<Int32Type>(&record, &format!("{name}.step_size"))?;
-        let total_arr = record.column_by_name(&format!("{name}.total")).expect("total column");
-        let units_trivial =
-            (0..record.num_rows()).all(|i| total_arr.is_null(i) || (min_unit[i] <= 1 && step_size[i] == 1));
-        rc.push(RcColumns {
-            total: prim::<Int32Type>(&record, &format!("{name}.total"))?,
-            reserved: prim::<Int32Type>(&record, &format!("{name}.reserved"))?,
-            min_unit,
-            max_unit: prim::<Int32Type>(&record, &format!("{name}.max_unit"))?,
-            step_size,
-            allocation_ratio: prim::<Float64Type>(&record, &format!("{name}.allocation_ratio"))?,
-            units_trivial,
-        });
+    for (ri, name) in rcs.names().iter().enumerate() {
+        let code = prim::<UInt32Type>(&record, &format!("{name}.inventory"))?;
+        let table = profiles.get(ri).map_or(&[][..], |v| v.as_slice());
+        let trivial: Vec<bool> = table.iter().map(|p| p.is_none_or(|p| p.min_unit <= 1 && p.step_size == 1)).collect();
+        let units_trivial = code.iter().all(|&c| trivial.get(c as usize).copied().unwrap_or(true));
+        rc.push(RcColumns { code, units_trivial });
     }
     Ok(HostBatch {
         start,

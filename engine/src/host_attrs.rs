@@ -80,7 +80,7 @@ fn static_name(name: &str) -> &'static str {
 /// The value of a per-host attribute of host `i`, as Python would hold it.
 pub fn per_host(fleet: &Fleet, i: usize, name: &str) -> Value {
     let (b, r) = fleet.locate(i);
-    let rc = |n: &str| fleet.rc_index(n).map(|c| &b.rc[c]);
+    let inv = |n: &str| fleet.rc_index(n).and_then(|c| fleet.inventory(c, i));
     let u = &fleet.usage;
     match name {
         "host" => json!(fleet.name(i)),
@@ -91,21 +91,21 @@ pub fn per_host(fleet: &Fleet, i: usize, name: &str) -> Value {
         "uuid" => json!(crate::request::format_uuid(fleet.host_record(i).uuid)),
         "free_ram_mb" => json!(u.free_ram_mb[i]),
         "free_disk_mb" => json!(u.free_disk_mb[i]),
-        "vcpus_total" => json!(rc("VCPU").map_or(0, |c| c.total[r])),
+        "vcpus_total" => json!(inv("VCPU").map_or(0, |p| p.total)),
         "vcpus_used" => json!(u.vcpus_used[i]),
         "num_instances" => json!(u.num_instances[i]),
         "num_io_ops" => json!(u.num_io_ops[i]),
         "failed_builds" => json!(b.failed_builds[r]),
         "hypervisor_version" => json!(b.hypervisor_version[r]),
-        "total_usable_ram_mb" => json!(rc("MEMORY_MB").map_or(0, |c| c.total[r])),
-        "total_usable_disk_gb" => json!(rc("DISK_GB").map_or(0, |c| c.total[r])),
+        "total_usable_ram_mb" => json!(inv("MEMORY_MB").map_or(0, |p| p.total)),
+        "total_usable_disk_gb" => json!(inv("DISK_GB").map_or(0, |p| p.total)),
         "disk_mb_used" => {
-            let total = rc("DISK_GB").map_or(0, |c| c.total[r]) as i64 * 1024;
+            let total = inv("DISK_GB").map_or(0, |p| p.total) as i64 * 1024;
             json!(total - u.free_disk_mb[i] as i64)
         }
-        "cpu_allocation_ratio" => json!(rc("VCPU").map_or(0.0, |c| c.allocation_ratio[r])),
-        "ram_allocation_ratio" => json!(rc("MEMORY_MB").map_or(0.0, |c| c.allocation_ratio[r])),
-        "disk_allocation_ratio" => json!(rc("DISK_GB").map_or(0.0, |c| c.allocation_ratio[r])),
+        "cpu_allocation_ratio" => json!(inv("VCPU").map_or(0.0, |p| p.allocation_ratio)),
+        "ram_allocation_ratio" => json!(inv("MEMORY_MB").map_or(0.0, |p| p.allocation_ratio)),
+        "disk_allocation_ratio" => json!(inv("DISK_GB").map_or(0.0, |p| p.allocation_ratio)),
         "host_ip" => fleet.host_record(i).host_ip.map_or(Value::Null, |ip| json!(ip.to_string())),
         "cell_uuid" => json!(fleet.cells.name(0)),
         _ => Value::Null,

@@ -542,16 +542,18 @@ impl Scheduler {
                     .map(|(mask, batch)| {
                         let mut mm = vec![(f64::INFINITY, f64::NEG_INFINITY); nw];
                         let mut buf = vec![0.0f64; BLOCK];
+                        let mut sel = vec![0u8; BLOCK];
                         for (blk, words) in mask.words().chunks(BLOCK / 64).enumerate() {
                             if words.iter().all(|&w| w == 0) {
                                 continue;
                             }
                             let row0 = blk * BLOCK;
                             let len = (batch.len() - row0).min(BLOCK);
+                            weights::kernels::expand_mask(words, &mut sel[..len]);
                             for (wi, r) in raws.iter().enumerate() {
                                 (r.values)(batch, row0, &mut buf[..len]);
                                 weights::kernels::clamp(&mut buf[..len], bounds[wi].0, bounds[wi].1);
-                                let (lo, hi) = weights::kernels::masked_min_max(&buf[..len], words);
+                                let (lo, hi) = weights::kernels::masked_min_max(&buf[..len], &sel[..len]);
                                 mm[wi] = (mm[wi].0.min(lo), mm[wi].1.max(hi));
                             }
                         }

@@ -100,7 +100,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let base = measure::median(base_times);
         let (floor, floor_bytes) = measure::bandwidth_floor(&fleet, a.reps);
         let claim = measure::claim_ns(&mut fleet, 1_000_000);
+        // Every profile starts from the same state: timed decisions consume
+        // HostState (free RAM, io ops, instance counts) as Nova does.
+        let pristine = fleet.usage.clone();
+        let pristine_instances = fleet.instances.clone();
         for p in &a.profiles {
+            fleet.usage = pristine.clone();
+            fleet.instances = pristine_instances.clone();
             let mut sched = measure::scheduler(p);
             // Warm-up decision, and the sanity check that both implementations agree.
             let mut groups = quiver_engine::Groups::default();
@@ -111,12 +117,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             {
                 bail!("baseline and engine disagree at {n} hosts: {h} vs {}", fleet.name(bh));
             }
-            if let Some(h) = d.chosen.first().and_then(|h| fleet.index_of(h)) {
-                let q = sched.placement_query(&fleet, &req).ok().map(|q| q.prepare(&fleet));
-                if let Some(q) = q {
-                    fleet.release(h, q.resources());
-                }
-            }
+            fleet.usage = pristine.clone();
+            fleet.instances = pristine_instances.clone();
             let med = measure::median(measure::time_decisions(&mut fleet, &mut sched, &req, a.reps));
             let ms = med.as_secs_f64() * 1e3;
             let base_ms = base.as_secs_f64() * 1e3;

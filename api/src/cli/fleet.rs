@@ -122,12 +122,9 @@ pub fn summary(fleet: &Fleet) -> String {
     s += &format!("{:<14} {:>16} {:>16} {:>16} {:>7}\n", "class", "capacity", "used", "free", "used%");
     for (rc, name) in fleet.resource_classes.names().iter().enumerate() {
         let (mut cap, mut used) = (0f64, 0f64);
-        for b in &fleet.batches {
-            let c = &b.rc[rc];
-            for r in 0..b.len() {
-                if c.total[r] > 0 {
-                    cap += (c.total[r] as f64 - c.reserved[r] as f64) * c.allocation_ratio[r];
-                }
+        for h in 0..fleet.len() {
+            if let Some(p) = fleet.inventory(rc, h) {
+                cap += (p.total as f64 - p.reserved as f64) * p.allocation_ratio;
             }
         }
         for &u in &fleet.usage.used[rc] {

@@ -16,12 +16,16 @@ impl HostWeigher for CPUWeigher {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
         let fleet = ctx.fleet;
         let Some(vcpu) = fleet.rc_index("VCPU") else { return Ok(None) };
+        // `vcpus_total * cpu_allocation_ratio` once per distinct inventory.
+        let capacity: Vec<f64> = fleet.inventory_profiles[vcpu]
+            .iter()
+            .map(|p| p.map_or(0.0, |p| p.total as f64 * p.allocation_ratio))
+            .collect();
         let values: super::RawFn<'a> = Box::new(move |batch, row0, out| {
-            let c = &batch.rc[vcpu];
+            let codes = &batch.rc[vcpu].code[row0..row0 + out.len()];
             let used = &fleet.usage.vcpus_used[batch.start + row0..];
             for (k, o) in out.iter_mut().enumerate() {
-                let r = row0 + k;
-                *o = c.total[r] as f64 * c.allocation_ratio[r] - used[k] as f64;
+                *o = capacity[codes[k] as usize] - used[k] as f64;
             }
         });
         let m = ctx.conf.cpu_weight_multiplier;

@@ -22,27 +22,29 @@ pub fn clamp(buf: &mut [f64], minc: f64, maxc: f64) {
     }
 }
 
-/// Minimum and maximum of the values whose bit is set in `words` (bit `i`
-/// of `words[i / 64]` is `buf[i]`). `(+inf, -inf)` when none is set.
+/// Expands mask words into one byte per host (1 = survivor), so the
+/// reductions below select with a byte compare instead of a variable shift.
+pub fn expand_mask(words: &[u64], sel: &mut [u8]) {
+    for (i, s) in sel.iter_mut().enumerate() {
+        *s = ((words[i / 64] >> (i % 64)) & 1) as u8;
+    }
+}
+
+/// Minimum and maximum of the values whose selector byte is set.
+/// `(+inf, -inf)` when none is.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-pub fn masked_min_max(buf: &[f64], words: &[u64]) -> (f64, f64) {
+pub fn masked_min_max(buf: &[f64], sel: &[u8]) -> (f64, f64) {
     let mut lo = [f64::INFINITY; LANES];
     let mut hi = [f64::NEG_INFINITY; LANES];
-    for (w, &word) in words.iter().enumerate() {
-        if word == 0 {
-            continue;
-        }
-        let base = w * 64;
-        let end = (base + 64).min(buf.len());
-        let chunk = &buf[base..end];
-        for (j, lanes) in chunk.chunks(LANES).enumerate() {
-            for (l, &x) in lanes.iter().enumerate() {
-                let on = (word >> (j * LANES + l)) & 1 == 1;
-                let a = if on { x } else { f64::INFINITY };
-                let b = if on { x } else { f64::NEG_INFINITY };
-                lo[l] = if a < lo[l] { a } else { lo[l] };
-                hi[l] = if b > hi[l] { b } else { hi[l] };
-            }
+    let n = buf.len().min(sel.len());
+    let (buf, sel) = (&buf[..n], &sel[..n]);
+    for (xs, ss) in buf.chunks(LANES).zip(sel.chunks(LANES)) {
+        for l in 0..xs.len() {
+            let on = ss[l] != 0;
+            let a = if on { xs[l] } else { f64::INFINITY };
+            let b = if on { xs[l] } else { f64::NEG_INFINITY };
+            lo[l] = if a < lo[l] { a } else { lo[l] };
+            hi[l] = if b > hi[l] { b } else { hi[l] };
         }
     }
     let lo = lo.iter().copied().fold(f64::INFINITY, |m, x| if x < m { x } else { m });
@@ -75,17 +77,21 @@ mod tests {
     fn masked_min_max_ignores_cleared_hosts() {
         let buf: Vec<f64> = (0..200).map(|i| i as f64).collect();
         let words = [0u64, 1 << 5 | 1 << 9, 0, 1 << 3]; // hosts 69, 73, 195
-        assert_eq!(masked_min_max(&buf, &words), (69.0, 195.0));
-        assert_eq!(masked_min_max(&buf, &[0, 0, 0, 0]), (f64::INFINITY, f64::NEG_INFINITY));
+        let mut sel = vec![0u8; 200];
+        expand_mask(&words, &mut sel);
+        assert_eq!(masked_min_max(&buf, &sel), (69.0, 195.0));
+        expand_mask(&[0, 0, 0, 0], &mut sel);
+        assert_eq!(masked_min_max(&buf, &sel), (f64::INFINITY, f64::NEG_INFINITY));
     }
 
     #[test]
     fn accumulate_matches_the_scalar_formula_bit_for_bit() {
         let buf: Vec<f64> = (0..300).map(|i| (i * 7919 % 1000) as f64 * 1.37).collect();
         let mut acc = vec![0.25; 300];
-        accumulate(&mut acc, &buf, -1.0, 3.0, 997.0);
+        let m = -1.5;
+        accumulate(&mut acc, &buf, m, 3.0, 997.0);
         for (i, a) in acc.iter().enumerate() {
-            assert_eq!(a.to_bits(), (0.25 + -1.0 * ((buf[i] - 3.0) / 997.0)).to_bits());
+            assert_eq!(a.to_bits(), (0.25 + m * ((buf[i] - 3.0) / 997.0)).to_bits());
         }
         let mut c = vec![0.0; 300];
         clamp(&mut c, 1.0, 2.0);
