@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
+use arrow_array::builder::ArrayBuilder;
 use arrow_array::types::UInt32Type;
 use arrow_array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, FixedSizeBinaryArray, Float64Array, Int32Array, Int64Array,
@@ -456,8 +457,8 @@ pub struct FleetBuilder {
     cells: Interner,
     azs: Interner,
     metric_names: Interner,
-    // per host columns
-    names: Vec<String>,
+    // per host columns (names in one buffer: no per-host allocation)
+    names: arrow_array::builder::StringBuilder,
     nodenames: Vec<Option<String>>,
     uuids: Vec<u128>,
     cell: Vec<u32>,
@@ -486,7 +487,8 @@ pub struct FleetBuilder {
     free_disk_mb: Vec<i32>,
     num_instances: Vec<i32>,
     num_io_ops: Vec<i32>,
-    metrics: Vec<Vec<(u32, f64)>>,
+    /// `(host, metric id, value)`, flat.
+    metrics: Vec<(u32, u32, f64)>,
     instances: HashMap<u128, u32>,
     by_name: hashbrown::HashTable<u32>,
     name_hasher: hashbrown::DefaultHashBuilder,
@@ -536,6 +538,12 @@ impl FleetBuilder {
         self.names.is_empty()
     }
 
+    fn name_at(&self, i: usize) -> &str {
+        let offsets = self.names.offsets_slice();
+        let bytes = &self.names.values_slice()[offsets[i] as usize..offsets[i + 1] as usize];
+        std::str::from_utf8(bytes).unwrap_or("")
+    }
+
     /// Adds one host.
     ///
     /// # Errors
@@ -547,8 +555,7 @@ impl FleetBuilder {
             return Err(EngineError::invalid(format!("host #{idx}: empty name")));
         }
         let hash = self.name_hasher.hash_one(h.name.as_str());
-        let names = &self.names;
-        if self.by_name.find(hash, |&i| names[i as usize] == h.name).is_some() {
+        if self.by_name.find(hash, |&i| self.name_at(i as usize) == h.name).is_some() {
             return Err(EngineError::invalid(format!("host {:?} appears twice", h.name)));
         }
         // aggregates
@@ -644,8 +651,15 @@ impl FleetBuilder {
             self.inv_code[rc][idx as usize] = code;
             self.inv_used[rc][idx as usize] = used;
         }
-        self.by_name.insert_unique(hash, idx, |&i| self.name_hasher.hash_one(self.names[i as usize].as_str()));
-        self.names.push(h.name.clone());
+        let (names, hasher) = (&self.names, &self.name_hasher);
+        self.by_name.insert_unique(hash, idx, |&i| {
+            let o = names.offsets_slice();
+            hasher.hash_one(
+                std::str::from_utf8(&names.values_slice()[o[i as usize] as usize..o[i as usize + 1] as usize])
+                    .unwrap_or(""),
+            )
+        });
+        self.names.append_value(&h.name);
         self.nodenames.push(h.nodename.filter(|n| *n != h.name));
         self.uuids.push(h.uuid);
         self.cell.push(self.cells.intern(if h.cell.is_empty() { "cell1" } else { &h.cell }));
@@ -676,11 +690,10 @@ impl FleetBuilder {
         self.free_disk_mb.push(to_i32(h.free_disk_mb, &h.name, "free_disk_mb")?);
         self.num_instances.push(to_i32(h.num_instances, &h.name, "num_instances")?);
         self.num_io_ops.push(to_i32(h.num_io_ops, &h.name, "num_io_ops")?);
-        let mut ms = Vec::with_capacity(h.metrics.len());
         for (n, v) in &h.metrics {
-            ms.push((self.metric_names.intern(n), *v));
+            let id = self.metric_names.intern(n);
+            self.metrics.push((idx, id, *v));
         }
-        self.metrics.push(ms);
         for u in h.instances {
             self.instances.insert(u, idx);
         }
@@ -691,8 +704,9 @@ impl FleetBuilder {
     ///
     /// # Errors
     /// Only on an internal inconsistency between columns.
-    pub fn finish(self) -> Result<Fleet> {
+    pub fn finish(mut self) -> Result<Fleet> {
         let n = self.names.len();
+        let all_names = self.names.finish();
         let n_rc = self.resource_classes.len();
         let schema = static_schema(&self.resource_classes);
         // shared dictionary values
@@ -710,7 +724,7 @@ impl FleetBuilder {
                 Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(UInt32Array::from(keys), values.clone())?))
             };
             let mut cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(self.names[r.clone()].iter())),
+                Arc::new(all_names.slice(start, end - start)),
                 Arc::new(StringArray::from(self.nodenames[r.clone()].to_vec())),
                 Arc::new(FixedSizeBinaryArray::try_from_iter(self.uuids[r.clone()].iter().map(|u| u.to_be_bytes()))?),
                 dict_col(self.cell[r.clone()].iter().map(|&c| Some(c)).collect(), &cell_values)?,
@@ -778,16 +792,17 @@ impl FleetBuilder {
                 fleet.refresh_avail(rc, h);
             }
         }
-        for (id, name) in self.metric_names.names().iter().enumerate() {
-            let mut values = vec![0.0; n];
-            let mut present = crate::mask::Mask::zeros(n);
-            for (h, ms) in self.metrics.iter().enumerate() {
-                if let Some(&(_, v)) = ms.iter().find(|(m, _)| *m == id as u32) {
-                    values[h] = v;
-                    present.set(h, true);
-                }
-            }
-            fleet.metrics.push(MetricColumn { name: name.clone(), values, present });
+        for name in self.metric_names.names() {
+            fleet.metrics.push(MetricColumn {
+                name: name.clone(),
+                values: vec![0.0; n],
+                present: crate::mask::Mask::zeros(n),
+            });
+        }
+        for &(h, id, v) in &self.metrics {
+            let m = &mut fleet.metrics[id as usize];
+            m.values[h as usize] = v;
+            m.present.set(h as usize, true);
         }
         Ok(fleet)
     }

@@ -178,7 +178,10 @@ pub fn to_batches(fleet: &Fleet) -> Result<Vec<RecordBatch>> {
 /// # Errors
 /// A file that is not `quiver-fleet/v1`, a missing or mistyped column (named
 /// in the message), or a bad host.
-pub fn from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Fleet> {
+pub fn from_batches<E: Into<EngineError>>(
+    schema: &Schema,
+    batches: impl IntoIterator<Item = std::result::Result<RecordBatch, E>>,
+) -> Result<Fleet> {
     let md = schema.metadata();
     if md.get("quiver.format").map(String::as_str) != Some(FORMAT) {
         return Err(EngineError::invalid(format!("not a {FORMAT} file (schema metadata quiver.format is missing)")));
@@ -202,6 +205,8 @@ pub fn from_batches(schema: &Schema, batches: &[RecordBatch]) -> Result<Fleet> {
     let rcs: Vec<String> =
         schema.fields().iter().filter_map(|f| f.name().strip_suffix(".total").map(String::from)).collect();
     for batch in batches {
+        let batch = batch.map_err(Into::into)?;
+        let batch = &batch;
         let col = |name: &str| -> Result<&ArrayRef> {
             batch.column_by_name(name).ok_or_else(|| EngineError::invalid(format!("column {name:?} is missing")))
         };
@@ -325,8 +330,7 @@ pub fn read_parquet(path: &Path) -> Result<Fleet> {
     let file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)?;
     let schema = builder.schema().clone();
-    let batches = builder.build()?.collect::<std::result::Result<Vec<_>, _>>()?;
-    from_batches(&schema, &batches)
+    from_batches(&schema, builder.build()?)
 }
 
 /// Writes the fleet as an Arrow IPC file.
@@ -351,6 +355,5 @@ pub fn read_ipc(path: &Path) -> Result<Fleet> {
     let file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
     let r = arrow_ipc::reader::FileReader::try_new(file, None)?;
     let schema = r.schema();
-    let batches = r.collect::<std::result::Result<Vec<_>, _>>()?;
-    from_batches(&schema, &batches)
+    from_batches(&schema, r)
 }

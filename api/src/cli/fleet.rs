@@ -96,6 +96,16 @@ pub fn run(c: FleetCommand) -> Result<()> {
         FleetCommand::Show(a) => {
             let fleet = super::load::fleet(&a.fleet)?;
             print!("{}", summary(&fleet));
+            if let (Some(rss), Some(peak)) =
+                (quiver_benches::measure::current_rss(), quiver_benches::measure::peak_rss())
+            {
+                println!(
+                    "\nprocess resident memory with the fleet loaded: {:.1} MiB ({} bytes/host); peak while loading: {:.1} MiB",
+                    rss as f64 / (1 << 20) as f64,
+                    rss / fleet.len().max(1) as u64,
+                    peak as f64 / (1 << 20) as f64
+                );
+            }
             Ok(())
         }
         FleetCommand::Convert(a) => {
