@@ -724,7 +724,8 @@ impl FleetBuilder {
                 Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(UInt32Array::from(keys), values.clone())?))
             };
             let mut cols: Vec<ArrayRef> = vec![
-                Arc::new(all_names.slice(start, end - start)),
+                // Its own buffer per batch, so batches stay independent.
+                Arc::new(StringArray::from_iter_values(all_names.slice(start, end - start).iter().flatten())),
                 Arc::new(StringArray::from(self.nodenames[r.clone()].to_vec())),
                 Arc::new(FixedSizeBinaryArray::try_from_iter(self.uuids[r.clone()].iter().map(|u| u.to_be_bytes()))?),
                 dict_col(self.cell[r.clone()].iter().map(|&c| Some(c)).collect(), &cell_values)?,

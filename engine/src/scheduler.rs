@@ -626,6 +626,15 @@ impl Scheduler {
                                 ),
                             }
                         }
+                        // A full top-k that no host of this block can enter:
+                        // skip the per-host loop. Ties lose in the fast order
+                        // (higher index), so `<=` is exact there.
+                        if !need_weights && let Some(t) = top.threshold() {
+                            let m = weights::kernels::max(&acc[..len]);
+                            if m < t || (fast && m == t) {
+                                continue;
+                            }
+                        }
                         for (w, &word) in words.iter().enumerate() {
                             let mut bits = word;
                             while bits != 0 {

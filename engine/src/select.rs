@@ -35,6 +35,13 @@ impl TopK {
         self.items.truncate(self.k);
     }
 
+    /// The weight a host must reach to be considered once the list is full
+    /// (`None` while it is not).
+    #[inline]
+    pub fn threshold(&self) -> Option<f64> {
+        (self.items.len() == self.k).then(|| self.items[self.k - 1].weight)
+    }
+
     /// Merges another list into this one.
     pub fn merge(mut self, other: TopK, better: &impl Fn(&Scored, &Scored) -> bool) -> TopK {
         for s in other.items {

@@ -14,11 +14,8 @@ impl HostWeigher for BuildFailureWeigher {
         "nova.scheduler.weights.compute"
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
-        let values: super::RawFn<'a> = Box::new(|batch, row0, out| {
-            for (k, o) in out.iter_mut().enumerate() {
-                *o = batch.failed_builds[row0 + k] as f64;
-            }
-        });
+        let values: super::RawFn<'a> =
+            Box::new(|batch, row0, out| super::kernels::widen_i32(&batch.failed_builds[row0..row0 + out.len()], out));
         let m = ctx.conf.build_failure_weight_multiplier;
         Ok(simple(ctx, "build_failure_weight_multiplier", m, None, values).map(|mut r| {
             r.multiplier = r.multiplier.negated();

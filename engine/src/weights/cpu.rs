@@ -22,11 +22,9 @@ impl HostWeigher for CPUWeigher {
             .map(|p| p.map_or(0.0, |p| p.total as f64 * p.allocation_ratio))
             .collect();
         let values: super::RawFn<'a> = Box::new(move |batch, row0, out| {
-            let codes = &batch.rc[vcpu].code[row0..row0 + out.len()];
-            let used = &fleet.usage.vcpus_used[batch.start + row0..];
-            for (k, o) in out.iter_mut().enumerate() {
-                *o = capacity[codes[k] as usize] - used[k] as f64;
-            }
+            let n = out.len();
+            let used = &fleet.usage.vcpus_used[batch.start + row0..batch.start + row0 + n];
+            super::kernels::table_minus(&capacity, &batch.rc[vcpu].code[row0..row0 + n], used, out);
         });
         let m = ctx.conf.cpu_weight_multiplier;
         Ok(simple(ctx, "cpu_weight_multiplier", m, Some(0.0), values))

@@ -15,9 +15,7 @@ impl HostWeigher for HypervisorVersionWeigher {
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
         let values: super::RawFn<'a> = Box::new(|batch, row0, out| {
-            for (k, o) in out.iter_mut().enumerate() {
-                *o = batch.hypervisor_version[row0 + k] as f64;
-            }
+            super::kernels::widen_i64(&batch.hypervisor_version[row0..row0 + out.len()], out)
         });
         let m = ctx.conf.hypervisor_version_weight_multiplier;
         Ok(simple(ctx, "hypervisor_version_weight_multiplier", m, None, values))

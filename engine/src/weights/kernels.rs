@@ -34,22 +34,73 @@ pub fn expand_mask(words: &[u64], sel: &mut [u8]) {
 /// `(+inf, -inf)` when none is.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn masked_min_max(buf: &[f64], sel: &[u8]) -> (f64, f64) {
-    let mut lo = [f64::INFINITY; LANES];
-    let mut hi = [f64::NEG_INFINITY; LANES];
     let n = buf.len().min(sel.len());
     let (buf, sel) = (&buf[..n], &sel[..n]);
-    for (xs, ss) in buf.chunks(LANES).zip(sel.chunks(LANES)) {
-        for l in 0..xs.len() {
-            let on = ss[l] != 0;
-            let a = if on { xs[l] } else { f64::INFINITY };
-            let b = if on { xs[l] } else { f64::NEG_INFINITY };
+    let mut lo = [f64::INFINITY; LANES];
+    let mut hi = [f64::NEG_INFINITY; LANES];
+    let mut xs = buf.chunks_exact(LANES);
+    let mut ss = sel.chunks_exact(LANES);
+    for (x, s) in (&mut xs).zip(&mut ss) {
+        let x: &[f64; LANES] = x.try_into().expect("exact chunk");
+        let s: &[u8; LANES] = s.try_into().expect("exact chunk");
+        for l in 0..LANES {
+            let on = s[l] != 0;
+            let a = if on { x[l] } else { f64::INFINITY };
+            let b = if on { x[l] } else { f64::NEG_INFINITY };
             lo[l] = if a < lo[l] { a } else { lo[l] };
             hi[l] = if b > hi[l] { b } else { hi[l] };
+        }
+    }
+    for (&x, &s) in xs.remainder().iter().zip(ss.remainder()) {
+        if s != 0 {
+            lo[0] = if x < lo[0] { x } else { lo[0] };
+            hi[0] = if x > hi[0] { x } else { hi[0] };
         }
     }
     let lo = lo.iter().copied().fold(f64::INFINITY, |m, x| if x < m { x } else { m });
     let hi = hi.iter().copied().fold(f64::NEG_INFINITY, |m, x| if x > m { x } else { m });
     (lo, hi)
+}
+
+/// The largest value of `buf` (`-inf` when empty). An upper bound for any
+/// subset, which is all the top-k skip test needs.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn max(buf: &[f64]) -> f64 {
+    let mut m = [f64::NEG_INFINITY; LANES];
+    let mut chunks = buf.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            m[l] = m[l].max(c[l]);
+        }
+    }
+    let tail = chunks.remainder().iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    m.iter().copied().fold(tail, f64::max)
+}
+
+/// `out[i] = src[i] as f64`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn widen_i32(src: &[i32], out: &mut [f64]) {
+    for (o, &x) in out.iter_mut().zip(src) {
+        *o = x as f64;
+    }
+}
+
+/// `out[i] = src[i] as f64`.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn widen_i64(src: &[i64], out: &mut [f64]) {
+    for (o, &x) in out.iter_mut().zip(src) {
+        *o = x as f64;
+    }
+}
+
+/// `out[i] = table[codes[i]] - sub[i] as f64` (CPUWeigher: capacity per
+/// inventory code minus vCPUs used). `table` must not be empty.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub fn table_minus(table: &[f64], codes: &[u32], sub: &[i32], out: &mut [f64]) {
+    let last = table.len() - 1;
+    for ((o, &c), &u) in out.iter_mut().zip(codes).zip(sub) {
+        *o = table[(c as usize).min(last)] - u as f64;
+    }
 }
 
 /// `acc[i] += m * ((buf[i] - lo) / range)` with one multiplier.
@@ -64,8 +115,10 @@ pub fn accumulate(acc: &mut [f64], buf: &[f64], m: f64, lo: f64, range: f64) {
 /// multiplier looked up by aggregate-set code.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn accumulate_coded(acc: &mut [f64], buf: &[f64], ms: &[f64], codes: &[u32], lo: f64, range: f64) {
+    // The clamp keeps the index provably in range, so the gather vectorizes.
+    let last = ms.len() - 1;
     for ((a, &x), &c) in acc.iter_mut().zip(buf).zip(codes) {
-        *a += ms[c as usize] * ((x - lo) / range);
+        *a += ms[(c as usize).min(last)] * ((x - lo) / range);
     }
 }
 

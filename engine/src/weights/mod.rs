@@ -159,10 +159,7 @@ pub fn from_config(conf: &SchedulerConfig) -> Result<Vec<Box<dyn HostWeigher>>, 
 /// A raw source reading one `i32` usage column through `col`.
 pub fn usage_column<'a>(fleet: &'a Fleet, col: fn(&Fleet) -> &Vec<i32>) -> RawFn<'a> {
     Box::new(move |batch, row0, out| {
-        let v = &col(fleet)[batch.start + row0..batch.start + row0 + out.len()];
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o = x as f64;
-        }
+        kernels::widen_i32(&col(fleet)[batch.start + row0..batch.start + row0 + out.len()], out)
     })
 }
 
