@@ -56,7 +56,7 @@ pub fn bandwidth_floor(fleet: &Fleet, reps: usize) -> (Duration, usize) {
             .par_iter()
             .map(|b| {
                 let r = b.range();
-                let u = &fleet.usage;
+                let u = fleet.usage();
                 let mut acc = 0u64;
                 let mut n = 0usize;
                 let mut add32 = |s: &[i32]| {

@@ -96,7 +96,7 @@ impl PreparedQuery {
         }
         crate::filters::and_words_init(mask, n);
         for &(rc, amount) in &self.resources {
-            and_fits(&fleet.usage.avail[rc][batch.range()], amount, mask);
+            and_fits(&fleet.usage().avail[rc][batch.range()], amount, mask);
             let c = &batch.rc[rc];
             if !c.units_trivial {
                 let ok: Vec<bool> = fleet.inventory_profiles[rc]
@@ -118,7 +118,7 @@ impl PreparedQuery {
 
     /// True when host `h` can take the request now (the claim check).
     pub fn fits(&self, fleet: &Fleet, h: usize) -> bool {
-        !self.impossible && self.resources.iter().all(|&(rc, a)| a <= fleet.usage.avail[rc][h])
+        !self.impossible && self.resources.iter().all(|&(rc, a)| a <= fleet.usage().avail[rc][h])
     }
 
     /// The resources as `(column, amount)`.

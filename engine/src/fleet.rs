@@ -25,6 +25,18 @@ use crate::error::{EngineError, Result};
 use crate::host::{Aggregate, HostRecord, Inventory};
 use crate::vocab::Interner;
 
+/// Hosts per weighing block: 64 mask words. Weighers work block by block,
+/// and the fleet versions each block so per-block summaries can be cached.
+pub const BLOCK: usize = 4096;
+
+/// Source of epoch values: every change to a block takes a new, globally
+/// unique value, so equal epochs mean equal data even across fleet clones.
+static NEXT_EPOCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_epoch() -> u64 {
+    NEXT_EPOCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Rows per batch: a multiple of 64 so per-batch masks concatenate without
 /// shifting (DESIGN.md section 3).
 pub const BATCH_ROWS: usize = 65_536;
@@ -156,8 +168,11 @@ pub struct MetricColumn {
 pub struct Fleet {
     /// Host batches in host order.
     pub batches: Vec<HostBatch>,
-    /// Mutable usage columns.
-    pub usage: Usage,
+    /// Mutable usage columns (written only through the methods below, which
+    /// keep `avail` and the block epochs in step).
+    usage: Usage,
+    /// Per [`BLOCK`] of hosts, the epoch of its last change.
+    block_epochs: Vec<u64>,
     /// Resource classes with a column group, in column order.
     pub resource_classes: Interner,
     /// Per resource class, the distinct inventories (`None` at code 0: the
@@ -205,6 +220,63 @@ impl Fleet {
     /// True when the fleet has no host.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The usage columns.
+    #[inline]
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// Replaces every usage column (a snapshot taken with `usage().clone()`).
+    ///
+    /// # Errors
+    /// A snapshot of a different fleet size.
+    pub fn set_usage(&mut self, usage: Usage) -> Result<()> {
+        if usage.vcpus_used.len() != self.len() || usage.used.len() != self.usage.used.len() {
+            return Err(EngineError::invalid("usage snapshot does not match the fleet"));
+        }
+        self.usage = usage;
+        let e = next_epoch();
+        self.block_epochs.fill(e);
+        Ok(())
+    }
+
+    /// The epoch of the block holding host `block * BLOCK`.
+    #[inline]
+    pub fn block_epoch(&self, block: usize) -> u64 {
+        self.block_epochs[block]
+    }
+
+    #[inline]
+    fn touch(&mut self, host: usize) {
+        self.block_epochs[host / BLOCK] = next_epoch();
+    }
+
+    /// Nova's `HostState` fields of a host that consumption changes:
+    /// `[free_ram_mb, free_disk_mb, vcpus_used, num_instances, num_io_ops]`.
+    pub fn hoststate(&self, host: usize) -> [i32; 5] {
+        let u = &self.usage;
+        [u.free_ram_mb[host], u.free_disk_mb[host], u.vcpus_used[host], u.num_instances[host], u.num_io_ops[host]]
+    }
+
+    /// Restores what [`Fleet::hoststate`] returned.
+    pub fn set_hoststate(&mut self, host: usize, v: [i32; 5]) {
+        let u = &mut self.usage;
+        [u.free_ram_mb[host], u.free_disk_mb[host], u.vcpus_used[host], u.num_instances[host], u.num_io_ops[host]] = v;
+        self.touch(host);
+    }
+
+    /// `HostState.consume_from_request`: RAM and disk down, vCPUs, instances
+    /// and I/O operations up.
+    pub fn consume(&mut self, host: usize, memory_mb: i32, disk_mb: i32, vcpus: i32) {
+        let u = &mut self.usage;
+        u.free_ram_mb[host] -= memory_mb;
+        u.free_disk_mb[host] -= disk_mb;
+        u.vcpus_used[host] += vcpus;
+        u.num_instances[host] += 1;
+        u.num_io_ops[host] += 1;
+        self.touch(host);
     }
 
     /// Schema of the static batches.
@@ -274,6 +346,7 @@ impl Fleet {
             self.usage.used[rc][host] += a as i64;
             self.refresh_avail(rc, host);
         }
+        self.touch(host);
         true
     }
 
@@ -284,6 +357,7 @@ impl Fleet {
             self.usage.used[rc][host] -= a as i64;
             self.refresh_avail(rc, host);
         }
+        self.touch(host);
     }
 
     /// Rebuilds host `i` as a [`HostRecord`] (for export and inspection).
@@ -760,6 +834,7 @@ impl FleetBuilder {
         let used = self.inv_used;
         let mut fleet = Fleet {
             batches,
+            block_epochs: vec![next_epoch(); n.div_ceil(BLOCK).max(1)],
             usage: Usage {
                 avail: vec![vec![-1i32; n]; n_rc],
                 used,

@@ -81,7 +81,7 @@ fn static_name(name: &str) -> &'static str {
 pub fn per_host(fleet: &Fleet, i: usize, name: &str) -> Value {
     let (b, r) = fleet.locate(i);
     let inv = |n: &str| fleet.rc_index(n).and_then(|c| fleet.inventory(c, i));
-    let u = &fleet.usage;
+    let u = fleet.usage();
     match name {
         "host" => json!(fleet.name(i)),
         "nodename" | "hypervisor_hostname" => {

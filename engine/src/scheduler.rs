@@ -312,20 +312,14 @@ impl Scheduler {
                     // claim + consume in place (the walk checked that it fits)
                     let claimed = fleet.claim(host, query.resources());
                     debug_assert!(claimed, "claim walk picked a host that does not fit");
-                    let u = &mut fleet.usage;
-                    let saved = [
-                        u.free_ram_mb[host],
-                        u.free_disk_mb[host],
-                        u.vcpus_used[host],
-                        u.num_instances[host],
-                        u.num_io_ops[host],
-                    ];
+                    let saved = fleet.hoststate(host);
                     let f = &req.flavor;
-                    u.free_ram_mb[host] -= f.memory_mb as i32;
-                    u.free_disk_mb[host] -= ((f.root_gb + f.ephemeral_gb) * 1024) as i32;
-                    u.vcpus_used[host] += f.vcpus as i32;
-                    u.num_instances[host] += 1;
-                    u.num_io_ops[host] += 1;
+                    fleet.consume(
+                        host,
+                        f.memory_mb as i32,
+                        ((f.root_gb + f.ephemeral_gb) * 1024) as i32,
+                        f.vcpus as i32,
+                    );
                     let mut stubbed = None;
                     if let Some(g) = group.as_mut() {
                         g.hosts.push(host as u32);
@@ -361,10 +355,7 @@ impl Scheduler {
             Some((stage, err)) => {
                 for u in undo.into_iter().rev() {
                     fleet.release(u.host, query.resources());
-                    let s = &mut fleet.usage;
-                    let h = u.host;
-                    [s.free_ram_mb[h], s.free_disk_mb[h], s.vcpus_used[h], s.num_instances[h], s.num_io_ops[h]] =
-                        u.hoststate;
+                    fleet.set_hoststate(u.host, u.hoststate);
                     if let Some(stub) = u.stubbed {
                         fleet.instances.remove(&stub);
                     }
@@ -720,7 +711,8 @@ mod tests {
     #[test]
     fn failed_multi_create_rolls_back_every_claim() {
         let mut f = fleet(3, 4);
-        let before = (f.usage.used.clone(), f.usage.avail.clone(), f.usage.free_ram_mb.clone(), f.instances.len());
+        let before =
+            (f.usage().used.clone(), f.usage().avail.clone(), f.usage().free_ram_mb.clone(), f.instances.len());
         let mut s = Scheduler::new(SchedulerConfig::default(), 0).unwrap();
         // 3 hosts x 4 vCPU = 12; ask for 4 x 4 vCPU: the fourth cannot fit.
         let d = s.schedule(&mut f, &mut Groups::default(), &req(4, 4), 0);
@@ -728,14 +720,14 @@ mod tests {
         assert_eq!(d.instances.len(), 4);
         assert_eq!(d.instances[3].chosen, None);
         assert_eq!(
-            (f.usage.used.clone(), f.usage.avail.clone(), f.usage.free_ram_mb.clone(), f.instances.len()),
+            (f.usage().used.clone(), f.usage().avail.clone(), f.usage().free_ram_mb.clone(), f.instances.len()),
             before
         );
         // Three fit, one per host, best first.
         let d = s.schedule(&mut f, &mut Groups::default(), &req(3, 4), 1);
         assert_eq!(d.status, "ok");
         assert_eq!(d.chosen, vec!["h0", "h1", "h2"]);
-        assert!((0..3).all(|h| f.usage.avail[0][h] == 0));
+        assert!((0..3).all(|h| f.usage().avail[0][h] == 0));
         assert_eq!(f.instances.len(), 3);
     }
 

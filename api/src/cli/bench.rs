@@ -102,10 +102,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let claim = measure::claim_ns(&mut fleet, 1_000_000);
         // Every profile starts from the same state: timed decisions consume
         // HostState (free RAM, io ops, instance counts) as Nova does.
-        let pristine = fleet.usage.clone();
+        let pristine = fleet.usage().clone();
         let pristine_instances = fleet.instances.clone();
         for p in &a.profiles {
-            fleet.usage = pristine.clone();
+            fleet.set_usage(pristine.clone())?;
             fleet.instances = pristine_instances.clone();
             let mut sched = measure::scheduler(p);
             // Warm-up decision, and the sanity check that both implementations agree.
@@ -117,7 +117,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             {
                 bail!("baseline and engine disagree at {n} hosts: {h} vs {}", fleet.name(bh));
             }
-            fleet.usage = pristine.clone();
+            fleet.set_usage(pristine.clone())?;
             fleet.instances = pristine_instances.clone();
             let med = measure::median(measure::time_decisions(&mut fleet, &mut sched, &req, a.reps));
             let ms = med.as_secs_f64() * 1e3;

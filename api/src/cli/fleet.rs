@@ -137,7 +137,7 @@ pub fn summary(fleet: &Fleet) -> String {
                 cap += (p.total as f64 - p.reserved as f64) * p.allocation_ratio;
             }
         }
-        for &u in &fleet.usage.used[rc] {
+        for &u in &fleet.usage().used[rc] {
             used += u as f64;
         }
         let pct = if cap > 0.0 { 100.0 * used / cap } else { 0.0 };

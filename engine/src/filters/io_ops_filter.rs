@@ -17,7 +17,7 @@ fn kernel<'a>(ctx: &RequestContext<'a>, per_aggset: Option<Vec<i64>>) -> Kernel<
     let fleet = ctx.fleet;
     let max = ctx.conf.max_io_ops_per_host;
     Box::new(move |batch, mask| {
-        let io = &fleet.usage.num_io_ops[batch.range()];
+        let io = &fleet.usage().num_io_ops[batch.range()];
         match &per_aggset {
             None => and_words(mask, io.len(), |i| (io[i] as i64) < max),
             Some(t) => {

@@ -16,7 +16,7 @@ fn kernel<'a>(ctx: &RequestContext<'a>, per_aggset: Option<Vec<i64>>) -> Kernel<
     let fleet = ctx.fleet;
     let max = ctx.conf.max_instances_per_host;
     Box::new(move |batch, mask| {
-        let n = &fleet.usage.num_instances[batch.range()];
+        let n = &fleet.usage().num_instances[batch.range()];
         match &per_aggset {
             None => and_words(mask, n.len(), |i| (n[i] as i64) < max),
             Some(t) => {

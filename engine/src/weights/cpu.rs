@@ -23,7 +23,7 @@ impl HostWeigher for CPUWeigher {
             .collect();
         let values: super::RawFn<'a> = Box::new(move |batch, row0, out| {
             let n = out.len();
-            let used = &fleet.usage.vcpus_used[batch.start + row0..batch.start + row0 + n];
+            let used = &fleet.usage().vcpus_used[batch.start + row0..batch.start + row0 + n];
             super::kernels::table_minus(&capacity, &batch.rc[vcpu].code[row0..row0 + n], used, out);
         });
         let m = ctx.conf.cpu_weight_multiplier;

@@ -15,6 +15,12 @@ impl HostWeigher for NumInstancesWeigher {
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
         let m = ctx.conf.num_instances_weight_multiplier;
-        Ok(simple(ctx, "num_instances_weight_multiplier", m, None, usage_column(ctx.fleet, |f| &f.usage.num_instances)))
+        Ok(simple(
+            ctx,
+            "num_instances_weight_multiplier",
+            m,
+            None,
+            usage_column(ctx.fleet, |f| &f.usage().num_instances),
+        ))
     }
 }
