@@ -15,7 +15,7 @@ use crate::candidates::{PlacementQuery, PreparedQuery};
 use crate::config::SchedulerConfig;
 use crate::error::{EngineError, Result};
 use crate::filters::{self, FilterError, GroupView, HostFilter, RequestContext};
-use crate::fleet::{BATCH_ROWS, Fleet};
+use crate::fleet::{BATCH_ROWS, BLOCK, Fleet};
 use crate::mask::Mask;
 use crate::request::{BootRequest, ServerGroup, default_instance_uuid, format_uuid, parse_uuid};
 use crate::select::{Scored, TopK, weight_then_index};
@@ -123,6 +123,20 @@ struct PriorOrder {
     picked: u32,
 }
 
+/// Minimum and maximum of one weigher's raw values over all hosts of one
+/// block, with the rows that attain them, valid while the block's epoch is.
+#[derive(Clone, Copy, Debug)]
+struct BlockStat {
+    epoch: u64,
+    min: f64,
+    argmin: u32,
+    max: f64,
+    argmax: u32,
+}
+
+/// Per cache key, per global block.
+type StatCache = HashMap<&'static str, Vec<Option<BlockStat>>>;
+
 /// An undo record for one consumed instance.
 struct Undo {
     host: usize,
@@ -137,6 +151,8 @@ pub struct Scheduler {
     weighers: Vec<Box<dyn HostWeigher>>,
     rng: ChaCha8Rng,
     pool: Arc<rayon::ThreadPool>,
+    /// Pass A's per-block summaries of request-independent weighers.
+    stats: std::sync::Mutex<StatCache>,
     /// Include per-filter traces in decisions.
     pub trace: bool,
 }
@@ -145,11 +161,6 @@ pub struct Scheduler {
 /// `host_subset_size` pick and alternates; the claim walk widens it when
 /// every kept host is full.
 const TOP_K: usize = 16;
-
-/// Hosts weighed per block: 64 mask words, 32 KiB of raw values, so a
-/// block's buffers stay in L1/L2 between a weigher's raw fill and its
-/// accumulation (`quiver bench`: 4096 measured faster than 64-host chunks).
-const BLOCK: usize = 4096;
 
 impl Scheduler {
     /// A scheduler for `conf`, with a seed for `host_subset_size` picks.
@@ -163,7 +174,15 @@ impl Scheduler {
             .thread_name(|i| format!("quiver-kernel-{i}"))
             .build()
             .map_err(|e| EngineError::Internal(format!("rayon pool: {e}")))?;
-        Ok(Self { conf, filters, weighers, rng: ChaCha8Rng::seed_from_u64(seed), pool: Arc::new(pool), trace: false })
+        Ok(Self {
+            conf,
+            filters,
+            weighers,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            pool: Arc::new(pool),
+            stats: Default::default(),
+            trace: false,
+        })
     }
 
     /// The configuration.
@@ -526,12 +545,22 @@ impl Scheduler {
         let bounds: Vec<(f64, f64)> =
             raws.iter().map(|r| (r.minval.unwrap_or(f64::NEG_INFINITY), r.maxval.unwrap_or(f64::INFINITY))).collect();
         let ranges: Vec<(f64, f64)> = if passed > 1 && nw > 0 {
-            let per_batch: Vec<Vec<(f64, f64)>> = self.pool.install(|| {
+            let mut cache = self.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let blocks = fleet.len().div_ceil(BLOCK);
+            for r in raws {
+                if let Some(k) = r.cache_key {
+                    cache.entry(k).or_default().resize(blocks, None);
+                }
+            }
+            let snapshot: &StatCache = &cache;
+            type Update = (&'static str, usize, BlockStat);
+            let per_batch: Vec<(Vec<(f64, f64)>, Vec<Update>)> = self.pool.install(|| {
                 survivors
                     .par_iter()
                     .zip(fleet.batches.par_iter())
                     .map(|(mask, batch)| {
                         let mut mm = vec![(f64::INFINITY, f64::NEG_INFINITY); nw];
+                        let mut updates = Vec::new();
                         let mut buf = vec![0.0f64; BLOCK];
                         let mut sel = vec![0u8; BLOCK];
                         for (blk, words) in mask.words().chunks(BLOCK / 64).enumerate() {
@@ -540,22 +569,67 @@ impl Scheduler {
                             }
                             let row0 = blk * BLOCK;
                             let len = (batch.len() - row0).min(BLOCK);
-                            weights::kernels::expand_mask(words, &mut sel[..len]);
+                            let gb = batch.start / BLOCK + blk;
+                            let epoch = fleet.block_epoch(gb);
+                            let alive = |row: u32| (words[row as usize / 64] >> (row % 64)) & 1 == 1;
+                            let mut expanded = false;
                             for (wi, r) in raws.iter().enumerate() {
-                                (r.values)(batch, row0, &mut buf[..len]);
-                                weights::kernels::clamp(&mut buf[..len], bounds[wi].0, bounds[wi].1);
+                                let (minc, maxc) = bounds[wi];
+                                let mut filled = false;
+                                // The block's extremes over all hosts; when the hosts
+                                // attaining them survived, they are the survivors'
+                                // extremes too (the clamp is monotone).
+                                let stat = match r.cache_key {
+                                    None => None,
+                                    Some(k) => match snapshot.get(k).and_then(|v| v[gb]).filter(|s| s.epoch == epoch) {
+                                        Some(s) => Some(s),
+                                        None => {
+                                            (r.values)(batch, row0, &mut buf[..len]);
+                                            filled = true;
+                                            let (min, argmin, max, argmax) = weights::kernels::min_max_arg(&buf[..len]);
+                                            let s = BlockStat { epoch, min, argmin, max, argmax };
+                                            updates.push((k, gb, s));
+                                            Some(s)
+                                        }
+                                    },
+                                };
+                                if let Some(s) = stat
+                                    && (r.minval.is_some() || alive(s.argmin))
+                                    && (r.maxval.is_some() || alive(s.argmax))
+                                {
+                                    let lo = s.min.clamp(minc, maxc);
+                                    let hi = s.max.clamp(minc, maxc);
+                                    mm[wi] = (mm[wi].0.min(lo), mm[wi].1.max(hi));
+                                    continue;
+                                }
+                                if !filled {
+                                    (r.values)(batch, row0, &mut buf[..len]);
+                                }
+                                if !expanded {
+                                    weights::kernels::expand_mask(words, &mut sel[..len]);
+                                    expanded = true;
+                                }
+                                weights::kernels::clamp(&mut buf[..len], minc, maxc);
                                 let (lo, hi) = weights::kernels::masked_min_max(&buf[..len], &sel[..len]);
                                 mm[wi] = (mm[wi].0.min(lo), mm[wi].1.max(hi));
                             }
                         }
-                        mm
+                        (mm, updates)
                     })
                     .collect()
             });
+            for (_, updates) in &per_batch {
+                for &(k, gb, s) in updates {
+                    if let Some(v) = cache.get_mut(k) {
+                        v[gb] = Some(s);
+                    }
+                }
+            }
+            drop(cache);
             (0..nw)
                 .map(|wi| {
-                    let lo = per_batch.iter().map(|v| v[wi].0).fold(f64::INFINITY, f64::min);
-                    let hi = per_batch.iter().map(|v| v[wi].1).fold(f64::NEG_INFINITY, f64::max);
+                    let lo = per_batch.iter().map(|v| v.0[wi].0).fold(f64::INFINITY, f64::min);
+                    let hi = per_batch.iter().map(|v| v.0[wi].1).fold(f64::NEG_INFINITY, f64::max);
                     (raws[wi].minval.unwrap_or(lo), raws[wi].maxval.unwrap_or(hi))
                 })
                 .collect()

@@ -28,7 +28,7 @@ fn prepare<'a>(ctx: &RequestContext<'a>, policy: &str, sign: f64, option: &str, 
             out[h as usize - lo] = sign * n as f64;
         }
     });
-    Some(Raw { values, minval: None, maxval: None, multiplier, check: None })
+    Some(Raw { values, minval: None, maxval: None, multiplier, cache_key: None, check: None })
 }
 
 impl HostWeigher for ServerGroupSoftAffinityWeigher {

@@ -17,7 +17,7 @@ impl HostWeigher for BuildFailureWeigher {
         let values: super::RawFn<'a> =
             Box::new(|batch, row0, out| super::kernels::widen_i32(&batch.failed_builds[row0..row0 + out.len()], out));
         let m = ctx.conf.build_failure_weight_multiplier;
-        Ok(simple(ctx, "build_failure_weight_multiplier", m, None, values).map(|mut r| {
+        Ok(simple(ctx, "failed_builds", "build_failure_weight_multiplier", m, None, values).map(|mut r| {
             r.multiplier = r.multiplier.negated();
             r
         }))

@@ -27,6 +27,6 @@ impl HostWeigher for CPUWeigher {
             super::kernels::table_minus(&capacity, &batch.rc[vcpu].code[row0..row0 + n], used, out);
         });
         let m = ctx.conf.cpu_weight_multiplier;
-        Ok(simple(ctx, "cpu_weight_multiplier", m, Some(0.0), values))
+        Ok(simple(ctx, "cpu_free", "cpu_weight_multiplier", m, Some(0.0), values))
     }
 }

@@ -15,6 +15,13 @@ impl HostWeigher for DiskWeigher {
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
         let m = ctx.conf.disk_weight_multiplier;
-        Ok(simple(ctx, "disk_weight_multiplier", m, Some(0.0), usage_column(ctx.fleet, |f| &f.usage().free_disk_mb)))
+        Ok(simple(
+            ctx,
+            "free_disk_mb",
+            "disk_weight_multiplier",
+            m,
+            Some(0.0),
+            usage_column(ctx.fleet, |f| &f.usage().free_disk_mb),
+        ))
     }
 }

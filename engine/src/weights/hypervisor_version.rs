@@ -18,6 +18,6 @@ impl HostWeigher for HypervisorVersionWeigher {
             super::kernels::widen_i64(&batch.hypervisor_version[row0..row0 + out.len()], out)
         });
         let m = ctx.conf.hypervisor_version_weight_multiplier;
-        Ok(simple(ctx, "hypervisor_version_weight_multiplier", m, None, values))
+        Ok(simple(ctx, "hypervisor_version", "hypervisor_version_weight_multiplier", m, None, values))
     }
 }

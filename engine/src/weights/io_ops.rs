@@ -15,6 +15,13 @@ impl HostWeigher for IoOpsWeigher {
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
         let m = ctx.conf.io_ops_weight_multiplier;
-        Ok(simple(ctx, "io_ops_weight_multiplier", m, Some(0.0), usage_column(ctx.fleet, |f| &f.usage().num_io_ops)))
+        Ok(simple(
+            ctx,
+            "num_io_ops",
+            "io_ops_weight_multiplier",
+            m,
+            Some(0.0),
+            usage_column(ctx.fleet, |f| &f.usage().num_io_ops),
+        ))
     }
 }

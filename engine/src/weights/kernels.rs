@@ -77,6 +77,23 @@ pub fn max(buf: &[f64]) -> f64 {
     m.iter().copied().fold(tail, f64::max)
 }
 
+/// `(min, index of its first occurrence, max, index of its first
+/// occurrence)` over every value of a non-empty `buf`.
+pub fn min_max_arg(buf: &[f64]) -> (f64, u32, f64, u32) {
+    let (mut lo, mut lo_i, mut hi, mut hi_i) = (f64::INFINITY, 0u32, f64::NEG_INFINITY, 0u32);
+    for (i, &x) in buf.iter().enumerate() {
+        if x < lo {
+            lo = x;
+            lo_i = i as u32;
+        }
+        if x > hi {
+            hi = x;
+            hi_i = i as u32;
+        }
+    }
+    (lo, lo_i, hi, hi_i)
+}
+
 /// `out[i] = src[i] as f64`.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub fn widen_i32(src: &[i32], out: &mut [f64]) {

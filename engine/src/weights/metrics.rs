@@ -65,6 +65,6 @@ impl HostWeigher for MetricsWeigher {
                 *o = value;
             }
         });
-        Ok(Some(Raw { values, minval: None, maxval: None, multiplier, check: Some(check) }))
+        Ok(Some(Raw { values, minval: None, maxval: None, multiplier, cache_key: None, check: Some(check) }))
     }
 }

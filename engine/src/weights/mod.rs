@@ -43,6 +43,10 @@ pub struct Raw<'a> {
     pub maxval: Option<f64>,
     /// Per-host multiplier.
     pub multiplier: Multiplier,
+    /// Names the raw values when they depend only on the fleet (not on the
+    /// request), so per-block minima and maxima can be cached across
+    /// decisions and invalidated by block epochs.
+    pub cache_key: Option<&'static str>,
     /// Checked against the survivors before weighing (MetricsWeigher raises
     /// in Nova when a required metric is missing).
     pub check: Option<CheckFn<'a>>,
@@ -167,11 +171,19 @@ pub fn usage_column<'a>(fleet: &'a Fleet, col: fn(&Fleet) -> &Vec<i32>) -> RawFn
 /// multiplier is zero everywhere.
 pub fn simple<'a>(
     ctx: &RequestContext<'a>,
+    cache_key: &'static str,
     option: &str,
     default: f64,
     minval: Option<f64>,
     values: RawFn<'a>,
 ) -> Option<Raw<'a>> {
     let multiplier = Multiplier::resolve(ctx.fleet, option, default);
-    (!multiplier.is_zero()).then_some(Raw { values, minval, maxval: None, multiplier, check: None })
+    (!multiplier.is_zero()).then_some(Raw {
+        values,
+        minval,
+        maxval: None,
+        multiplier,
+        cache_key: Some(cache_key),
+        check: None,
+    })
 }

@@ -17,6 +17,7 @@ impl HostWeigher for NumInstancesWeigher {
         let m = ctx.conf.num_instances_weight_multiplier;
         Ok(simple(
             ctx,
+            "num_instances",
             "num_instances_weight_multiplier",
             m,
             None,

@@ -15,6 +15,13 @@ impl HostWeigher for RAMWeigher {
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError> {
         let m = ctx.conf.ram_weight_multiplier;
-        Ok(simple(ctx, "ram_weight_multiplier", m, Some(0.0), usage_column(ctx.fleet, |f| &f.usage().free_ram_mb)))
+        Ok(simple(
+            ctx,
+            "free_ram_mb",
+            "ram_weight_multiplier",
+            m,
+            Some(0.0),
+            usage_column(ctx.fleet, |f| &f.usage().free_ram_mb),
+        ))
     }
 }
