@@ -137,6 +137,10 @@ struct BlockStat {
 /// Per cache key, per global block.
 type StatCache = HashMap<&'static str, Vec<Option<BlockStat>>>;
 
+/// One batch's pass A: per weigher `(min, max)` over its survivors, and the
+/// block summaries it computed afresh.
+type PassA = (Vec<(f64, f64)>, Vec<(&'static str, usize, BlockStat)>);
+
 /// An undo record for one consumed instance.
 struct Undo {
     host: usize,
@@ -553,8 +557,7 @@ impl Scheduler {
                 }
             }
             let snapshot: &StatCache = &cache;
-            type Update = (&'static str, usize, BlockStat);
-            let per_batch: Vec<(Vec<(f64, f64)>, Vec<Update>)> = self.pool.install(|| {
+            let per_batch: Vec<PassA> = self.pool.install(|| {
                 survivors
                     .par_iter()
                     .zip(fleet.batches.par_iter())
