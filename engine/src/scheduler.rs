@@ -809,6 +809,61 @@ mod tests {
     }
 
     #[test]
+    fn cached_block_extremes_never_change_a_decision() {
+        // 10,000 hosts = 3 weighing blocks; some hosts disabled or down so
+        // the extreme hosts of a block are sometimes filtered out.
+        let mut b = crate::FleetBuilder::new();
+        let mut x: u64 = 12345;
+        let mut rnd = |m: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % m
+        };
+        for i in 0..10_000 {
+            let mut vcpu = Inventory::simple("VCPU", 8 + rnd(56) as i64, 4.0);
+            vcpu.used = rnd(8) as i64;
+            b.push(HostRecord {
+                name: format!("h{i}"),
+                inventories: vec![
+                    vcpu,
+                    Inventory::simple("MEMORY_MB", 65536, 1.0),
+                    Inventory::simple("DISK_GB", 1000, 1.0),
+                ],
+                traits: vec!["OWNER_NOVA".into()],
+                free_ram_mb: rnd(65536) as i64,
+                free_disk_mb: rnd(1_000_000) as i64,
+                num_io_ops: rnd(4) as i64,
+                failed_builds: (rnd(50) == 0) as i64,
+                hypervisor_version: [6_002_000, 8_002_002, 9_001_000][rnd(3) as usize],
+                service: crate::host::ServiceRecord { disabled: rnd(10) == 0, ..Default::default() },
+                hypervisor_type: "QEMU".into(),
+                cpu_info: "{}".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let fleet = b.finish().unwrap();
+        // All weighers; then RAMWeigher alone, where the chosen host holds the
+        // fleet's largest free RAM, so a stale cached maximum would change
+        // every reported weight.
+        let ram_only = SchedulerConfig { weight_classes: vec!["RAMWeigher".into()], ..Default::default() };
+        for conf in [SchedulerConfig::default(), ram_only] {
+            let mut warm_fleet = fleet.clone();
+            let mut cold_fleet = fleet.clone();
+            let mut warm = Scheduler::new(conf.clone(), 0).unwrap();
+            for i in 0..60 {
+                let r = req(1 + (i % 3) as u32, 1 + (i % 4) as u32);
+                let d1 = warm.schedule(&mut warm_fleet, &mut Groups::default(), &r, i);
+                let d2 =
+                    Scheduler::new(conf.clone(), 0).unwrap().schedule(&mut cold_fleet, &mut Groups::default(), &r, i);
+                assert_eq!(d1, d2, "request {i}");
+                assert_eq!(d1.status, "ok");
+            }
+        }
+    }
+
+    #[test]
     fn host_subset_size_is_random_but_seeded() {
         let pick = |seed| {
             let mut f = fleet(50, 64);
