@@ -174,16 +174,13 @@ impl Scheduler {
     pub fn new(conf: SchedulerConfig, seed: u64) -> Result<Self> {
         let filters = conf.enabled_filters.iter().map(|n| filters::by_name(n)).collect::<Result<Vec<_>>>()?;
         let weighers = weights::from_config(&conf)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("quiver-kernel-{i}"))
-            .build()
-            .map_err(|e| EngineError::Internal(format!("rayon pool: {e}")))?;
+        let pool = kernel_pool()?;
         Ok(Self {
             conf,
             filters,
             weighers,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            pool: Arc::new(pool),
+            pool,
             stats: Default::default(),
             trace: false,
         })
@@ -494,12 +491,24 @@ impl Scheduler {
         }
         let need_weights = k + 1 < n;
         let mut kk = TOP_K.max(self.conf.host_subset_size + self.conf.max_attempts + 5);
+        // The tie-break order of later instances assumes `order` is the
+        // weighed order with one pick moved to the front, as Nova's is.
         loop {
             let (top, dense) = self.weigh_and_select(fleet, candidates, &raws, prior, kk, need_weights, passed);
-            // Nova's host_subset_size pick, then the rest in weight order.
-            let subset = self.conf.host_subset_size.min(top.len()).max(1);
-            let pick = if subset > 1 { self.rng.random_range(0..subset) } else { 0 };
             let mut order = top.clone();
+            if self.conf.shuffle_best_same_weighed_hosts {
+                // Nova shuffles every host tied with the best weight: widen
+                // until the whole tie group is in hand.
+                let ties = order.iter().take_while(|s| s.weight == order[0].weight).count();
+                if ties == order.len() && order.len() < passed {
+                    kk *= 16;
+                    continue;
+                }
+                rand::seq::SliceRandom::shuffle(&mut order[..ties], &mut self.rng);
+            }
+            // Nova's host_subset_size pick, then the rest in weight order.
+            let subset = self.conf.host_subset_size.min(order.len()).max(1);
+            let pick = if subset > 1 { self.rng.random_range(0..subset) } else { 0 };
             let picked = order.remove(pick);
             order.insert(0, picked);
             io.top5 = Some(top.iter().take(5).map(|s| (fleet.name(s.host as usize).to_owned(), s.weight)).collect());
@@ -751,6 +760,20 @@ fn fail_with(mut d: Decision, e: FilterError) -> Decision {
     d
 }
 
+/// The one rayon pool every scheduler's kernels run on (CONVENTIONS.md
+/// rule 6), one thread per core, named `quiver-kernel-N`.
+fn kernel_pool() -> Result<Arc<rayon::ThreadPool>> {
+    static POOL: std::sync::OnceLock<Arc<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    if let Some(p) = POOL.get() {
+        return Ok(p.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("quiver-kernel-{i}"))
+        .build()
+        .map_err(|e| EngineError::Internal(format!("rayon pool: {e}")))?;
+    Ok(POOL.get_or_init(|| Arc::new(pool)).clone())
+}
+
 /// Rows per batch, re-exported for kernels that stride by batch.
 pub const ROWS: usize = BATCH_ROWS;
 
@@ -877,6 +900,45 @@ mod tests {
         assert_eq!(a, pick(7));
         assert_ne!(a, pick(8));
         assert!(a.iter().collect::<std::collections::HashSet<_>>().len() > 1, "{a:?}");
+    }
+
+    #[test]
+    fn shuffle_best_same_weighed_hosts_spreads_over_the_tie_group() {
+        // 40 identical hosts: every one ties for best.
+        let mut b = crate::FleetBuilder::new();
+        for i in 0..40 {
+            b.push(HostRecord {
+                name: format!("t{i}"),
+                inventories: vec![Inventory::simple("VCPU", 64, 1.0), Inventory::simple("MEMORY_MB", 65536, 1.0)],
+                traits: vec!["OWNER_NOVA".into()],
+                hypervisor_type: "QEMU".into(),
+                cpu_info: "{}".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        let fleet = b.finish().unwrap();
+        let run = |shuffle: bool, seed: u64| {
+            let mut f = fleet.clone();
+            let conf = SchedulerConfig { shuffle_best_same_weighed_hosts: shuffle, ..Default::default() };
+            let mut s = Scheduler::new(conf, seed).unwrap();
+            // Restore usage after each request so every one sees the same 40-way tie.
+            let pristine = f.usage().clone();
+            (0..20)
+                .map(|i| {
+                    let d = s.schedule(&mut f, &mut Groups::default(), &req(1, 1), i);
+                    f.set_usage(pristine.clone()).unwrap();
+                    d.chosen[0].clone()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(run(false, 1).iter().all(|h| h == "t0"), "without shuffling the first host wins every tie");
+        let shuffled = run(true, 1);
+        assert_eq!(shuffled, run(true, 1));
+        let distinct: std::collections::HashSet<_> = shuffled.iter().collect();
+        assert!(distinct.len() > 5, "{shuffled:?}");
+        // Hosts beyond the first top-k window are reachable too.
+        assert!(shuffled.iter().any(|h| h[1..].parse::<usize>().unwrap() >= TOP_K), "{shuffled:?}");
     }
 
     #[test]
