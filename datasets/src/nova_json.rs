@@ -378,8 +378,7 @@ pub fn write_fleet(fleet: &Fleet, path: &Path) -> Result<()> {
         Value::Object(conf)
     )
     .map_err(io)?;
-    for i in 0..fleet.len() {
-        let h = fleet.host_record(i);
+    for (i, h) in fleet.host_records().enumerate() {
         let inv = |rc: &str| h.inventory(rc).cloned().unwrap_or_else(|| Inventory::simple(rc, 0, 1.0));
         let (v, m, d) = (inv("VCPU"), inv("MEMORY_MB"), inv("DISK_GB"));
         let mut stats = h.stats.clone();

@@ -360,8 +360,55 @@ impl Fleet {
         self.touch(host);
     }
 
-    /// Rebuilds host `i` as a [`HostRecord`] (for export and inspection).
+    /// Hypervisor node name of host `i` (its name unless it differs).
+    pub fn nodename(&self, host: usize) -> &str {
+        let (b, r) = self.locate(host);
+        let n = string_col(&b.record, "nodename");
+        if n.is_valid(r) { n.value(r) } else { self.name(host) }
+    }
+
+    /// Root provider uuid of host `i`.
+    pub fn uuid(&self, host: usize) -> u128 {
+        let (b, r) = self.locate(host);
+        b.record
+            .column_by_name("uuid")
+            .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+            .map_or(0, |u| u128::from_be_bytes(u.value(r).try_into().unwrap_or([0; 16])))
+    }
+
+    /// Cell code of host `i` (a name in `cells`).
+    pub fn cell_of(&self, host: usize) -> u32 {
+        let (b, r) = self.locate(host);
+        cell_code(&b.record, r)
+    }
+
+    /// Instances per host, from the instance map (one pass).
+    pub fn instances_by_host(&self) -> Vec<Vec<u128>> {
+        let mut out = vec![Vec::new(); self.len()];
+        for (&u, &h) in &self.instances {
+            out[h as usize].push(u);
+        }
+        for v in &mut out {
+            v.sort_unstable();
+        }
+        out
+    }
+
+    /// Rebuilds host `i` as a [`HostRecord`] (for inspection; exports use
+    /// [`Fleet::host_records`], which indexes instances once).
     pub fn host_record(&self, host: usize) -> HostRecord {
+        let mut instances: Vec<u128> =
+            self.instances.iter().filter(|&(_, &h)| h as usize == host).map(|(&u, _)| u).collect();
+        instances.sort_unstable();
+        self.record_with(host, instances)
+    }
+
+    /// Every host as a [`HostRecord`], in host order.
+    pub fn host_records(&self) -> impl Iterator<Item = HostRecord> + '_ {
+        self.instances_by_host().into_iter().enumerate().map(|(h, inst)| self.record_with(h, inst))
+    }
+
+    fn record_with(&self, host: usize, instances: Vec<u128>) -> HostRecord {
         let (b, r) = self.locate(host);
         let rec = &b.record;
         let nodename = string_col(rec, "nodename");
@@ -388,9 +435,6 @@ impl Fleet {
             }
         }
         let traits = bits_to_names(&self.traitsets[b.traitset[r] as usize], &self.traits);
-        let mut instances: Vec<u128> =
-            self.instances.iter().filter(|&(_, &h)| h as usize == host).map(|(&u, _)| u).collect();
-        instances.sort_unstable();
         HostRecord {
             name: self.name(host).to_owned(),
             nodename: nodename.is_valid(r).then(|| nodename.value(r).to_owned()),

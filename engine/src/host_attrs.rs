@@ -84,11 +84,8 @@ pub fn per_host(fleet: &Fleet, i: usize, name: &str) -> Value {
     let u = fleet.usage();
     match name {
         "host" => json!(fleet.name(i)),
-        "nodename" | "hypervisor_hostname" => {
-            let rec = fleet.host_record(i);
-            json!(rec.nodename.unwrap_or(rec.name))
-        }
-        "uuid" => json!(crate::request::format_uuid(fleet.host_record(i).uuid)),
+        "nodename" | "hypervisor_hostname" => json!(fleet.nodename(i)),
+        "uuid" => json!(crate::request::format_uuid(fleet.uuid(i))),
         "free_ram_mb" => json!(u.free_ram_mb[i]),
         "free_disk_mb" => json!(u.free_disk_mb[i]),
         "vcpus_total" => json!(inv("VCPU").map_or(0, |p| p.total)),
@@ -106,8 +103,8 @@ pub fn per_host(fleet: &Fleet, i: usize, name: &str) -> Value {
         "cpu_allocation_ratio" => json!(inv("VCPU").map_or(0.0, |p| p.allocation_ratio)),
         "ram_allocation_ratio" => json!(inv("MEMORY_MB").map_or(0.0, |p| p.allocation_ratio)),
         "disk_allocation_ratio" => json!(inv("DISK_GB").map_or(0.0, |p| p.allocation_ratio)),
-        "host_ip" => fleet.host_record(i).host_ip.map_or(Value::Null, |ip| json!(ip.to_string())),
-        "cell_uuid" => json!(fleet.cells.name(0)),
+        "host_ip" => fleet.host_record_ip(i).map_or(Value::Null, |ip| json!(ip.to_string())),
+        "cell_uuid" => json!(fleet.cells.name(fleet.cell_of(i))),
         _ => Value::Null,
     }
 }

@@ -93,9 +93,9 @@ pub fn interchange_schema(fleet: &Fleet) -> SchemaRef {
 pub fn to_batches(fleet: &Fleet) -> Result<Vec<RecordBatch>> {
     let schema = interchange_schema(fleet);
     let mut out = Vec::new();
-    for start in (0..fleet.len()).step_by(BATCH_ROWS) {
-        let end = (start + BATCH_ROWS).min(fleet.len());
-        let recs: Vec<HostRecord> = (start..end).map(|i| fleet.host_record(i)).collect();
+    let mut records = fleet.host_records();
+    for _ in (0..fleet.len()).step_by(BATCH_ROWS) {
+        let recs: Vec<HostRecord> = records.by_ref().take(BATCH_ROWS).collect();
         let s = |f: &dyn Fn(&HostRecord) -> Option<String>| -> ArrayRef {
             Arc::new(recs.iter().map(f).collect::<StringArray>())
         };

@@ -15,7 +15,7 @@ use crate::candidates::{PlacementQuery, PreparedQuery};
 use crate::config::SchedulerConfig;
 use crate::error::{EngineError, Result};
 use crate::filters::{self, FilterError, GroupView, HostFilter, RequestContext};
-use crate::fleet::{BATCH_ROWS, BLOCK, Fleet};
+use crate::fleet::{BLOCK, Fleet};
 use crate::mask::Mask;
 use crate::request::{BootRequest, ServerGroup, default_instance_uuid, format_uuid, parse_uuid};
 use crate::select::{Scored, TopK, weight_then_index};
@@ -524,10 +524,7 @@ impl Scheduler {
             let host = order[ci].host as usize;
             io.chosen = Some(fleet.name(host).to_owned());
             io.weight = Some(order[ci].weight);
-            let cell = |h: usize| {
-                let (b, r) = fleet.locate(h);
-                b.record.column_by_name("cell").map(|c| c.to_data().buffers()[0].typed_data::<u32>()[r])
-            };
+            let cell = |h: usize| fleet.cell_of(h);
             io.alternates = order[ci + 1..]
                 .iter()
                 .map(|s| s.host as usize)
@@ -773,9 +770,6 @@ fn kernel_pool() -> Result<Arc<rayon::ThreadPool>> {
         .map_err(|e| EngineError::Internal(format!("rayon pool: {e}")))?;
     Ok(POOL.get_or_init(|| Arc::new(pool)).clone())
 }
-
-/// Rows per batch, re-exported for kernels that stride by batch.
-pub const ROWS: usize = BATCH_ROWS;
 
 #[cfg(test)]
 mod tests {

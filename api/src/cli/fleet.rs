@@ -156,13 +156,7 @@ pub fn summary(fleet: &Fleet) -> String {
         }
     }
     for i in 0..fleet.len() {
-        let (b, r) = fleet.locate(i);
-        let code = b
-            .record
-            .column_by_name("cell")
-            .and_then(|c| c.as_any().downcast_ref::<arrow_array::DictionaryArray<arrow_array::types::UInt32Type>>())
-            .map_or(0, |d| d.keys().value(r));
-        *cells.entry(fleet.cells.name(code).to_owned()).or_default() += 1;
+        *cells.entry(fleet.cells.name(fleet.cell_of(i)).to_owned()).or_default() += 1;
     }
     s += "\navailability zone   hosts\n";
     for (z, n) in az {
