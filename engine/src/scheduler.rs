@@ -474,16 +474,21 @@ impl Scheduler {
             return Ok((io, None));
         }
         // weighers
-        let survivors = Mask::from_words(
-            candidates.iter().flat_map(|m| m.words().iter().copied()).collect(),
-            fleet.len().div_ceil(64) * 64,
-        );
+        // The survivors as one fleet-wide mask, built only for a weigher
+        // that checks them (MetricsWeigher).
+        let mut survivors: Option<Mask> = None;
         let mut raws: Vec<Raw<'_>> = Vec::new();
         if passed > 1 {
             for w in &self.weighers {
                 if let Some(r) = w.prepare(&ctx)? {
                     if let Some(check) = &r.check {
-                        check(&survivors)?;
+                        let all = survivors.get_or_insert_with(|| {
+                            Mask::from_words(
+                                candidates.iter().flat_map(|m| m.words().iter().copied()).collect(),
+                                fleet.len().div_ceil(64) * 64,
+                            )
+                        });
+                        check(all)?;
                     }
                     raws.push(r);
                 }
