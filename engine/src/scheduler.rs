@@ -680,6 +680,7 @@ impl Scheduler {
                     let mut dense = Vec::new();
                     let mut buf = vec![0.0f64; BLOCK];
                     let mut acc = vec![0.0f64; BLOCK];
+                    let mut mult = vec![0.0f64; BLOCK];
                     for (blk, words) in mask.words().chunks(BLOCK / 64).enumerate() {
                         if words.iter().all(|&w| w == 0) {
                             continue;
@@ -702,6 +703,7 @@ impl Scheduler {
                                     &batch.aggset[row0..row0 + len],
                                     lo,
                                     range,
+                                    &mut mult[..len],
                                 ),
                             }
                         }

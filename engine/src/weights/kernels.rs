@@ -129,13 +129,29 @@ pub fn accumulate(acc: &mut [f64], buf: &[f64], m: f64, lo: f64, range: f64) {
 }
 
 /// `acc[i] += ms[codes[i]] * ((buf[i] - lo) / range)`: a per-host
-/// multiplier looked up by aggregate-set code.
+/// multiplier looked up by aggregate-set code. The lookup is done first into
+/// `mult` (scratch of `acc.len()`), so the arithmetic loop has no gather and
+/// vectorizes.
+pub fn accumulate_coded(
+    acc: &mut [f64],
+    buf: &[f64],
+    ms: &[f64],
+    codes: &[u32],
+    lo: f64,
+    range: f64,
+    mult: &mut [f64],
+) {
+    for (m, &c) in mult.iter_mut().zip(codes) {
+        *m = ms[c as usize];
+    }
+    accumulate_each(acc, buf, mult, lo, range);
+}
+
+/// `acc[i] += mult[i] * ((buf[i] - lo) / range)`.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-pub fn accumulate_coded(acc: &mut [f64], buf: &[f64], ms: &[f64], codes: &[u32], lo: f64, range: f64) {
-    // The clamp keeps the index provably in range, so the gather vectorizes.
-    let last = ms.len() - 1;
-    for ((a, &x), &c) in acc.iter_mut().zip(buf).zip(codes) {
-        *a += ms[(c as usize).min(last)] * ((x - lo) / range);
+fn accumulate_each(acc: &mut [f64], buf: &[f64], mult: &[f64], lo: f64, range: f64) {
+    for ((a, &x), &m) in acc.iter_mut().zip(buf).zip(mult) {
+        *a += m * ((x - lo) / range);
     }
 }
 
@@ -162,6 +178,14 @@ mod tests {
         accumulate(&mut acc, &buf, m, 3.0, 997.0);
         for (i, a) in acc.iter().enumerate() {
             assert_eq!(a.to_bits(), (0.25 + m * ((buf[i] - 3.0) / 997.0)).to_bits());
+        }
+        let codes: Vec<u32> = (0..300).map(|i| i % 3).collect();
+        let ms = [2.0, -1.0, 0.5];
+        let mut acc2 = vec![0.25; 300];
+        let mut scratch = vec![0.0; 300];
+        accumulate_coded(&mut acc2, &buf, &ms, &codes, 3.0, 997.0, &mut scratch);
+        for (i, a) in acc2.iter().enumerate() {
+            assert_eq!(a.to_bits(), (0.25 + ms[i % 3] * ((buf[i] - 3.0) / 997.0)).to_bits());
         }
         let mut c = vec![0.0; 300];
         clamp(&mut c, 1.0, 2.0);
