@@ -258,6 +258,30 @@ pub fn and_words(mask: &mut [u64], len: usize, mut pred: impl FnMut(usize) -> bo
     }
 }
 
+/// The kernel of Nova's counter filters (IoOps, NumInstances and their
+/// Aggregate* variants): `counter[i] < threshold`, the threshold being the
+/// option, or with `aggregate_key` the minimum of that metadata key over the
+/// host's aggregates (the option where absent or not a number).
+pub fn counter_below_kernel<'a>(
+    ctx: &RequestContext<'a>,
+    counter: fn(&Fleet) -> &Vec<i32>,
+    option: i64,
+    aggregate_key: Option<&str>,
+) -> Kernel<'a> {
+    let fleet = ctx.fleet;
+    let per_aggset = aggregate_key.map(|k| aggset_min_values::<i64>(fleet, k, option));
+    Box::new(move |batch, mask| {
+        let n = &counter(fleet)[batch.range()];
+        match &per_aggset {
+            None => and_words(mask, n.len(), |i| (n[i] as i64) < option),
+            Some(t) => {
+                let agg = &batch.aggset;
+                and_words(mask, n.len(), |i| (n[i] as i64) < t[agg[i] as usize])
+            }
+        }
+    })
+}
+
 /// Sets the first `len` bits of `mask` and clears the rest.
 pub fn and_words_init(mask: &mut [u64], len: usize) {
     mask.fill(u64::MAX);

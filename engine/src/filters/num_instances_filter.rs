@@ -1,7 +1,7 @@
 //! `NumInstancesFilter` and `AggregateNumInstancesFilter`: hosts already
 //! running too many instances are skipped.
 
-use super::{FilterError, HostFilter, Kernel, RequestContext, aggset_min_values, and_words};
+use super::{FilterError, HostFilter, Kernel, RequestContext, counter_below_kernel};
 
 /// Passes hosts with `num_instances < [filter_scheduler] max_instances_per_host`.
 #[derive(Debug, Clone, Copy)]
@@ -12,27 +12,12 @@ pub struct NumInstancesFilter;
 #[derive(Debug, Clone, Copy)]
 pub struct AggregateNumInstancesFilter;
 
-fn kernel<'a>(ctx: &RequestContext<'a>, per_aggset: Option<Vec<i64>>) -> Kernel<'a> {
-    let fleet = ctx.fleet;
-    let max = ctx.conf.max_instances_per_host;
-    Box::new(move |batch, mask| {
-        let n = &fleet.usage().num_instances[batch.range()];
-        match &per_aggset {
-            None => and_words(mask, n.len(), |i| (n[i] as i64) < max),
-            Some(t) => {
-                let agg = &batch.aggset;
-                and_words(mask, n.len(), |i| (n[i] as i64) < t[agg[i] as usize])
-            }
-        }
-    })
-}
-
 impl HostFilter for NumInstancesFilter {
     fn name(&self) -> &'static str {
         "NumInstancesFilter"
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        Ok(Some(kernel(ctx, None)))
+        Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_instances, ctx.conf.max_instances_per_host, None)))
     }
 }
 
@@ -41,7 +26,7 @@ impl HostFilter for AggregateNumInstancesFilter {
         "AggregateNumInstancesFilter"
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        let t = aggset_min_values::<i64>(ctx.fleet, "max_instances_per_host", ctx.conf.max_instances_per_host);
-        Ok(Some(kernel(ctx, Some(t))))
+        let max = ctx.conf.max_instances_per_host;
+        Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_instances, max, Some("max_instances_per_host"))))
     }
 }
