@@ -2,7 +2,8 @@
 //! whole decisions (default and extended filter profiles, all weighers),
 //! the placement-candidate kernel, top-k selection and claims.
 //!
-//! `cargo bench -p quiver-benches` (set QUIVER_BENCH_SIZES=10000 for a quick run).
+//! `cargo bench -p quiver-benches --bench engine` (set QUIVER_BENCH_SIZES=10000
+//! for a quick run).
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use quiver_benches::measure;
