@@ -30,11 +30,6 @@ impl EngineError {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Self::Invalid(msg.into())
     }
-
-    /// True when the caller is at fault.
-    pub fn is_caller_error(&self) -> bool {
-        matches!(self, Self::Invalid(_) | Self::Format(_))
-    }
 }
 
 impl From<arrow_schema::ArrowError> for EngineError {

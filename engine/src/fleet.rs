@@ -314,11 +314,6 @@ impl Fleet {
         self.resource_classes.get(rc).map(|i| i as usize)
     }
 
-    /// Aggregate index by id.
-    pub fn aggregate_index(&self, id: u32) -> Option<usize> {
-        self.aggregates.iter().position(|a| a.id == id)
-    }
-
     /// The metric column called `name`.
     pub fn metric(&self, name: &str) -> Option<&MetricColumn> {
         self.metrics.iter().find(|m| m.name == name)

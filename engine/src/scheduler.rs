@@ -365,10 +365,8 @@ impl Scheduler {
         }
         match failed {
             None => {
-                for (io, &u) in d.instances.iter().zip(&uuids) {
-                    if let Some(h) = io.chosen.as_deref().and_then(|h| fleet.index_of(h)) {
-                        fleet.instances.entry(u).or_insert(h as u32);
-                    }
+                for (&u, placed) in uuids.iter().zip(&undo) {
+                    fleet.instances.entry(u).or_insert(placed.host as u32);
                 }
                 d.chosen = d.instances.iter().filter_map(|i| i.chosen.clone()).collect();
             }
@@ -452,7 +450,8 @@ impl Scheduler {
                 .collect()
         });
         let mut trace = Vec::new();
-        let mut passed = candidates.iter().map(Mask::count).sum::<usize>();
+        // With no filter to run, the candidates are the survivors.
+        let mut passed = if kernels.is_empty() { candidates.iter().map(Mask::count).sum() } else { 0 };
         for (fi, (name, _)) in kernels.iter().enumerate() {
             let c: usize = per_batch.iter().map(|v| v[fi]).sum();
             trace.push((name.to_string(), c));
@@ -623,7 +622,9 @@ impl Scheduler {
                                     weights::kernels::expand_mask(words, &mut sel[..len]);
                                     expanded = true;
                                 }
-                                weights::kernels::clamp(&mut buf[..len], minc, maxc);
+                                if r.minval.is_some() || r.maxval.is_some() {
+                                    weights::kernels::clamp(&mut buf[..len], minc, maxc);
+                                }
                                 let (lo, hi) = weights::kernels::masked_min_max(&buf[..len], &sel[..len]);
                                 mm[wi] = (mm[wi].0.min(lo), mm[wi].1.max(hi));
                             }
@@ -691,7 +692,9 @@ impl Scheduler {
                         for &(wi, lo, range) in &active {
                             let r = &raws[wi];
                             (r.values)(batch, row0, &mut buf[..len]);
-                            weights::kernels::clamp(&mut buf[..len], bounds[wi].0, bounds[wi].1);
+                            if r.minval.is_some() || r.maxval.is_some() {
+                                weights::kernels::clamp(&mut buf[..len], bounds[wi].0, bounds[wi].1);
+                            }
                             match &r.multiplier {
                                 Multiplier::Const(m) => {
                                     weights::kernels::accumulate(&mut acc[..len], &buf[..len], *m, lo, range)
