@@ -7,6 +7,7 @@ pub mod bench;
 pub mod decide;
 pub mod fleet;
 pub mod load;
+pub mod serve;
 
 /// Quiver: OpenStack Nova's scheduler and Placement as vectorized kernels
 /// over a columnar fleet.
@@ -30,7 +31,8 @@ const EXAMPLES: &str = "Examples:
   quiver fleet gen --hosts 100000 --seed 1 -o fleet.parquet
   quiver fleet show fleet.parquet
   quiver decide --fleet fleet.json --requests requests.json --profile extended
-  quiver bench --sizes 10000,100000,1000000";
+  quiver bench --sizes 10000,100000,1000000
+  quiver serve --data ./quiver-data";
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -44,6 +46,8 @@ pub enum Command {
     /// Measure decision speed against a row-by-row baseline and the memory
     /// bandwidth floor, on seeded fleets, and print a table.
     Bench(bench::BenchArgs),
+    /// Serve the OpenStack Placement API on a durable data directory.
+    Serve(serve::ServeArgs),
 }
 
 /// Sets up structured logging on stderr.
@@ -72,5 +76,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Decide(a) => decide::run(a),
         Command::Fleet(c) => fleet::run(c),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

@@ -1,0 +1,191 @@
+//! The OpenStack Placement API over HTTP (axum): one route table, one file
+//! per resource, microversions negotiated at the edge, and every error
+//! rendered as Placement's JSON error body.
+
+mod aggregates;
+mod allocations;
+mod candidates;
+mod classes;
+mod http;
+mod inventories;
+pub mod policy;
+mod providers;
+mod reshaper;
+pub mod schemas;
+mod traits;
+mod usages;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, Response};
+
+pub use http::{ApiError, Req, Resp, Version};
+use quiver_placement::Placement;
+
+/// Oldest and newest microversions served.
+pub const MIN_VERSION: Version = (1, 0);
+pub const MAX_VERSION: Version = (1, 39);
+
+/// Everything a request handler needs.
+pub struct PlacementApi {
+    pub placement: Placement,
+    pub policy: policy::Policy,
+    pub cors: Option<Cors>,
+    pub metrics: Metrics,
+    /// Bodies above this many bytes are refused with a 400.
+    pub max_body_bytes: usize,
+}
+
+/// CORS as oslo.middleware configures it: allowed origins and headers.
+#[derive(Clone, Debug, Default)]
+pub struct Cors {
+    pub allowed_origins: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub max_age: Option<u64>,
+    pub allow_credentials: bool,
+}
+
+/// Request counters for `/metrics` (Prometheus text format).
+#[derive(Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub errors_4xx: AtomicU64,
+    pub errors_5xx: AtomicU64,
+    pub candidates_requests: AtomicU64,
+    pub candidates_micros: AtomicU64,
+    pub write_requests: AtomicU64,
+}
+
+impl Metrics {
+    pub fn render(&self, api: &PlacementApi) -> String {
+        let (providers, consumers, epoch) =
+            api.placement.read(|s| (s.live_providers().count(), s.consumers.len(), s.epoch));
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "# HELP quiver_placement_requests_total HTTP requests served by the Placement API.\n\
+             # TYPE quiver_placement_requests_total counter\n\
+             quiver_placement_requests_total {}\n\
+             # HELP quiver_placement_responses_total Responses by status class.\n\
+             # TYPE quiver_placement_responses_total counter\n\
+             quiver_placement_responses_total{{class=\"4xx\"}} {}\n\
+             quiver_placement_responses_total{{class=\"5xx\"}} {}\n\
+             # HELP quiver_placement_writes_total Write requests (POST, PUT, DELETE).\n\
+             # TYPE quiver_placement_writes_total counter\n\
+             quiver_placement_writes_total {}\n\
+             # HELP quiver_allocation_candidates_requests_total GET /allocation_candidates served.\n\
+             # TYPE quiver_allocation_candidates_requests_total counter\n\
+             quiver_allocation_candidates_requests_total {}\n\
+             # HELP quiver_allocation_candidates_seconds_total Time spent answering them.\n\
+             # TYPE quiver_allocation_candidates_seconds_total counter\n\
+             quiver_allocation_candidates_seconds_total {}\n\
+             # HELP quiver_placement_resource_providers Resource providers in the store.\n\
+             # TYPE quiver_placement_resource_providers gauge\n\
+             quiver_placement_resource_providers {providers}\n\
+             # HELP quiver_placement_consumers Consumers with allocations.\n\
+             # TYPE quiver_placement_consumers gauge\n\
+             quiver_placement_consumers {consumers}\n\
+             # HELP quiver_placement_state_epoch Committed writes since start.\n\
+             # TYPE quiver_placement_state_epoch counter\n\
+             quiver_placement_state_epoch {epoch}\n",
+            g(&self.requests),
+            g(&self.errors_4xx),
+            g(&self.errors_5xx),
+            g(&self.write_requests),
+            g(&self.candidates_requests),
+            g(&self.candidates_micros) as f64 / 1e6,
+        )
+    }
+}
+
+/// The Placement API as an axum router (tests call it with `oneshot`).
+pub fn app(api: Arc<PlacementApi>) -> Router {
+    Router::new().fallback(serve).with_state(api)
+}
+
+async fn serve(State(api): State<Arc<PlacementApi>>, req: Request<Body>) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let limit = api.max_body_bytes;
+    let body = match axum::body::to_bytes(body, limit + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            return http::too_large(limit);
+        }
+    };
+    let api2 = api.clone();
+    match tokio::task::spawn_blocking(move || http::handle(&api2, parts, body)).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "handler panicked");
+            http::internal_error()
+        }
+    }
+}
+
+/// Dispatches one request to its handler (the route table).
+pub(crate) fn route(req: &mut Req) -> Result<Resp, ApiError> {
+    let segs: Vec<String> = req.segments.clone();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let m = req.method.as_str();
+    macro_rules! methods {
+        ($($meth:literal => $h:expr),+ $(,)?) => {{
+            match m {
+                $($meth => $h,)+
+                _ => Err(ApiError::method_not_allowed(m, &[$($meth),+])),
+            }
+        }};
+    }
+    match s.as_slice() {
+        [] => methods!("GET" => http::home(req)),
+        ["resource_classes"] => methods!("GET" => classes::list(req), "POST" => classes::create(req)),
+        ["resource_classes", name] => {
+            methods!("GET" => classes::show(req, name), "PUT" => classes::update(req, name), "DELETE" => classes::delete(req, name))
+        }
+        ["resource_providers"] => methods!("GET" => providers::list(req), "POST" => providers::create(req)),
+        ["resource_providers", uuid] => methods!(
+            "GET" => providers::show(req, uuid),
+            "DELETE" => providers::delete(req, uuid),
+            "PUT" => providers::update(req, uuid)
+        ),
+        ["resource_providers", uuid, "inventories"] => methods!(
+            "GET" => inventories::list(req, uuid),
+            "POST" => inventories::create(req, uuid),
+            "PUT" => inventories::set_all(req, uuid),
+            "DELETE" => inventories::delete_all(req, uuid)
+        ),
+        ["resource_providers", uuid, "inventories", rc] => methods!(
+            "GET" => inventories::show(req, uuid, rc),
+            "PUT" => inventories::update(req, uuid, rc),
+            "DELETE" => inventories::delete(req, uuid, rc)
+        ),
+        ["resource_providers", uuid, "usages"] => methods!("GET" => usages::for_provider(req, uuid)),
+        ["resource_providers", uuid, "aggregates"] => {
+            methods!("GET" => aggregates::list(req, uuid), "PUT" => aggregates::set(req, uuid))
+        }
+        ["resource_providers", uuid, "allocations"] => methods!("GET" => allocations::for_provider(req, uuid)),
+        ["resource_providers", uuid, "traits"] => methods!(
+            "GET" => traits::for_provider(req, uuid),
+            "PUT" => traits::set_for_provider(req, uuid),
+            "DELETE" => traits::delete_for_provider(req, uuid)
+        ),
+        ["allocations"] => methods!("POST" => allocations::post(req)),
+        ["allocations", consumer] => methods!(
+            "GET" => allocations::for_consumer(req, consumer),
+            "PUT" => allocations::put(req, consumer),
+            "DELETE" => allocations::delete(req, consumer)
+        ),
+        ["allocation_candidates"] => methods!("GET" => candidates::list(req)),
+        ["traits"] => methods!("GET" => traits::list(req)),
+        ["traits", name] => {
+            methods!("GET" => traits::show(req, name), "PUT" => traits::put(req, name), "DELETE" => traits::delete(req, name))
+        }
+        ["usages"] => methods!("GET" => usages::totals(req)),
+        ["reshaper"] => methods!("POST" => reshaper::reshape(req)),
+        _ => Err(ApiError::not_found("The resource could not be found.")),
+    }
+}
