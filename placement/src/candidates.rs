@@ -410,7 +410,13 @@ impl State {
                 }
                 w.summaries.insert(
                     id,
-                    Summary { rp: id, root: p.root, parent: p.parent, resources, traits: p.traits.iter().copied().collect() },
+                    Summary {
+                        rp: id,
+                        root: p.root,
+                        parent: p.parent,
+                        resources,
+                        traits: p.traits.iter().copied().collect(),
+                    },
                 );
             }
         }
@@ -430,7 +436,11 @@ impl State {
         let amount: BTreeMap<ClassId, i64> = ctx.resources.iter().copied().collect();
         let mut tree: BTreeMap<RpId, BTreeMap<ClassId, Vec<Resource>>> = BTreeMap::new();
         for &(rp, root, class) in &cands {
-            tree.entry(root).or_default().entry(class).or_default().push(Resource { rp, class, amount: amount[&class] });
+            tree.entry(root).or_default().entry(class).or_default().push(Resource {
+                rp,
+                class,
+                amount: amount[&class],
+            });
         }
         let mut out = vec![];
         let mut seen = HashSet::new();
@@ -578,7 +588,11 @@ impl State {
         out
     }
 
-    fn merge(&self, by_suffix: Vec<(String, Vec<AllocationRequest>)>, w: &Wide) -> (Vec<AllocationRequest>, Vec<Summary>) {
+    fn merge(
+        &self,
+        by_suffix: Vec<(String, Vec<AllocationRequest>)>,
+        w: &Wide,
+    ) -> (Vec<AllocationRequest>, Vec<Summary>) {
         // anchor -> suffix -> requests, in first-seen order.
         let mut by_anchor: Vec<(RpId, Vec<(String, Vec<AllocationRequest>)>)> = vec![];
         let mut anchor_index: HashMap<RpId, usize> = HashMap::new();
@@ -644,7 +658,8 @@ impl State {
         if w.multi_group_rcs.is_empty() {
             return true;
         }
-        let rps: BTreeSet<RpId> = lists.iter().flat_map(|(_, l)| l.iter().flat_map(|a| a.resources.iter().map(|r| r.rp))).collect();
+        let rps: BTreeSet<RpId> =
+            lists.iter().flat_map(|(_, l)| l.iter().flat_map(|a| a.resources.iter().map(|r| r.rp))).collect();
         for &class in &w.multi_group_rcs {
             let available: i64 = rps.iter().filter_map(|&rp| w.psum.get(&(rp, class)).map(|p| p.0)).sum();
             if w.rcs_amounts[&class] > available {
@@ -656,10 +671,8 @@ impl State {
 
     fn same_subtree_ok(&self, combo: &[&AllocationRequest], w: &Wide) -> bool {
         for group in w.same_subtrees {
-            let rps: BTreeSet<RpId> = combo
-                .iter()
-                .flat_map(|a| group.iter().filter_map(|s| a.mappings.get(s)).flatten().copied())
-                .collect();
+            let rps: BTreeSet<RpId> =
+                combo.iter().flat_map(|a| group.iter().filter_map(|s| a.mappings.get(s)).flatten().copied()).collect();
             if rps.len() <= 1 {
                 continue;
             }
@@ -721,4 +734,3 @@ fn product<T: Clone>(lists: &[&Vec<T>]) -> Vec<Vec<T>> {
     }
     out
 }
-

@@ -51,7 +51,8 @@ impl State {
     // ----- resource providers -------------------------------------------
 
     pub fn get_provider(&self, uuid: &str) -> Result<&Provider> {
-        self.provider_by_uuid(uuid).ok_or_else(|| Error::not_found(format!("No resource provider with uuid {uuid} found")))
+        self.provider_by_uuid(uuid)
+            .ok_or_else(|| Error::not_found(format!("No resource provider with uuid {uuid} found")))
     }
 
     fn provider_id(&self, uuid: &str) -> Result<RpId> {
@@ -235,18 +236,19 @@ impl State {
     pub fn list_providers(&self, f: &ProviderFilters) -> Result<Vec<RpId>> {
         let mut resources = vec![];
         for (rc, amount) in &f.resources {
-            let class = self
-                .classes
-                .get(rc)
-                .ok_or_else(|| Error::bad_request(format!("Invalid resource class in resources parameter: No such resource class {rc}.")))?;
+            let class = self.classes.get(rc).ok_or_else(|| {
+                Error::bad_request(format!(
+                    "Invalid resource class in resources parameter: No such resource class {rc}."
+                ))
+            })?;
             resources.push((class, *amount));
         }
-        let required = self.trait_groups(&f.required).map_err(|e| {
-            Error::bad_request(format!("Invalid trait(s) in \"required\" parameter: {}", e.detail))
-        })?;
-        let forbidden = self.trait_set(&f.forbidden_traits).map_err(|e| {
-            Error::bad_request(format!("Invalid trait(s) in \"required\" parameter: {}", e.detail))
-        })?;
+        let required = self
+            .trait_groups(&f.required)
+            .map_err(|e| Error::bad_request(format!("Invalid trait(s) in \"required\" parameter: {}", e.detail)))?;
+        let forbidden = self
+            .trait_set(&f.forbidden_traits)
+            .map_err(|e| Error::bad_request(format!("Invalid trait(s) in \"required\" parameter: {}", e.detail)))?;
         let tree_root = match &f.in_tree {
             Some(u) => match self.provider_by_uuid(u) {
                 Some(p) => Some(p.root),
@@ -264,12 +266,7 @@ impl State {
             if tree_root.is_some_and(|r| r != p.root) {
                 continue;
             }
-            if !resources.iter().all(|&(c, amount)| {
-                p.inventory(c).is_some_and(|r| r.inv.fits(r.used, amount) || {
-                    // GET /resource_providers checks capacity only, not units.
-                    (r.used + amount) as f64 <= (r.inv.total - r.inv.reserved) as f64 * r.inv.allocation_ratio
-                })
-            }) {
+            if !resources.iter().all(|&(c, amount)| p.inventory(c).is_some_and(|r| r.inv.fits(r.used, amount))) {
                 continue;
             }
             if !required.iter().all(|any| any.iter().any(|t| p.traits.contains(t))) {
@@ -490,12 +487,19 @@ impl State {
         if record.used > 0 {
             return Err(Error::conflict(
                 codes::CONCURRENT_UPDATE,
-                format!("Unable to delete inventory of class {rc}: Inventory for '{rc}' on resource provider '{uuid}' in use."),
+                format!(
+                    "Unable to delete inventory of class {rc}: Inventory for '{rc}' on resource provider '{uuid}' in use."
+                ),
             ));
         }
         let class = record.class;
-        let all: Vec<(ClassId, Inventory)> =
-            self.provider(id).inventories.iter().filter(|r| r.class != class).map(|r| (r.class, r.inv.clone())).collect();
+        let all: Vec<(ClassId, Inventory)> = self
+            .provider(id)
+            .inventories
+            .iter()
+            .filter(|r| r.class != class)
+            .map(|r| (r.class, r.inv.clone()))
+            .collect();
         self.replace_inventories(id, all);
         Ok(())
     }
@@ -549,10 +553,7 @@ impl State {
             )));
         }
         if self.classes.get(new).is_some() {
-            return Err(Error::conflict(
-                codes::DUPLICATE_NAME,
-                format!("Resource class already exists: {new}"),
-            ));
+            return Err(Error::conflict(codes::DUPLICATE_NAME, format!("Resource class already exists: {new}")));
         }
         // Interned ids are immutable: move everything that names the old id.
         let new_id = self.classes.intern(new, self.classes.created_at[id as usize]);
@@ -813,7 +814,10 @@ impl State {
                 let _ = classes;
                 return Err(Error::conflict(
                     codes::DEFAULT,
-                    format!("Unable to allocate inventory: Inventory for '{rc}' on resource provider '{}' invalid.", p.uuid),
+                    format!(
+                        "Unable to allocate inventory: Inventory for '{rc}' on resource provider '{}' invalid.",
+                        p.uuid
+                    ),
                 ));
             };
             let inv = &r.inv;
@@ -902,14 +906,10 @@ impl State {
         if c.allocations.is_empty() {
             return Err(Error::not_found(format!("No allocations for consumer '{consumer}'")));
         }
+        // Placement deletes the rows without touching provider generations.
         let c = self.consumers.remove(consumer).expect("present");
-        let mut rps = BTreeSet::new();
         for a in &c.allocations {
             self.add_usage(a.rp, a.class, -a.used);
-            rps.insert(a.rp);
-        }
-        for rp in rps {
-            self.bump(rp);
         }
         self.touch(Dirty::Consumer(consumer.to_string()));
         Ok(())
@@ -930,7 +930,9 @@ impl State {
                 return Err(Error::new(
                     400,
                     codes::RESOURCE_PROVIDER_NOT_FOUND,
-                    format!("Resource provider {uuid} in inventories not found: No resource provider with uuid {uuid} found"),
+                    format!(
+                        "Resource provider {uuid} in inventories not found: No resource provider with uuid {uuid} found"
+                    ),
                 ));
             };
             if p.generation != *generation {
@@ -961,17 +963,25 @@ impl State {
                 }
             }
         }
-        // Take the consumers' old allocations off, change the inventories,
-        // then write the new allocations.
-        for w in allocations {
-            if let Some(c) = self.consumers.get(&w.consumer) {
-                let old = c.allocations.clone();
-                for a in &old {
-                    self.add_usage(a.rp, a.class, -a.used);
-                }
-                self.consumers.get_mut(&w.consumer).expect("present").allocations.clear();
-                self.touch(Dirty::Consumer(w.consumer.clone()));
+        // Placement's order: an interim inventory (old and new classes),
+        // then the allocations, then the final inventory.
+        for (id, new) in &plan {
+            if new.is_empty() {
+                continue;
             }
+            let mut interim: Vec<(ClassId, Inventory)> =
+                self.provider(*id).inventories.iter().map(|r| (r.class, r.inv.clone())).collect();
+            for (c, inv) in new {
+                match interim.iter_mut().find(|(x, _)| x == c) {
+                    Some(e) => e.1 = inv.clone(),
+                    None => interim.push((*c, inv.clone())),
+                }
+            }
+            self.replace_inventories(*id, interim);
+        }
+        if let Err(e) = self.write_allocations(allocations, AllocationWriteKind::Reshape) {
+            self.touch(Dirty::Class(0));
+            return Err(e);
         }
         for (id, new) in plan {
             let p = self.provider(id);
@@ -992,13 +1002,7 @@ impl State {
             }
             self.replace_inventories(id, new);
         }
-        match self.write_allocations(allocations, AllocationWriteKind::Reshape) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.touch(Dirty::Class(0));
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
     // ----- usages ----------------------------------------------------------

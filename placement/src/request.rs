@@ -93,10 +93,7 @@ pub fn parse_traits(
 }
 
 /// All `required{suffix}` values of a request (before 1.39 only the last).
-pub fn parse_traits_params(
-    values: &[&str],
-    version: Version,
-) -> Result<(Vec<BTreeSet<String>>, BTreeSet<String>)> {
+pub fn parse_traits_params(values: &[&str], version: Version) -> Result<(Vec<BTreeSet<String>>, BTreeSet<String>)> {
     let allow_forbidden = version >= (1, 22);
     let allow_any = version >= (1, 39);
     let values = if allow_any { values } else { &values[values.len().saturating_sub(1)..] };
@@ -355,9 +352,7 @@ pub fn parse_candidates_query(q: &[(String, String)], version: Version) -> Resul
             return Err(Error::bad_request("All request groups must specify resources."));
         }
         if groups.is_empty() {
-            return Err(Error::bad_request(
-                "At least one request group (`resources` or `resources{$S}`) is required.",
-            ));
+            return Err(Error::bad_request("At least one request group (`resources` or `resources{$S}`) is required."));
         }
     }
     if version >= (1, 22) {

@@ -247,7 +247,11 @@ impl Store {
                     if state.classes.live[*id as usize] {
                         tx.execute(
                             "INSERT INTO resource_classes (name, created_at, updated_at) VALUES (?1, ?2, ?3)",
-                            params![name, state.classes.created_at[*id as usize], state.classes.updated_at[*id as usize]],
+                            params![
+                                name,
+                                state.classes.created_at[*id as usize],
+                                state.classes.updated_at[*id as usize]
+                            ],
                         )?;
                     }
                 }
@@ -321,8 +325,9 @@ impl Store {
                            updated_at = excluded.updated_at",
                         params![c.uuid, c.project, c.user, c.generation, c.consumer_type, c.created_at, c.updated_at],
                     )?;
-                    let mut ins = tx
-                        .prepare_cached("INSERT INTO allocations (consumer, rp_id, class, used) VALUES (?1, ?2, ?3, ?4)")?;
+                    let mut ins = tx.prepare_cached(
+                        "INSERT INTO allocations (consumer, rp_id, class, used) VALUES (?1, ?2, ?3, ?4)",
+                    )?;
                     for a in &c.allocations {
                         ins.execute(params![c.uuid, a.rp as i64, state.class_name(a.class), a.used])?;
                     }

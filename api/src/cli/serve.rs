@@ -122,8 +122,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some("full") => Durability::Full,
         Some(other) => bail!("config [store] durability: expected \"process\" or \"full\", got {other:?}"),
     };
-    let placement =
-        Placement::open(&data, durability).map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?;
+    let placement = Placement::open(&data, durability)
+        .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?;
     let cors = (!config.cors.allowed_origin.is_empty()).then(|| Cors {
         allowed_origins: config.cors.allowed_origin,
         allow_headers: config.cors.allow_headers,
@@ -134,7 +134,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     });
     let api = Arc::new(PlacementApi {
         placement,
-        policy: Policy { enforce_new_defaults: config.oslo_policy.enforce_new_defaults, overrides: config.oslo_policy.rules },
+        policy: Policy {
+            enforce_new_defaults: config.oslo_policy.enforce_new_defaults,
+            overrides: config.oslo_policy.rules,
+        },
         cors,
         metrics: Metrics::default(),
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),

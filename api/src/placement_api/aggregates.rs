@@ -31,11 +31,8 @@ pub fn set(req: &mut Req, uuid: &str) -> Result<Resp, ApiError> {
     let v19 = req.version >= (1, 19);
     req.api.placement.read(|s| s.get_provider(uuid).map(|_| ()))?;
     let data = req.json_body(&schemas::aggregates_put(v19))?;
-    let (list, generation) = if v19 {
-        (data["aggregates"].clone(), data["resource_provider_generation"].as_i64())
-    } else {
-        (data, None)
-    };
+    let (list, generation) =
+        if v19 { (data["aggregates"].clone(), data["resource_provider_generation"].as_i64()) } else { (data, None) };
     let aggs: Vec<String> =
         list.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
     req.api.placement.write(|s| s.set_provider_aggregates(uuid, &aggs, generation))?;

@@ -115,7 +115,10 @@ pub fn put(req: &mut Req, consumer: &str) -> Result<Resp, ApiError> {
             .map(|a| {
                 a.iter()
                     .map(|e| {
-                        (e["resource_provider"]["uuid"].as_str().unwrap_or_default().to_string(), resources_of(&e["resources"]))
+                        (
+                            e["resource_provider"]["uuid"].as_str().unwrap_or_default().to_string(),
+                            resources_of(&e["resources"]),
+                        )
                     })
                     .collect()
             })
@@ -141,10 +144,8 @@ pub fn post(req: &mut Req) -> Result<Resp, ApiError> {
     req.authorize("placement:allocations:manage")?;
     let version = req.version;
     let data = req.json_body(&schemas::allocations_post(version, 1))?;
-    let writes: Vec<ConsumerWrite> = data
-        .as_object()
-        .map(|m| m.iter().map(|(c, v)| consumer_write(c, v, version)).collect())
-        .unwrap_or_default();
+    let writes: Vec<ConsumerWrite> =
+        data.as_object().map(|m| m.iter().map(|(c, v)| consumer_write(c, v, version)).collect()).unwrap_or_default();
     req.api.placement.write(|s| s.write_allocations(&writes, AllocationWriteKind::Post))?;
     Ok(Resp::empty(204))
 }

@@ -27,7 +27,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, detail: impl Into<String>) -> Self {
-        ApiError { status, code: quiver_placement::codes::DEFAULT, detail: detail.into(), allow: None, explanation: None }
+        ApiError {
+            status,
+            code: quiver_placement::codes::DEFAULT,
+            detail: detail.into(),
+            allow: None,
+            explanation: None,
+        }
     }
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(400, detail)
@@ -116,6 +122,13 @@ impl Req<'_> {
     pub fn q_all(&self, key: &str) -> Vec<&str> {
         self.query.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect()
     }
+    /// An absolute URL for a `Location` header, as webob writes them.
+    pub fn url(&self, path: &str) -> String {
+        match self.headers.get("host").and_then(|v| v.to_str().ok()) {
+            Some(host) => format!("http://{host}{path}"),
+            None => path.to_string(),
+        }
+    }
     pub fn has_q(&self, key: &str) -> bool {
         self.query.iter().any(|(k, _)| k == key)
     }
@@ -159,8 +172,8 @@ impl Req<'_> {
 
     /// `util.extract_json`: parse and validate against `schema`.
     pub fn json_body(&self, schema: &Value) -> Result<Value, ApiError> {
-        let data: Value = serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(format!("Malformed JSON: {e}")))?;
+        let data: Value =
+            serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("Malformed JSON: {e}")))?;
         super::schemas::validate(schema, &data)
             .map_err(|e| ApiError::bad_request(format!("JSON does not validate: {e}")))?;
         Ok(data)
@@ -227,7 +240,8 @@ fn render_error(e: &ApiError, ctx: &Ctx) -> Response<Body> {
         )
     } else {
         b = b.header("content-type", "application/json");
-        let mut err = json!({"status": e.status, "title": reason(e.status), "detail": detail, "request_id": ctx.request_id});
+        let mut err =
+            json!({"status": e.status, "title": reason(e.status), "detail": detail, "request_id": ctx.request_id});
         match ctx.version {
             Some(v) if v >= (1, 23) => err["code"] = json!(e.code),
             None if e.status == 406 => {
@@ -411,7 +425,11 @@ pub fn handle(api: &PlacementApi, parts: Parts, body: Bytes) -> Response<Body> {
     let result: Result<Resp, ApiError> = (|| {
         if path == "/metrics" && parts.method == Method::GET {
             let body = api.metrics.render(api);
-            return Ok(Resp { status: 200, body: Some(body.into_bytes()), headers: vec![("content-type", "text/plain; version=0.0.4".into())] });
+            return Ok(Resp {
+                status: 200,
+                body: Some(body.into_bytes()),
+                headers: vec![("content-type", "text/plain; version=0.0.4".into())],
+            });
         }
         // noauth2
         let creds = if segments.is_empty() {
@@ -500,4 +518,3 @@ pub fn home(req: &Req) -> Result<Resp, ApiError> {
     }]});
     Ok(Resp::json(200, &doc).cache_now(req))
 }
-

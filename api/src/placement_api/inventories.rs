@@ -94,7 +94,9 @@ pub fn create(req: &mut Req, uuid: &str) -> Result<Resp, ApiError> {
         let r = s.provider(id).inventory(class).expect("just added");
         Ok((one(s, id, r), r.updated_at))
     })?;
-    Ok(Resp::json(201, &v).header("location", format!("/resource_providers/{uuid}/inventories/{rc}")).cache(req, last))
+    Ok(Resp::json(201, &v)
+        .header("location", req.url(&format!("/resource_providers/{uuid}/inventories/{rc}")))
+        .cache(req, last))
 }
 
 pub fn set_all(req: &mut Req, uuid: &str) -> Result<Resp, ApiError> {

@@ -36,7 +36,11 @@ impl Credentials {
             None => vec![],
         };
         let system_scope = h("openstack-system-scope").filter(|s| !s.is_empty());
-        let project_id = h("x-project-id").or_else(|| h("x-tenant-id")).or(if system_scope.is_none() { Some(project) } else { None });
+        let project_id = h("x-project-id").or_else(|| h("x-tenant-id")).or(if system_scope.is_none() {
+            Some(project)
+        } else {
+            None
+        });
         Credentials { user_id: Some(user), project_id, roles, system_scope }
     }
 

@@ -99,7 +99,7 @@ pub fn create(req: &mut Req) -> Result<Resp, ApiError> {
         let p = s.provider(id);
         Ok((serialize(s, p, version), p.last_modified()))
     })?;
-    let location = format!("/resource_providers/{uuid}");
+    let location = req.url(&format!("/resource_providers/{uuid}"));
     if req.version >= (1, 20) {
         Ok(Resp::json(200, &v).header("location", location).cache(req, last))
     } else {

@@ -42,7 +42,12 @@ pub fn rp_post(v14: bool) -> Value {
         "required": ["name"], "additionalProperties": false
     });
     if v14 {
-        s = merge(s, &["properties"], "parent_provider_uuid", json!({"anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}]}));
+        s = merge(
+            s,
+            &["properties"],
+            "parent_provider_uuid",
+            json!({"anyOf": [{"type": "string", "format": "uuid"}, {"type": "null"}]}),
+        );
     }
     s
 }
@@ -72,7 +77,8 @@ pub fn inventory_put_one() -> Value {
 }
 
 pub fn inventory_post() -> Value {
-    let s = merge(inventory_base(), &["properties"], "resource_class", json!({"type": "string", "pattern": RC_PATTERN}));
+    let s =
+        merge(inventory_base(), &["properties"], "resource_class", json!({"type": "string", "pattern": RC_PATTERN}));
     with_required(s, &["resource_class"], &["resource_provider_generation"])
 }
 
@@ -190,12 +196,22 @@ fn deletable_allocations(min_props: u64) -> Value {
 }
 
 fn consumer_generation(s: Value) -> Value {
-    let s = merge(s, &["properties"], "consumer_generation", json!({"type": ["integer", "null"], "additionalProperties": false}));
+    let s = merge(
+        s,
+        &["properties"],
+        "consumer_generation",
+        json!({"type": ["integer", "null"], "additionalProperties": false}),
+    );
     with_required(s, &["consumer_generation"], &[])
 }
 
 fn consumer_type(s: Value) -> Value {
-    let s = merge(s, &["properties"], "consumer_type", json!({"type": "string", "pattern": RC_PATTERN, "minLength": 1, "maxLength": 255}));
+    let s = merge(
+        s,
+        &["properties"],
+        "consumer_type",
+        json!({"type": "string", "pattern": RC_PATTERN, "minLength": 1, "maxLength": 255}),
+    );
     with_required(s, &["consumer_type"], &[])
 }
 
@@ -342,13 +358,19 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), String> {
     match validator.iter_errors(instance).next() {
         None => Ok(()),
         Some(err) => {
-            let keyword = err.schema_path.as_str().rsplit('/').next().unwrap_or("").to_string();
+            let schema_path: Vec<&str> = err.schema_path.as_str().split('/').filter(|s| !s.is_empty()).collect();
+            let keyword = schema_path.last().copied().unwrap_or("").to_string();
+            let py_path = |segs: &[&str]| -> String {
+                segs.iter()
+                    .map(|s| if s.parse::<u64>().is_ok() { format!("[{s}]") } else { format!("['{s}']") })
+                    .collect()
+            };
+            let instance_path: Vec<&str> = err.instance_path.as_str().split('/').filter(|s| !s.is_empty()).collect();
             Err(format!(
-                "{}\n\nFailed validating '{keyword}' in schema{}:\n    {}\n\nOn instance{}:\n    {}",
-                python_message(&err),
-                err.schema_path.as_str().replace('/', "."),
-                "{...}",
-                err.instance_path.as_str().replace('/', "."),
+                "{}\n\nFailed validating '{keyword}' in schema{}:\n    {{...}}\n\nOn instance{}:\n    {}",
+                python_message(&err, schema, &schema_path),
+                py_path(&schema_path[..schema_path.len().saturating_sub(1)]),
+                py_path(&instance_path),
                 err.instance
             ))
         }
@@ -357,11 +379,23 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), String> {
 
 /// The message Python's jsonschema gives for the same failure, where the
 /// wording differs from the Rust crate's.
-fn python_message(err: &jsonschema::ValidationError) -> String {
+fn python_message(err: &jsonschema::ValidationError, schema: &Value, schema_path: &[&str]) -> String {
     use jsonschema::error::ValidationErrorKind as K;
     let inst = py_repr(&err.instance);
     match &err.kind {
         K::Required { property } => format!("{} is a required property", py_repr(property)),
+        K::AdditionalProperties { unexpected } if has_pattern_properties(schema, schema_path) => {
+            let mut names: Vec<String> = unexpected.iter().map(|u| format!("'{u}'")).collect();
+            names.sort();
+            let verb = if names.len() == 1 { "does" } else { "do" };
+            let parent = schema_at(schema, &schema_path[..schema_path.len().saturating_sub(1)]);
+            let patterns: Vec<String> = parent
+                .and_then(|p| p.get("patternProperties"))
+                .and_then(Value::as_object)
+                .map(|m| m.keys().map(|k| format!("'{k}'")).collect())
+                .unwrap_or_default();
+            format!("{} {verb} not match any of the regexes: {}", names.join(", "), patterns.join(", "))
+        }
         K::AdditionalProperties { unexpected } => {
             let names: Vec<String> = unexpected.iter().map(|u| format!("'{u}'")).collect();
             let verb = if names.len() == 1 { "was" } else { "were" };
@@ -413,4 +447,21 @@ pub fn py_repr(v: &Value) -> String {
             format!("{{{}}}", o.iter().map(|(k, v)| format!("'{k}': {}", py_repr(v))).collect::<Vec<_>>().join(", "))
         }
     }
+}
+
+fn schema_at<'a>(schema: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut cur = schema;
+    for seg in path {
+        cur = match cur {
+            Value::Object(m) => m.get(*seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn has_pattern_properties(schema: &Value, schema_path: &[&str]) -> bool {
+    schema_at(schema, &schema_path[..schema_path.len().saturating_sub(1)])
+        .is_some_and(|p| p.get("patternProperties").is_some())
 }

@@ -35,7 +35,8 @@ pub fn list(req: &mut Req) -> Result<Resp, ApiError> {
     let (names, last) = req.api.placement.read(|s| -> Result<_, ApiError> {
         let name = name.as_deref().filter(|n| n.starts_with("in:") || n.starts_with("startswith:"));
         let ids = s.list_traits(name, associated)?;
-        let last = ids.iter().map(|&t| s.traits.updated_at[t as usize]).max().unwrap_or_else(quiver_placement::model::now);
+        let last =
+            ids.iter().map(|&t| s.traits.updated_at[t as usize]).max().unwrap_or_else(quiver_placement::model::now);
         Ok((ids.iter().map(|&t| s.traits.name(t).to_string()).collect::<Vec<_>>(), last))
     })?;
     Ok(Resp::json(200, &json!({"traits": names})).cache(req, last))
@@ -62,7 +63,9 @@ pub fn put(req: &mut Req, name: &str) -> Result<Resp, ApiError> {
         let t = s.traits.get(name).expect("ensured");
         Ok((created, s.traits.created_at[t as usize]))
     })?;
-    Ok(Resp::empty(if created { 201 } else { 204 }).header("location", format!("/traits/{name}")).cache(req, at))
+    Ok(Resp::empty(if created { 201 } else { 204 })
+        .header("location", req.url(&format!("/traits/{name}")))
+        .cache(req, at))
 }
 
 pub fn delete(req: &mut Req, name: &str) -> Result<Resp, ApiError> {
@@ -76,7 +79,12 @@ fn provider_traits(req: &Req, uuid: &str, missing: impl Fn() -> ApiError) -> Res
     req.api.placement.read(|s| {
         let p = s.provider_by_uuid(uuid).ok_or_else(&missing)?;
         let names: Vec<&str> = p.traits.iter().map(|&t| s.traits.name(t)).collect();
-        let last = p.traits.iter().map(|&t| s.traits.updated_at[t as usize]).max().unwrap_or_else(quiver_placement::model::now);
+        let last = p
+            .traits
+            .iter()
+            .map(|&t| s.traits.updated_at[t as usize])
+            .max()
+            .unwrap_or_else(quiver_placement::model::now);
         Ok((json!({"traits": names, "resource_provider_generation": p.generation}), last))
     })
 }
@@ -99,10 +107,13 @@ pub fn set_for_provider(req: &mut Req, uuid: &str) -> Result<Resp, ApiError> {
     req.authorize("placement:resource_providers:traits:update")?;
     let data = req.json_body(&schemas::traits_put_for_rp())?;
     let generation = data["resource_provider_generation"].as_i64().unwrap_or(-1);
-    let names: Vec<String> =
-        data["traits"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+    let names: Vec<String> = data["traits"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     req.api.placement.write(|s| s.set_provider_traits(uuid, generation, &names))?;
-    let (v, last) = provider_traits(req, uuid, || ApiError::not_found(format!("No resource provider with uuid {uuid} found")))?;
+    let (v, last) =
+        provider_traits(req, uuid, || ApiError::not_found(format!("No resource provider with uuid {uuid} found")))?;
     Ok(Resp::json(200, &v).cache(req, last))
 }
 

@@ -33,7 +33,10 @@ pub fn totals(req: &mut Req) -> Result<Resp, ApiError> {
     let project = project.unwrap_or_default();
     let user = req.q("user_id").map(String::from);
     let ctype = req.q("consumer_type").map(String::from);
-    let by_type = req.api.placement.read(|s| s.total_usages(&project, user.as_deref(), if v38 { ctype.as_deref() } else { None }));
+    let by_type = req
+        .api
+        .placement
+        .read(|s| s.total_usages(&project, user.as_deref(), if v38 { ctype.as_deref() } else { None }));
     let usages = if v38 {
         let mut out = serde_json::Map::new();
         let all = ctype.as_deref() == Some("all");
@@ -41,7 +44,10 @@ pub fn totals(req: &mut Req) -> Result<Resp, ApiError> {
             // One "all" entry: sums over every type; consumers counted once.
             let mut sums = serde_json::Map::new();
             let count = req.api.placement.read(|s| {
-                s.consumers.values().filter(|c| c.project == project && user.as_deref().is_none_or(|u| u == c.user)).count()
+                s.consumers
+                    .values()
+                    .filter(|c| c.project == project && user.as_deref().is_none_or(|u| u == c.user))
+                    .count()
             });
             for per in by_type.values() {
                 for (rc, (used, _)) in per {
