@@ -1,0 +1,5 @@
+//! The `api` crate through its public interfaces: the `quiver` command
+//! line and the Placement REST API served by `quiver serve`.
+
+mod cli;
+mod placement;
