@@ -64,3 +64,53 @@ impl Placement {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Inventory;
+    use crate::ops::{AllocationWriteKind, ConsumerWrite};
+
+    fn open(dir: &Path) -> Placement {
+        Placement::open(dir, Durability::Process).expect("open")
+    }
+
+    #[test]
+    fn committed_writes_survive_a_reopen_and_failed_ones_leave_no_trace() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rp = "7d1c5c0e-2a4b-4a8e-9f00-000000000001".to_string();
+        {
+            let p = open(dir.path());
+            p.write(|s| s.create_provider(rp.clone(), "cn1".into(), None)).expect("create");
+            let inv = Inventory { total: 8, ..Default::default() };
+            p.write(|s| s.set_inventories(&rp, 0, &[("VCPU".into(), inv)], true)).expect("inventory");
+            p.write(|s| s.ensure_trait("CUSTOM_GOLD").then_some(()).ok_or_else(|| Error::internal("exists")))
+                .expect("trait");
+            let w = ConsumerWrite {
+                consumer: "c1".into(),
+                project: Some("p".into()),
+                user: Some("u".into()),
+                generation_check: Some(None),
+                consumer_type: Some("INSTANCE".into()),
+                allocations: vec![(rp.clone(), vec![("VCPU".into(), 6)])],
+            };
+            p.write(|s| s.write_allocations(std::slice::from_ref(&w), AllocationWriteKind::Put)).expect("claim");
+            // Over capacity: refused, and nothing of it is kept.
+            let over = ConsumerWrite { consumer: "c2".into(), allocations: vec![(rp.clone(), vec![("VCPU".into(), 3)])], ..w };
+            let err = p.write(|s| s.write_allocations(&[over], AllocationWriteKind::Put)).expect_err("over capacity");
+            assert_eq!(err.status, 409);
+        }
+        let p = open(dir.path());
+        p.read(|s| {
+            let prov = s.get_provider(&rp).expect("provider survived");
+            assert_eq!(prov.name, "cn1");
+            let vcpu = s.classes.get("VCPU").expect("class");
+            assert_eq!(prov.inventory(vcpu).map(|r| (r.inv.total, r.used)), Some((8, 6)));
+            assert_eq!(prov.generation, 2, "inventory and allocation each bumped it");
+            assert!(s.traits.get("CUSTOM_GOLD").is_some());
+            let c = &s.consumers["c1"];
+            assert_eq!((c.generation, c.consumer_type.as_deref()), (1, Some("INSTANCE")));
+            assert!(!s.consumers.contains_key("c2"));
+        });
+    }
+}
