@@ -86,6 +86,17 @@ struct Group<'a> {
     with_resource: BTreeMap<ClassId, BTreeSet<(RpId, RpId)>>,
 }
 
+struct FlatPredicates {
+    resources: Vec<(ClassId, i64)>,
+    required: Vec<BTreeSet<TraitId>>,
+    forbidden: BTreeSet<TraitId>,
+    root_required: BTreeSet<TraitId>,
+    root_forbidden: BTreeSet<TraitId>,
+    tree_root: Option<RpId>,
+    member_of: Vec<BTreeSet<AggId>>,
+    forbidden_aggs: BTreeSet<AggId>,
+}
+
 /// Raised internally when a group cannot match anything.
 struct NoResults;
 
@@ -107,6 +118,9 @@ impl State {
                     )));
                 }
             }
+        }
+        if let Some(fast) = self.flat_single_group(groups, wide) {
+            return fast;
         }
         match self.candidates_inner(groups, wide, nested_aware) {
             Ok(c) => Ok(c),
@@ -194,6 +208,93 @@ impl State {
             sums.retain(|s| roots.contains(&s.root));
         }
         Ok(Candidates { requests: reqs, summaries: sums })
+    }
+
+    /// The common case in one pass: one unnumbered group on a fleet with
+    /// no nested providers and no sharing providers. Placement's search then
+    /// reduces to "each provider that passes every predicate is one
+    /// candidate", in provider order, so the pass stops at `limit` and only
+    /// the kept providers are summarized. Returns `None` when the request
+    /// needs the general search.
+    fn flat_single_group(&self, groups: &[RequestGroup], rq: &RequestWide) -> Option<Result<Candidates>> {
+        let [g] = groups else { return None };
+        if !g.suffix.is_empty() || self.nested > 0 || !rq.same_subtrees.is_empty() {
+            return None;
+        }
+        if let Some(shares) = self.traits.get("MISC_SHARES_VIA_AGGREGATE")
+            && self.live_providers().any(|p| p.traits.contains(&shares))
+        {
+            return None;
+        }
+        let ctx = match self.flat_predicates(g, rq) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Some(Ok(Candidates::default())),
+            Err(e) => return Some(Err(e)),
+        };
+        let limit = rq.limit.unwrap_or(usize::MAX);
+        let mut out = Candidates::default();
+        for p in self.live_providers() {
+            if out.requests.len() >= limit {
+                break;
+            }
+            if !ctx.resources.iter().all(|&(c, n)| p.inventory(c).is_some_and(|r| r.inv.fits(r.used, n)))
+                || !ctx.required.iter().all(|any| any.iter().any(|t| p.traits.contains(t)))
+                || p.traits.iter().any(|t| ctx.forbidden.contains(t) || ctx.root_forbidden.contains(t))
+                || !ctx.root_required.iter().all(|t| p.traits.contains(t))
+                || ctx.tree_root.is_some_and(|r| r != p.root)
+                || !ctx.member_of.iter().all(|any| any.iter().any(|a| p.aggregates.contains(a)))
+                || p.aggregates.iter().any(|a| ctx.forbidden_aggs.contains(a))
+            {
+                continue;
+            }
+            out.requests.push(AllocationRequest {
+                anchor: p.id,
+                use_same_provider: false,
+                resources: ctx.resources.iter().map(|&(class, amount)| Resource { rp: p.id, class, amount }).collect(),
+                mappings: BTreeMap::from([(String::new(), BTreeSet::from([p.id]))]),
+            });
+            out.summaries.push(Summary {
+                rp: p.id,
+                root: p.root,
+                parent: None,
+                resources: p.inventories.iter().map(|r| (r.class, r.inv.capacity(), r.used, r.inv.max_unit)).collect(),
+                traits: p.traits.iter().copied().collect(),
+            });
+        }
+        Some(Ok(out))
+    }
+
+    /// The predicates of the flat path; `Ok(None)` when nothing can match
+    /// (an in_tree provider or member_of aggregates that do not exist).
+    fn flat_predicates(&self, g: &RequestGroup, rq: &RequestWide) -> Result<Option<FlatPredicates>> {
+        let resources: Vec<(ClassId, i64)> =
+            g.resources.iter().map(|(rc, n)| (self.classes.get(rc).expect("checked"), *n)).collect();
+        // Placement's order: root traits, member_of, traits, in_tree.
+        let root_required = self.trait_set(&rq.root_required)?;
+        let root_forbidden = self.trait_set(&rq.root_forbidden)?;
+        let member_of = self.agg_groups(&g.member_of);
+        if member_of.iter().any(|any| any.is_empty()) {
+            return Ok(None);
+        }
+        let required = self.trait_groups(&g.required_traits)?;
+        let forbidden = self.trait_set(&g.forbidden_traits)?;
+        let tree_root = match &g.in_tree {
+            Some(u) => match self.provider_by_uuid(u) {
+                Some(p) => Some(p.root),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        Ok(Some(FlatPredicates {
+            resources,
+            required,
+            forbidden,
+            root_required,
+            root_forbidden,
+            tree_root,
+            member_of,
+            forbidden_aggs: g.forbidden_aggs.iter().filter_map(|a| self.aggs.get(a)).collect(),
+        }))
     }
 
     fn providers_in_all_aggs(&self, member_of: &[BTreeSet<AggId>]) -> BTreeSet<RpId> {

@@ -96,7 +96,8 @@ mod tests {
             };
             p.write(|s| s.write_allocations(std::slice::from_ref(&w), AllocationWriteKind::Put)).expect("claim");
             // Over capacity: refused, and nothing of it is kept.
-            let over = ConsumerWrite { consumer: "c2".into(), allocations: vec![(rp.clone(), vec![("VCPU".into(), 3)])], ..w };
+            let over =
+                ConsumerWrite { consumer: "c2".into(), allocations: vec![(rp.clone(), vec![("VCPU".into(), 3)])], ..w };
             let err = p.write(|s| s.write_allocations(&[over], AllocationWriteKind::Put)).expect_err("over capacity");
             assert_eq!(err.status, 409);
         }
