@@ -86,6 +86,9 @@ struct Group<'a> {
     with_resource: BTreeMap<ClassId, BTreeSet<(RpId, RpId)>>,
 }
 
+/// Allocation requests per request-group suffix, in first-seen order.
+type SuffixLists = Vec<(String, Vec<AllocationRequest>)>;
+
 struct FlatPredicates {
     resources: Vec<(ClassId, i64)>,
     required: Vec<BTreeSet<TraitId>>,
@@ -695,7 +698,7 @@ impl State {
         w: &Wide,
     ) -> (Vec<AllocationRequest>, Vec<Summary>) {
         // anchor -> suffix -> requests, in first-seen order.
-        let mut by_anchor: Vec<(RpId, Vec<(String, Vec<AllocationRequest>)>)> = vec![];
+        let mut by_anchor: Vec<(RpId, SuffixLists)> = vec![];
         let mut anchor_index: HashMap<RpId, usize> = HashMap::new();
         for (suffix, areqs) in &by_suffix {
             for a in areqs {

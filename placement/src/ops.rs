@@ -23,6 +23,9 @@ pub struct ConsumerWrite {
     pub allocations: Vec<(String, Vec<(String, i64)>)>,
 }
 
+/// One provider's part of a reshape: uuid, generation, new inventory.
+pub type ReshapeInventory = (String, i64, Vec<(String, Inventory)>);
+
 /// Which message family the allocation write reports errors in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AllocationWriteKind {
@@ -836,7 +839,7 @@ impl State {
             let capacity = (inv.total - inv.reserved) as f64 * inv.allocation_ratio;
             if capacity < (base + a.used) as f64 || capacity < all as f64 {
                 // Placement lets a write through that only shrinks an overage.
-                if !(all <= prev) {
+                if all > prev {
                     return Err(Error::conflict(
                         codes::DEFAULT,
                         format!(
@@ -920,7 +923,7 @@ impl State {
     /// service then reloads the state from the store (nothing committed).
     pub fn reshape(
         &mut self,
-        inventories: &[(String, i64, Vec<(String, Inventory)>)],
+        inventories: &[ReshapeInventory],
         allocations: &[ConsumerWrite],
         reserved_can_be_total: bool,
     ) -> Result<()> {

@@ -124,7 +124,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let placement = Placement::open(&data, durability)
         .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?;
-    let cors = (!config.cors.allowed_origin.is_empty()).then(|| Cors {
+    let cors = (!config.cors.allowed_origin.is_empty()).then_some(Cors {
         allowed_origins: config.cors.allowed_origin,
         allow_headers: config.cors.allow_headers,
         expose_headers: config.cors.expose_headers,

@@ -6,7 +6,7 @@ use super::allocations::consumer_write;
 use super::http::{ApiError, Req, Resp};
 use super::inventories::from_json;
 use super::schemas;
-use quiver_placement::model::Inventory;
+use quiver_placement::ops::ReshapeInventory;
 
 pub fn reshape(req: &mut Req) -> Result<Resp, ApiError> {
     req.require_version((1, 30))?;
@@ -14,7 +14,7 @@ pub fn reshape(req: &mut Req) -> Result<Resp, ApiError> {
     req.authorize("placement:reshaper:reshape")?;
     let version = req.version;
     let data = req.json_body(&schemas::reshaper(version))?;
-    let inventories: Vec<(String, i64, Vec<(String, Inventory)>)> = data["inventories"]
+    let inventories: Vec<ReshapeInventory> = data["inventories"]
         .as_object()
         .map(|m| {
             m.iter()
