@@ -155,10 +155,6 @@ impl State {
                     if self.tree(id).contains(&pp.id) {
                         return Err(fail("update", "creating loop in the provider tree is not allowed."));
                     }
-                    if me.parent.is_none() && !allow_reparenting && pp.id != id {
-                        // Placement before 1.37 allowed only setting a parent
-                        // on a root that had none, which is this case.
-                    }
                     new_parent = Some(pp.id);
                 }
                 None => {
@@ -807,14 +803,6 @@ impl State {
             let p = self.provider(a.rp);
             let rc = self.class_name(a.class);
             let Some(r) = p.inventory(a.class) else {
-                let classes: Vec<&str> = {
-                    let mut v: Vec<ClassId> =
-                        lines.iter().filter(|(_, l)| l.rp == a.rp).map(|(_, l)| l.class).collect();
-                    v.sort();
-                    v.dedup();
-                    v.into_iter().map(|c| self.class_name(c)).collect()
-                };
-                let _ = classes;
                 return Err(Error::conflict(
                     codes::DEFAULT,
                     format!(

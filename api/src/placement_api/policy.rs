@@ -165,7 +165,6 @@ impl Policy {
             Some(("project_id", "%(project_id)s")) => {
                 creds.project_id.is_some() && creds.project_id.as_deref() == target
             }
-            Some(("user_id", "%(user_id)s")) => false,
             _ => false,
         }
     }

@@ -62,10 +62,8 @@ pub fn totals(req: &mut Req) -> Result<Resp, ApiError> {
         } else {
             for (ty, per) in &by_type {
                 let mut m = serde_json::Map::new();
-                let mut count = 0;
-                for (rc, (used, c)) in per {
+                for (rc, (used, _)) in per {
                     m.insert(rc.clone(), json!(used));
-                    count = count.max(*c);
                 }
                 let consumers = req.api.placement.read(|s| {
                     s.consumers
@@ -77,7 +75,6 @@ pub fn totals(req: &mut Req) -> Result<Resp, ApiError> {
                         })
                         .count()
                 });
-                let _ = count;
                 m.insert("consumer_count".into(), json!(consumers));
                 out.insert(ty.clone(), serde_json::Value::Object(m));
             }
