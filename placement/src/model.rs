@@ -125,10 +125,6 @@ impl Names {
     pub fn get(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied().filter(|&id| self.live[id as usize])
     }
-    /// The id of `name`, live or not (allocation lines keep deleted ids).
-    pub fn id_any(&self, name: &str) -> Option<u32> {
-        self.by_name.get(name).copied()
-    }
     pub fn name(&self, id: u32) -> &str {
         &self.names[id as usize]
     }
@@ -232,11 +228,6 @@ impl State {
     pub fn class_name(&self, id: ClassId) -> &str {
         self.classes.name(id)
     }
-    pub fn trait_names(&self, p: &Provider) -> Vec<&str> {
-        let mut v: Vec<&str> = p.traits.iter().map(|&t| self.traits.name(t)).collect();
-        v.sort_unstable();
-        v
-    }
     pub fn aggregate_uuids(&self, p: &Provider) -> Vec<&str> {
         let mut v: Vec<&str> = p.aggregates.iter().map(|&a| self.aggs.name(a)).collect();
         v.sort_unstable();
@@ -278,19 +269,5 @@ impl State {
         {
             r.used += delta;
         }
-    }
-
-    /// Providers whose usage of `class` is not backed by any inventory
-    /// (possible only after a reshape or a forced inventory removal).
-    pub fn usage_of(&self, rp: RpId, class: ClassId) -> i64 {
-        let mut used = 0;
-        for c in self.consumers.values() {
-            for a in &c.allocations {
-                if a.rp == rp && a.class == class {
-                    used += a.used;
-                }
-            }
-        }
-        used
     }
 }

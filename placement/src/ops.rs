@@ -23,6 +23,9 @@ pub struct ConsumerWrite {
     pub allocations: Vec<(String, Vec<(String, i64)>)>,
 }
 
+/// Consumer type to (used per class, consumer count).
+pub type UsagesByType = BTreeMap<String, (BTreeMap<String, i64>, u64)>;
+
 /// One provider's part of a reshape: uuid, generation, new inventory.
 pub type ReshapeInventory = (String, i64, Vec<(String, Inventory)>);
 
@@ -379,6 +382,14 @@ impl State {
             })?;
             new.push((class, inv.clone()));
         }
+        self.check_not_in_use(id, &new, "update conflict: ")?;
+        self.replace_inventories(id, new);
+        Ok(id)
+    }
+
+    /// Placement's `InventoryInUse`: replacing the inventory of `id` with
+    /// `new` must not drop a class that has allocations.
+    fn check_not_in_use(&self, id: RpId, new: &[(ClassId, Inventory)], prefix: &str) -> Result<()> {
         let p = self.provider(id);
         let in_use: Vec<&str> = p
             .inventories
@@ -386,14 +397,13 @@ impl State {
             .filter(|r| r.used > 0 && !new.iter().any(|(c, _)| *c == r.class))
             .map(|r| self.class_name(r.class))
             .collect();
-        if !in_use.is_empty() {
-            return Err(Error::conflict(
-                codes::INVENTORY_INUSE,
-                format!("update conflict: Inventory for '{}' on resource provider '{uuid}' in use.", in_use.join(", ")),
-            ));
+        if in_use.is_empty() {
+            return Ok(());
         }
-        self.replace_inventories(id, new);
-        Ok(id)
+        Err(Error::conflict(
+            codes::INVENTORY_INUSE,
+            format!("{prefix}Inventory for '{}' on resource provider '{}' in use.", in_use.join(", "), p.uuid),
+        ))
     }
 
     pub(crate) fn replace_inventories(&mut self, id: RpId, new: Vec<(ClassId, Inventory)>) {
@@ -506,14 +516,7 @@ impl State {
     /// DELETE .../inventories (1.5+).
     pub fn delete_inventories(&mut self, uuid: &str) -> Result<()> {
         let id = self.provider_id(uuid)?;
-        let in_use: Vec<&str> =
-            self.provider(id).inventories.iter().filter(|r| r.used > 0).map(|r| self.class_name(r.class)).collect();
-        if !in_use.is_empty() {
-            return Err(Error::conflict(
-                codes::INVENTORY_INUSE,
-                format!("Inventory for '{}' on resource provider '{uuid}' in use.", in_use.join(", ")),
-            ));
-        }
+        self.check_not_in_use(id, &[], "")?;
         self.replace_inventories(id, vec![]);
         Ok(())
     }
@@ -970,27 +973,11 @@ impl State {
             }
             self.replace_inventories(*id, interim);
         }
-        if let Err(e) = self.write_allocations(allocations, AllocationWriteKind::Reshape) {
-            self.touch(Dirty::Class(0));
-            return Err(e);
-        }
+        // A failure from here on follows a mutation, which left `dirty` set:
+        // the service then reloads the state, undoing the earlier steps.
+        self.write_allocations(allocations, AllocationWriteKind::Reshape)?;
         for (id, new) in plan {
-            let p = self.provider(id);
-            let in_use: Vec<&str> = p
-                .inventories
-                .iter()
-                .filter(|r| r.used > 0 && !new.iter().any(|(c, _)| *c == r.class))
-                .map(|r| self.class_name(r.class))
-                .collect();
-            if !in_use.is_empty() {
-                let msg = format!(
-                    "update conflict: Inventory for '{}' on resource provider '{}' in use.",
-                    in_use.join(", "),
-                    p.uuid
-                );
-                self.touch(Dirty::Provider(id));
-                return Err(Error::conflict(codes::INVENTORY_INUSE, msg));
-            }
+            self.check_not_in_use(id, &new, "update conflict: ")?;
             self.replace_inventories(id, new);
         }
         Ok(())
@@ -998,34 +985,23 @@ impl State {
 
     // ----- usages ----------------------------------------------------------
 
-    /// GET /usages: totals per class for a project (and user, and type).
-    pub fn total_usages(
-        &self,
-        project: &str,
-        user: Option<&str>,
-        consumer_type: Option<&str>,
-    ) -> BTreeMap<String, BTreeMap<String, (i64, u64)>> {
-        // consumer type -> class -> (used, consumer count)
-        let mut out: BTreeMap<String, BTreeMap<String, (i64, u64)>> = BTreeMap::new();
+    /// GET /usages: per consumer type (`unknown` for consumers without
+    /// one), the used amount per class and the number of consumers, for a
+    /// project (and user, and type; `all` keeps every type).
+    pub fn total_usages(&self, project: &str, user: Option<&str>, consumer_type: Option<&str>) -> UsagesByType {
+        let mut out = UsagesByType::new();
         for c in self.consumers.values() {
             if c.project != project || user.is_some_and(|u| u != c.user) {
                 continue;
             }
-            let ty = c.consumer_type.clone().unwrap_or_else(|| "unknown".into());
-            if let Some(want) = consumer_type
-                && want != "all"
-                && want != ty
-            {
+            let ty = c.consumer_type.as_deref().unwrap_or("unknown");
+            if consumer_type.is_some_and(|want| want != "all" && want != ty) {
                 continue;
             }
-            let per = out.entry(ty).or_default();
-            let mut seen = BTreeSet::new();
+            let (per, count) = out.entry(ty.to_string()).or_default();
+            *count += 1;
             for a in &c.allocations {
-                let e = per.entry(self.class_name(a.class).to_string()).or_default();
-                e.0 += a.used;
-                if seen.insert(a.class) {
-                    e.1 += 1;
-                }
+                *per.entry(self.class_name(a.class).to_string()).or_default() += a.used;
             }
         }
         out

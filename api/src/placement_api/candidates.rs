@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::http::{ApiError, Req, Resp};
 use super::schemas;
-use quiver_placement::candidates::Candidates;
+use quiver_placement::candidates::{AllocationRequest, Candidates};
 use quiver_placement::model::State;
 use quiver_placement::request::{self, RequestGroup};
 
@@ -27,6 +27,16 @@ pub fn list(req: &mut Req) -> Result<Resp, ApiError> {
     req.api.metrics.candidates_requests.fetch_add(1, Relaxed);
     req.api.metrics.candidates_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
     Ok(Resp::raw_json(200, body.into_bytes()).cache_now(req))
+}
+
+/// `"VCPU": 2, "MEMORY_MB": 1024` for the lines of `a` on provider `rp`.
+fn write_amounts(out: &mut String, s: &State, a: &AllocationRequest, rp: u32) {
+    for (i, r) in a.resources.iter().filter(|r| r.rp == rp).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "\"{}\": {}", s.class_name(r.class), r.amount);
+    }
 }
 
 fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> String {
@@ -50,14 +60,7 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
                     out.push_str(", ");
                 }
                 let _ = write!(out, "\"{}\": {{\"resources\": {{", s.uuid_of(*rp));
-                let mut first = true;
-                for r in a.resources.iter().filter(|r| r.rp == *rp) {
-                    if !first {
-                        out.push_str(", ");
-                    }
-                    first = false;
-                    let _ = write!(out, "\"{}\": {}", s.class_name(r.class), r.amount);
-                }
+                write_amounts(&mut out, s, a, *rp);
                 out.push_str("}}");
             }
             out.push('}');
@@ -86,14 +89,7 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
                     out.push_str(", ");
                 }
                 let _ = write!(out, "{{\"resource_provider\": {{\"uuid\": \"{}\"}}, \"resources\": {{", s.uuid_of(*rp));
-                let mut first = true;
-                for r in a.resources.iter().filter(|r| r.rp == *rp) {
-                    if !first {
-                        out.push_str(", ");
-                    }
-                    first = false;
-                    let _ = write!(out, "\"{}\": {}", s.class_name(r.class), r.amount);
-                }
+                write_amounts(&mut out, s, a, *rp);
                 out.push_str("}}");
             }
             out.push_str("]}");

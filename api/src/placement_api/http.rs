@@ -48,10 +48,6 @@ impl ApiError {
             ..Self::new(405, "The method specified is not allowed for this resource.")
         }
     }
-    pub fn with_code(mut self, code: &'static str) -> Self {
-        self.code = code;
-        self
-    }
 }
 
 impl From<DomainError> for ApiError {

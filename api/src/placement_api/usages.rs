@@ -1,6 +1,8 @@
 //! /resource_providers/{uuid}/usages and /usages.
 
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
 
 use super::http::{ApiError, Req, Resp};
 use super::schemas;
@@ -37,58 +39,32 @@ pub fn totals(req: &mut Req) -> Result<Resp, ApiError> {
         .api
         .placement
         .read(|s| s.total_usages(&project, user.as_deref(), if v38 { ctype.as_deref() } else { None }));
-    let usages = if v38 {
-        let mut out = serde_json::Map::new();
-        let all = ctype.as_deref() == Some("all");
-        if all {
-            // One "all" entry: sums over every type; consumers counted once.
-            let mut sums = serde_json::Map::new();
-            let count = req.api.placement.read(|s| {
-                s.consumers
-                    .values()
-                    .filter(|c| c.project == project && user.as_deref().is_none_or(|u| u == c.user))
-                    .count()
-            });
-            for per in by_type.values() {
-                for (rc, (used, _)) in per {
-                    let cur = sums.get(rc).and_then(|v| v.as_i64()).unwrap_or(0);
-                    sums.insert(rc.clone(), json!(cur + used));
-                }
-            }
-            if count > 0 {
-                sums.insert("consumer_count".into(), json!(count));
-                out.insert("all".into(), serde_json::Value::Object(sums));
-            }
-        } else {
-            for (ty, per) in &by_type {
-                let mut m = serde_json::Map::new();
-                for (rc, (used, _)) in per {
-                    m.insert(rc.clone(), json!(used));
-                }
-                let consumers = req.api.placement.read(|s| {
-                    s.consumers
-                        .values()
-                        .filter(|c| {
-                            c.project == project
-                                && user.as_deref().is_none_or(|u| u == c.user)
-                                && c.consumer_type.as_deref().unwrap_or("unknown") == ty
-                        })
-                        .count()
-                });
-                m.insert("consumer_count".into(), json!(consumers));
-                out.insert(ty.clone(), serde_json::Value::Object(m));
+    // Before 1.38, and for consumer_type=all, one sum over every type.
+    let merged = || {
+        let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+        let mut consumers = 0;
+        for (per, count) in by_type.values() {
+            consumers += count;
+            for (rc, used) in per {
+                *sums.entry(rc.clone()).or_default() += used;
             }
         }
-        serde_json::Value::Object(out)
+        (sums, consumers)
+    };
+    let with_count = |per: &BTreeMap<String, i64>, count: u64| {
+        let mut m: serde_json::Map<String, Value> = per.iter().map(|(rc, used)| (rc.clone(), json!(used))).collect();
+        m.insert("consumer_count".into(), json!(count));
+        Value::Object(m)
+    };
+    let usages = if !v38 {
+        json!(merged().0)
+    } else if ctype.as_deref() == Some("all") {
+        let (sums, consumers) = merged();
+        if consumers == 0 { json!({}) } else { json!({"all": with_count(&sums, consumers)}) }
     } else {
-        let mut m = serde_json::Map::new();
-        for per in by_type.values() {
-            for (rc, (used, _)) in per {
-                let cur = m.get(rc).and_then(|v| v.as_i64()).unwrap_or(0);
-                m.insert(rc.clone(), json!(cur + used));
-            }
-        }
-        serde_json::Value::Object(m)
+        let out: serde_json::Map<String, Value> =
+            by_type.iter().map(|(ty, (per, count))| (ty.clone(), with_count(per, *count))).collect();
+        Value::Object(out)
     };
     Ok(Resp::json(200, &json!({"usages": usages})).cache_now(req))
 }
