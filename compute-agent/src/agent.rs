@@ -1,0 +1,284 @@
+//! The agent: the drivers of its hosts, their registration with the
+//! controller, heartbeats, the reconcile task, and the HTTP API the
+//! conductor calls.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::controller::Controller;
+use crate::driver::{ComputeDriver, DriverError, GuestInfo, GuestSpec, cpu_traits};
+use crate::protocol::{Action, AgentApi, AgentError, HostReport, InventoryReport};
+
+/// Nova's resource-tracker options, by their Nova names.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// `[DEFAULT] reserved_host_cpus`.
+    pub reserved_host_cpus: i64,
+    /// `[DEFAULT] reserved_host_memory_mb`.
+    pub reserved_host_memory_mb: i64,
+    /// `[DEFAULT] reserved_host_disk_mb` (rounded up to whole GB for DISK_GB).
+    pub reserved_host_disk_mb: i64,
+    /// `[DEFAULT] cpu_allocation_ratio`; unset means `initial_cpu_allocation_ratio` (4.0).
+    pub cpu_allocation_ratio: Option<f64>,
+    /// `[DEFAULT] ram_allocation_ratio`; unset means `initial_ram_allocation_ratio` (1.0).
+    pub ram_allocation_ratio: Option<f64>,
+    /// `[DEFAULT] disk_allocation_ratio`; unset means `initial_disk_allocation_ratio` (1.0).
+    pub disk_allocation_ratio: Option<f64>,
+    /// `[DEFAULT] report_interval`: seconds between heartbeats.
+    pub report_interval: f64,
+    /// `[DEFAULT] update_resources_interval`: seconds between reconciles.
+    pub update_resources_interval: f64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            reserved_host_cpus: 0,
+            reserved_host_memory_mb: 512,
+            reserved_host_disk_mb: 0,
+            cpu_allocation_ratio: None,
+            ram_allocation_ratio: None,
+            disk_allocation_ratio: None,
+            report_interval: 10.0,
+            update_resources_interval: 60.0,
+        }
+    }
+}
+
+/// One agent: hosts by service host name, each with its driver.
+pub struct Agent {
+    hosts: BTreeMap<String, Arc<dyn ComputeDriver>>,
+    config: AgentConfig,
+    agent_url: Option<String>,
+    controller: OnceLock<Arc<dyn Controller>>,
+}
+
+impl Agent {
+    /// An agent for `hosts`; `agent_url` is where its HTTP API listens
+    /// (`None` when the conductor calls it in process).
+    pub fn new(hosts: Vec<(String, Arc<dyn ComputeDriver>)>, config: AgentConfig, agent_url: Option<String>) -> Self {
+        Self { hosts: hosts.into_iter().collect(), config, agent_url, controller: OnceLock::new() }
+    }
+
+    /// Host names this agent runs.
+    pub fn host_names(&self) -> impl Iterator<Item = &str> {
+        self.hosts.keys().map(String::as_str)
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    fn driver(&self, host: &str) -> Result<&Arc<dyn ComputeDriver>, AgentError> {
+        self.hosts.get(host).ok_or_else(|| AgentError::NoSuchHost(host.to_owned()))
+    }
+
+    /// The registration of `host`: inventory from the hypervisor with the
+    /// configured reserved amounts and ratios, and traits from its CPU.
+    ///
+    /// # Errors
+    /// An unknown host or a hypervisor that does not answer.
+    pub fn report(&self, host: &str) -> Result<HostReport, AgentError> {
+        let driver = self.driver(host)?;
+        let info = driver.host_info()?;
+        let c = &self.config;
+        let inv = |rc: &str, total: i64, reserved: i64, ratio: f64| InventoryReport {
+            resource_class: rc.to_owned(),
+            total,
+            reserved,
+            min_unit: 1,
+            max_unit: total,
+            step_size: 1,
+            allocation_ratio: ratio,
+        };
+        let inventory = vec![
+            inv("VCPU", info.vcpus as i64, c.reserved_host_cpus, c.cpu_allocation_ratio.unwrap_or(4.0)),
+            inv("MEMORY_MB", info.memory_mb as i64, c.reserved_host_memory_mb, c.ram_allocation_ratio.unwrap_or(1.0)),
+            inv(
+                "DISK_GB",
+                info.local_gb as i64,
+                (c.reserved_host_disk_mb + 1023) / 1024,
+                c.disk_allocation_ratio.unwrap_or(1.0),
+            ),
+        ]
+        .into_iter()
+        .filter(|i| i.total > 0)
+        .collect();
+        let mut traits = cpu_traits(&info.cpu_features);
+        traits.push("COMPUTE_NODE".into());
+        let guests = driver.list_guests()?;
+        Ok(HostReport { host: host.to_owned(), agent_url: self.agent_url.clone(), info, inventory, traits, guests })
+    }
+
+    /// Registers every host with `controller` and keeps it for heartbeats.
+    ///
+    /// # Errors
+    /// The first host that cannot be reported or registered.
+    pub fn register(&self, controller: Arc<dyn Controller>) -> Result<(), String> {
+        for host in self.hosts.keys() {
+            let report = self.report(host).map_err(|e| format!("{host}: {e}"))?;
+            controller.register(&report).map_err(|e| format!("{host}: {e}"))?;
+            tracing::info!(host, "registered with the controller");
+        }
+        let _ = self.controller.set(controller);
+        Ok(())
+    }
+
+    /// One heartbeat per host.
+    pub fn heartbeat_once(&self) {
+        let Some(c) = self.controller.get() else { return };
+        for host in self.hosts.keys() {
+            if let Err(e) = c.heartbeat(host) {
+                tracing::warn!(host, error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    /// Compares what each hypervisor runs with the controller's records and
+    /// destroys guests no live server owns.
+    pub fn reconcile_once(&self) {
+        let Some(c) = self.controller.get() else { return };
+        for (host, driver) in &self.hosts {
+            let guests = match driver.list_guests() {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::warn!(host, error = %e, "cannot list guests");
+                    continue;
+                }
+            };
+            match c.reconcile(host, &guests) {
+                Ok(reply) => {
+                    for uuid in reply.destroy {
+                        tracing::warn!(host, uuid, "destroying a guest no server owns");
+                        if let Err(e) = driver.destroy(&uuid) {
+                            tracing::warn!(host, uuid, error = %e, "cannot destroy");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(host, error = %e, "reconcile failed"),
+            }
+        }
+    }
+
+    /// Starts the heartbeat and reconcile loops on their own thread.
+    pub fn start_periodic(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let me = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("quiver-agent-periodic".into())
+            .spawn(move || {
+                let beat = Duration::from_secs_f64(me.config.report_interval.max(0.05));
+                let every = (me.config.update_resources_interval / me.config.report_interval.max(0.05)).ceil().max(1.0)
+                    as u64;
+                let mut n = 0u64;
+                loop {
+                    std::thread::sleep(beat);
+                    me.heartbeat_once();
+                    n += 1;
+                    if n.is_multiple_of(every) {
+                        me.reconcile_once();
+                    }
+                }
+            })
+            .expect("spawn the agent's periodic thread")
+    }
+}
+
+impl AgentApi for Agent {
+    fn build(&self, host: &str, spec: &GuestSpec) -> Result<GuestInfo, AgentError> {
+        let g = self.driver(host)?.spawn(spec)?;
+        tracing::info!(host, uuid = %spec.uuid, vcpus = spec.vcpus, memory_mb = spec.memory_mb, "guest spawned");
+        Ok(g)
+    }
+
+    fn action(&self, host: &str, uuid: &str, action: Action) -> Result<GuestInfo, AgentError> {
+        let d = self.driver(host)?;
+        Ok(match action {
+            Action::Stop => d.power_off(uuid)?,
+            Action::Start => d.power_on(uuid)?,
+            Action::Reboot { hard } => d.reboot(uuid, hard)?,
+        })
+    }
+
+    fn delete(&self, host: &str, uuid: &str) -> Result<(), AgentError> {
+        match self.driver(host)?.destroy(uuid) {
+            Ok(()) | Err(DriverError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn guests(&self, host: &str) -> Result<Vec<GuestInfo>, AgentError> {
+        Ok(self.driver(host)?.list_guests()?)
+    }
+}
+
+struct ApiError(AgentError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self.0 {
+            AgentError::NoSuchHost(_) | AgentError::Driver(DriverError::NotFound(_)) => StatusCode::NOT_FOUND,
+            AgentError::Driver(DriverError::Exists(_)) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(self.0.body())).into_response()
+    }
+}
+
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, AgentError> + Send + 'static,
+) -> Result<R, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError(AgentError::Unreachable(format!("agent task failed: {e}"))))?
+        .map_err(ApiError)
+}
+
+/// The agent's HTTP API:
+/// `GET /` (hosts), `GET|POST /hosts/{host}/guests`,
+/// `POST /hosts/{host}/guests/{uuid}/action`, `DELETE /hosts/{host}/guests/{uuid}`.
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/hosts/{host}/guests", get(list).post(build))
+        .route("/hosts/{host}/guests/{uuid}", axum::routing::delete(delete))
+        .route("/hosts/{host}/guests/{uuid}/action", post(action))
+        .with_state(agent)
+}
+
+async fn index(State(a): State<Arc<Agent>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"hosts": a.host_names().collect::<Vec<_>>()}))
+}
+
+async fn list(State(a): State<Arc<Agent>>, Path(host): Path<String>) -> Result<Json<Vec<GuestInfo>>, ApiError> {
+    blocking(move || a.guests(&host)).await.map(Json)
+}
+
+async fn build(
+    State(a): State<Arc<Agent>>,
+    Path(host): Path<String>,
+    Json(spec): Json<GuestSpec>,
+) -> Result<(StatusCode, Json<GuestInfo>), ApiError> {
+    blocking(move || a.build(&host, &spec)).await.map(|g| (StatusCode::CREATED, Json(g)))
+}
+
+async fn action(
+    State(a): State<Arc<Agent>>,
+    Path((host, uuid)): Path<(String, String)>,
+    Json(act): Json<Action>,
+) -> Result<Json<GuestInfo>, ApiError> {
+    blocking(move || a.action(&host, &uuid, act)).await.map(Json)
+}
+
+async fn delete(State(a): State<Arc<Agent>>, Path((host, uuid)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    blocking(move || a.delete(&host, &uuid)).await.map(|()| StatusCode::NO_CONTENT)
+}
