@@ -1,2 +1,3 @@
 //! The Quiver API crate: the Placement REST API (and the `quiver` binary).
+pub mod compute_api;
 pub mod placement_api;

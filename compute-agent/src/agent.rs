@@ -90,7 +90,10 @@ impl Agent {
     /// An unknown host or a hypervisor that does not answer.
     pub fn report(&self, host: &str) -> Result<HostReport, AgentError> {
         let driver = self.driver(host)?;
-        let info = driver.host_info()?;
+        let mut info = driver.host_info()?;
+        // The node is named after its service host: several agents on one
+        // machine (embedded, or libvirt's test driver) share a hostname.
+        info.nodename = host.to_owned();
         let c = &self.config;
         let inv = |rc: &str, total: i64, reserved: i64, ratio: f64| InventoryReport {
             resource_class: rc.to_owned(),
@@ -131,6 +134,7 @@ impl Agent {
             tracing::info!(host, "registered with the controller");
         }
         let _ = self.controller.set(controller);
+        self.reconcile_once();
         Ok(())
     }
 

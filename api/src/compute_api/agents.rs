@@ -1,0 +1,291 @@
+//! The controller's side of the agents: registration (compute service,
+//! root resource provider with inventory, traits and aggregates),
+//! heartbeats, and the reconcile that keeps Placement, the records and the
+//! hypervisors in agreement. In process through [`Controller`]; over HTTP
+//! at `POST /v2.1/quiver-agent/{register,heartbeat,reconcile}` (admin).
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use quiver_compute_agent::controller::{Controller, ControllerError};
+use quiver_compute_agent::protocol::{Heartbeat, HostReport, ReconcileReply, ReconcileRequest, Registered};
+use quiver_compute_agent::{GuestInfo, HostInfo};
+use quiver_placement::model::Inventory;
+
+use super::ComputeApi;
+use super::conductor::unclaim;
+use super::http::{ApiResult, Ctx, NovaError, body, reply};
+use super::records::{Fault, Service, now_iso, unix_now};
+
+/// A server built this recently is left alone by the reconcile: the
+/// agent's guest list may predate it.
+const RECONCILE_GRACE_S: f64 = 5.0;
+
+/// Traits Nova's compute puts on every compute node provider.
+const COMPUTE_TRAITS: [&str; 2] = ["COMPUTE_NODE", "OWNER_NOVA"];
+
+fn cerr(e: impl std::fmt::Display) -> ControllerError {
+    ControllerError(e.to_string())
+}
+
+impl ComputeApi {
+    /// Sets a compute node provider's traits: the hypervisor's, Nova's own,
+    /// and `COMPUTE_STATUS_DISABLED` while the service is disabled.
+    /// `reported: None` keeps the provider's other traits as they are.
+    pub fn sync_provider_traits(&self, rp: &str, reported: Option<&[String]>, disabled: bool) -> Result<(), String> {
+        self.placement
+            .placement
+            .write(|st| {
+                let p = st.get_provider(rp)?;
+                let generation = p.generation;
+                let mut names: BTreeSet<String> = match reported {
+                    Some(r) => r.iter().cloned().collect(),
+                    None => p.traits.iter().map(|t| st.traits.name(*t).to_owned()).collect(),
+                };
+                names.extend(COMPUTE_TRAITS.iter().map(|s| s.to_string()));
+                if disabled {
+                    names.insert("COMPUTE_STATUS_DISABLED".into());
+                } else {
+                    names.remove("COMPUTE_STATUS_DISABLED");
+                }
+                let known: Vec<String> = names.into_iter().filter(|n| st.traits.get(n).is_some()).collect();
+                st.set_provider_traits(rp, generation, &known).map(|_| ())
+            })
+            .map_err(|e| e.detail)
+    }
+
+    /// Puts a compute node provider in the Placement aggregates of the Nova
+    /// aggregates its host belongs to.
+    pub fn sync_provider_aggregates(&self, host: &str, rp: &str) -> Result<(), String> {
+        let aggs: Vec<String> =
+            self.records().aggregates.values().filter(|a| a.hosts.iter().any(|h| h == host)).map(|a| a.uuid.clone()).collect();
+        self.placement.placement.write(|st| st.set_provider_aggregates(rp, &aggs, None).map(|_| ())).map_err(|e| e.detail)
+    }
+
+    fn register_host(&self, report: &HostReport) -> Result<Registered, String> {
+        let now = unix_now();
+        let (svc, fresh) = {
+            let r = self.records();
+            match r.services.get(&report.host) {
+                Some(old) => (old.clone(), false),
+                None => {
+                    let id = r.next_id("service");
+                    (
+                        Service {
+                            id,
+                            uuid: uuid::Uuid::new_v4().to_string(),
+                            host: report.host.clone(),
+                            disabled: false,
+                            disabled_reason: None,
+                            forced_down: false,
+                            created_at: now_iso(),
+                            updated_at: now_iso(),
+                            last_seen: now,
+                            compute_node_id: id,
+                            compute_node_uuid: uuid::Uuid::new_v4().to_string(),
+                            hypervisor: report.info.clone(),
+                            agent_url: report.agent_url.clone(),
+                        },
+                        true,
+                    )
+                }
+            }
+        };
+        let rp = svc.compute_node_uuid.clone();
+        let name = report.info.nodename.clone();
+        self.placement
+            .placement
+            .write(|st| {
+                if st.provider_by_uuid(&rp).is_none() {
+                    st.create_provider(rp.clone(), name.clone(), None)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.detail)?;
+        let inventory: Vec<(String, Inventory)> = report
+            .inventory
+            .iter()
+            .map(|i| {
+                (
+                    i.resource_class.clone(),
+                    Inventory {
+                        total: i.total,
+                        reserved: i.reserved,
+                        min_unit: i.min_unit,
+                        max_unit: i.max_unit,
+                        step_size: i.step_size,
+                        allocation_ratio: i.allocation_ratio,
+                    },
+                )
+            })
+            .collect();
+        if let Err(e) = self.placement.placement.write(|st| {
+            let generation = st.get_provider(&rp)?.generation;
+            st.set_inventories(&rp, generation, &inventory, false).map(|_| ())
+        }) {
+            // Nova's resource tracker logs and keeps the old inventory too.
+            tracing::warn!(host = %report.host, error = %e.detail, "inventory not updated");
+        }
+        self.sync_provider_traits(&rp, Some(&report.traits), svc.disabled)?;
+        self.sync_provider_aggregates(&report.host, &rp)?;
+        let mut svc = svc;
+        svc.hypervisor = HostInfo { ..report.info.clone() };
+        svc.agent_url = report.agent_url.clone();
+        svc.last_seen = now;
+        svc.updated_at = now_iso();
+        {
+            let mut r = self.records();
+            r.save(&svc).map_err(|e| e.to_string())?;
+            r.services.insert(svc.host.clone(), svc.clone());
+            r.topology += 1;
+        }
+        if let Some(url) = &report.agent_url {
+            let client = quiver_compute_agent::client::AgentClient::new(url).map_err(|e| e.to_string())?;
+            self.agents_mut().insert(report.host.clone(), Arc::new(client));
+        }
+        tracing::info!(host = %report.host, rp = %rp, new = fresh, "compute service registered");
+        Ok(Registered { compute_node_uuid: rp, disabled: svc.disabled })
+    }
+
+    fn reconcile_host(&self, host: &str, guests: &[GuestInfo]) -> Result<ReconcileReply, String> {
+        let in_flight: HashSet<String> = self.in_flight().clone();
+        let have: HashSet<&str> = guests.iter().map(|g| g.uuid.as_str()).collect();
+        let now = unix_now();
+        let recent = |launched: &Option<String>| {
+            launched
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .is_some_and(|t| now - t.as_secs_f64() < RECONCILE_GRACE_S)
+        };
+        let mut reply = ReconcileReply::default();
+        let mut lost = Vec::new();
+        let rp;
+        {
+            let r = self.records();
+            let Some(svc) = r.services.get(host) else {
+                return Err(format!("host {host} is not registered"));
+            };
+            rp = svc.compute_node_uuid.clone();
+            for g in guests {
+                let owned = r.servers.get(&g.uuid).is_some_and(|s| {
+                    s.host.as_deref() == Some(host) && s.task_state.as_deref() != Some("deleting")
+                });
+                if !owned && !in_flight.contains(&g.uuid) {
+                    reply.destroy.push(g.uuid.clone());
+                }
+            }
+            for s in r.servers.values() {
+                if s.host.as_deref() == Some(host)
+                    && !in_flight.contains(&s.id)
+                    && !have.contains(s.id.as_str())
+                    && matches!(s.vm_state.as_str(), "active" | "stopped" | "building")
+                    && s.task_state.as_deref() != Some("deleting")
+                    && !recent(&s.launched_at)
+                {
+                    lost.push(s.id.clone());
+                }
+            }
+        }
+        for id in &lost {
+            tracing::warn!(server = %id, host, "guest gone from the hypervisor; server set to ERROR");
+            unclaim(self, id);
+            let mut r = self.records();
+            if let Some(mut s) = r.servers.get(id).cloned() {
+                s.vm_state = "error".into();
+                s.task_state = None;
+                s.power_state = 0;
+                s.fault = Some(Fault {
+                    code: 500,
+                    message: format!("The guest of instance {id} is gone from the hypervisor on {host}."),
+                    details: "found by the compute agent's reconcile (agent or hypervisor restarted?)".into(),
+                    created: now_iso(),
+                });
+                s.updated = now_iso();
+                if r.save(&s).is_ok() {
+                    r.servers.insert(id.clone(), s);
+                }
+            }
+        }
+        // Allocations against this node that no live guest explains.
+        let consumers: Vec<String> = self.placement.placement.read(|st| {
+            st.provider_by_uuid(&rp).map(|p| st.allocations_on(p.id).keys().map(|c| c.to_string()).collect()).unwrap_or_default()
+        });
+        let stale: Vec<String> = {
+            let r = self.records();
+            consumers
+                .into_iter()
+                .filter(|c| !in_flight.contains(c))
+                .filter(|c| match r.servers.get(c) {
+                    Some(s) => {
+                        s.host.as_deref() != Some(host)
+                            || (!have.contains(c.as_str()) && !recent(&s.launched_at) && s.vm_state != "building")
+                            || s.vm_state == "error"
+                    }
+                    None => true,
+                })
+                .collect()
+        };
+        for c in &stale {
+            tracing::warn!(consumer = %c, host, "removing allocations no guest explains");
+            unclaim(self, c);
+        }
+        if !lost.is_empty() || !stale.is_empty() {
+            self.conductor.invalidate();
+        }
+        Ok(reply)
+    }
+}
+
+impl Controller for ComputeApi {
+    fn register(&self, report: &HostReport) -> Result<Registered, ControllerError> {
+        self.register_host(report).map_err(cerr)
+    }
+
+    fn heartbeat(&self, host: &str) -> Result<(), ControllerError> {
+        let mut r = self.records();
+        match r.services.get_mut(host) {
+            Some(s) => {
+                s.last_seen = unix_now();
+                Ok(())
+            }
+            None => Err(cerr(format!("host {host} is not registered"))),
+        }
+    }
+
+    fn reconcile(&self, host: &str, guests: &[GuestInfo]) -> Result<ReconcileReply, ControllerError> {
+        self.reconcile_host(host, guests).map_err(cerr)
+    }
+}
+
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R, ControllerError> + Send + 'static) -> Result<R, NovaError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(NovaError::internal)?
+        .map_err(|e| NovaError::bad_request(e.0))
+}
+
+pub async fn register(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
+    ctx.require_admin("quiver:agent:register")?;
+    let report: HostReport = body(&raw)?;
+    let done = blocking(move || api.register(&report)).await?;
+    reply(StatusCode::OK, serde_json::to_value(done).map_err(NovaError::internal)?)
+}
+
+pub async fn heartbeat(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
+    ctx.require_admin("quiver:agent:heartbeat")?;
+    let b: Heartbeat = body(&raw)?;
+    api.heartbeat(&b.host).map_err(|e| NovaError::not_found(e.0))?;
+    reply(StatusCode::OK, serde_json::json!({}))
+}
+
+pub async fn reconcile(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
+    ctx.require_admin("quiver:agent:reconcile")?;
+    let b: ReconcileRequest = body(&raw)?;
+    let done = blocking(move || api.reconcile(&b.host, &b.guests)).await?;
+    reply(StatusCode::OK, serde_json::to_value(done).map_err(NovaError::internal)?)
+}

@@ -1,0 +1,545 @@
+//! The boot flow of DESIGN.md section 2, after the API has recorded the
+//! servers in BUILD: the engine's scheduler over a columnar replica of the
+//! compute hosts, the claim in Placement (the authority: on a conflict the
+//! next alternate is tried), dispatch to the chosen host's agent, and a
+//! reschedule to an alternate when a build fails, up to `max_attempts`.
+//! Deletes and power actions run here too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use quiver_compute_agent::GuestSpec;
+use quiver_compute_agent::protocol::Action;
+use quiver_engine::request::{Flavor as EngineFlavor, Image as EngineImage};
+use quiver_engine::{BootRequest, Decision, Fleet, FleetBuilder, Groups, HostRecord, Scheduler, ServiceRecord};
+use quiver_placement::ops::{AllocationWriteKind, ConsumerWrite};
+use serde_json::Value;
+
+use super::ComputeApi;
+use super::records::{Fault, Records, Server, now_iso, unix_now};
+
+/// The scheduler and its fleet replica; one boot request schedules and
+/// claims at a time (claims are fast; builds run outside the lock).
+pub struct Conductor {
+    state: std::sync::Mutex<SchedState>,
+}
+
+struct SchedState {
+    scheduler: Scheduler,
+    fleet: Option<FleetCache>,
+    requests: usize,
+}
+
+/// The fleet and what it was built from; stale when any of it changed.
+struct FleetCache {
+    fleet: Fleet,
+    /// Placement's epoch after this conductor's last claim.
+    placement_epoch: u64,
+    topology: u64,
+    down: Vec<String>,
+}
+
+impl Conductor {
+    pub fn new(scheduler: Scheduler) -> Self {
+        Self { state: std::sync::Mutex::new(SchedState { scheduler, fleet: None, requests: 0 }) }
+    }
+
+    /// Drops the fleet replica; the next request rebuilds it.
+    pub fn invalidate(&self) {
+        self.lock().fleet = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SchedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hosts whose service is down (forced down, or silent for longer than
+/// `service_down_time`), sorted.
+fn down_hosts(r: &Records, down_time: f64) -> Vec<String> {
+    r.services.values().filter(|s| super::is_down(s, down_time)).map(|s| s.host.clone()).collect()
+}
+
+/// Builds the engine's fleet from the compute services, their providers in
+/// Placement (inventory, usage, traits), aggregates and servers.
+fn build_fleet(api: &ComputeApi, r: &Records) -> Result<(Fleet, u64), String> {
+    let mut b = FleetBuilder::new();
+    for a in r.aggregates.values() {
+        b.add_aggregate(quiver_engine::Aggregate {
+            id: a.id as u32,
+            uuid: quiver_engine::request::parse_uuid(&a.uuid).unwrap_or(0),
+            name: a.name.clone(),
+            metadata: a.metadata.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+    }
+    let mut on_host: BTreeMap<&str, Vec<&Server>> = BTreeMap::new();
+    for s in r.servers.values() {
+        if let Some(h) = &s.host {
+            on_host.entry(h.as_str()).or_default().push(s);
+        }
+    }
+    let now = unix_now();
+    let epoch = api.placement.placement.read(|state| -> Result<u64, String> {
+        for svc in r.services.values() {
+            let Some(p) = state.provider_by_uuid(&svc.compute_node_uuid) else { continue };
+            let servers = on_host.get(svc.host.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            let inventories: Vec<quiver_engine::Inventory> = p
+                .inventories
+                .iter()
+                .map(|rec| quiver_engine::Inventory {
+                    resource_class: state.class_name(rec.class).to_owned(),
+                    total: rec.inv.total,
+                    reserved: rec.inv.reserved,
+                    min_unit: rec.inv.min_unit,
+                    max_unit: rec.inv.max_unit,
+                    step_size: rec.inv.step_size,
+                    allocation_ratio: rec.inv.allocation_ratio,
+                    used: rec.used,
+                })
+                .collect();
+            let free = |rc: &str| {
+                inventories.iter().find(|i| i.resource_class == rc).map_or(0, |i| i.total - i.reserved - i.used)
+            };
+            let h = HostRecord {
+                name: svc.host.clone(),
+                nodename: Some(svc.hypervisor.nodename.clone()),
+                uuid: quiver_engine::request::parse_uuid(&svc.compute_node_uuid).unwrap_or(0),
+                cell: "cell1".into(),
+                availability_zone: Some(super::host_zone(r, &svc.host)),
+                aggregates: r.aggregates.values().filter(|a| a.hosts.contains(&svc.host)).map(|a| a.id as u32).collect(),
+                host_ip: None,
+                traits: p.traits.iter().map(|t| state.traits.name(*t).to_owned()).collect(),
+                vcpus_used: servers.iter().map(|s| s.flavor.vcpus as i64).sum(),
+                free_ram_mb: free("MEMORY_MB"),
+                free_disk_mb: free("DISK_GB") * 1024,
+                num_instances: servers.len() as i64,
+                num_io_ops: servers.iter().filter(|s| s.vm_state == "building").count() as i64,
+                failed_builds: 0,
+                hypervisor_type: svc.hypervisor.hypervisor_type.clone(),
+                hypervisor_version: svc.hypervisor.hypervisor_version,
+                cpu_info: svc.hypervisor.cpu_info.clone(),
+                supported_instances: vec![["x86_64".into(), "qemu".into(), "hvm".into()]],
+                stats: BTreeMap::new(),
+                service: ServiceRecord {
+                    disabled: svc.disabled,
+                    forced_down: svc.forced_down,
+                    last_seen_up_age_s: (now - svc.last_seen).max(0.0),
+                    version: 74,
+                },
+                metrics: Vec::new(),
+                instances: servers.iter().filter_map(|s| quiver_engine::request::parse_uuid(&s.id)).collect(),
+                inventories,
+            };
+            b.push(h).map_err(|e| e.to_string())?;
+        }
+        Ok(state.epoch)
+    })?;
+    Ok((b.finish().map_err(|e| e.to_string())?, epoch))
+}
+
+/// The engine's request for a batch of servers from one create call.
+fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
+    let s = &servers[0];
+    let f = &s.flavor;
+    let image = s.image_id.as_ref().and_then(|i| r.images.get(i)).map(|img| EngineImage {
+        id: Some(img.id.clone()),
+        name: img.name.clone(),
+        properties: img
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .collect(),
+    });
+    let mut hints = s.hints.clone();
+    hints.remove("group");
+    if let Some(g) = &s.group {
+        hints.insert("group".into(), Value::String(g.clone()));
+    }
+    BootRequest {
+        id: Some(s.reservation_id.clone()),
+        flavor: EngineFlavor {
+            name: f.name.clone(),
+            flavorid: Some(f.id.clone()),
+            id: None,
+            vcpus: f.vcpus,
+            memory_mb: f.ram,
+            root_gb: f.disk,
+            ephemeral_gb: f.ephemeral,
+            swap: f.swap,
+            extra_specs: f.extra_specs.clone(),
+        },
+        image,
+        project_id: Some(s.project_id.clone()),
+        user_id: Some(s.user_id.clone()),
+        availability_zone: s.availability_zone.clone(),
+        scheduler_hints: hints,
+        num_instances: servers.len() as u32,
+        instance_uuids: servers.iter().map(|s| s.id.clone()).collect(),
+        is_bfv: false,
+    }
+}
+
+/// The request's server group, without the members being scheduled now
+/// (the engine adds them, as nova-api did).
+fn groups_for(r: &Records, servers: &[Server]) -> Groups {
+    let Some(g) = servers[0].group.as_ref().and_then(|g| r.groups.get(g)) else {
+        return Groups::default();
+    };
+    let mut eg = quiver_engine::ServerGroup {
+        uuid: g.id.clone(),
+        name: Some(g.name.clone()),
+        policy: g.policy.clone(),
+        rules: g.rules.clone(),
+        members: g.members.clone(),
+        project_id: Some(g.project_id.clone()),
+        user_id: Some(g.user_id.clone()),
+    };
+    eg.members.retain(|m| !servers.iter().any(|s| &s.id == m));
+    Groups::new(&[eg]).unwrap_or_default()
+}
+
+/// Nova's "No valid host" fault text, with what each stage kept.
+fn no_valid_host(d: &Decision) -> String {
+    let mut msg = "No valid host was found. There are not enough hosts available.".to_owned();
+    match d.failed_stage.as_deref() {
+        Some("placement") => msg.push_str(" Placement returned no allocation candidates for the flavor's resources."),
+        _ => {
+            if let Some(trace) = d.instances.last().and_then(|i| i.filter_trace.as_ref()) {
+                let mut start = d.placement_candidates.unwrap_or(0);
+                let parts: Vec<String> = trace
+                    .iter()
+                    .map(|(name, end)| {
+                        let p = format!("'{name}: (start: {start}, end: {end})'");
+                        start = *end;
+                        p
+                    })
+                    .collect();
+                msg.push_str(&format!(" Filter results: [{}]", parts.join(", ")));
+            }
+            if let Some(e) = &d.error {
+                msg.push_str(&format!(" {e}"));
+            }
+        }
+    }
+    msg
+}
+
+/// Placement's resources for one server of `flavor`.
+fn resources(f: &super::records::Flavor) -> Vec<(String, i64)> {
+    let disk = f.disk as i64 + f.ephemeral as i64 + (f.swap as i64 + 1023) / 1024;
+    [("VCPU", f.vcpus as i64), ("MEMORY_MB", f.ram as i64), ("DISK_GB", disk)]
+        .into_iter()
+        .filter(|(_, a)| *a > 0)
+        .map(|(k, a)| (k.to_owned(), a))
+        .collect()
+}
+
+/// Claims `s`'s resources on `host`'s provider (a new consumer: a second
+/// claim for the same server fails rather than doubling it).
+fn claim(api: &ComputeApi, s: &Server, rp: &str) -> Result<(), String> {
+    let w = ConsumerWrite {
+        consumer: s.id.clone(),
+        project: Some(s.project_id.clone()),
+        user: Some(s.user_id.clone()),
+        generation_check: Some(None),
+        consumer_type: Some("INSTANCE".into()),
+        allocations: vec![(rp.to_owned(), resources(&s.flavor))],
+    };
+    api.placement.placement.write(|st| st.write_allocations(&[w], AllocationWriteKind::Put)).map_err(|e| e.detail)
+}
+
+/// Removes a server's allocations (none is fine).
+pub fn unclaim(api: &ComputeApi, id: &str) {
+    let _ = api.placement.placement.write(|st| {
+        if st.consumers.contains_key(id) { st.delete_allocations(id) } else { Ok(()) }
+    });
+}
+
+/// Updates one server record if it still exists.
+fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) -> Option<Server> {
+    let mut r = api.records();
+    let mut s = r.servers.get(id).cloned()?;
+    f(&mut s);
+    s.updated = now_iso();
+    if let Err(e) = r.save(&s) {
+        tracing::error!(server = id, error = %e, "cannot record server state");
+    }
+    r.servers.insert(id.to_owned(), s.clone());
+    Some(s)
+}
+
+fn fail(api: &ComputeApi, id: &str, message: String, details: String) {
+    tracing::warn!(server = id, %message, "build failed");
+    api.metrics.boots_failed.fetch_add(1, Ordering::Relaxed);
+    update(api, id, |s| {
+        s.vm_state = "error".into();
+        s.task_state = None;
+        s.power_state = 0;
+        s.fault = Some(Fault { code: 500, message, details, created: now_iso() });
+    });
+}
+
+/// Starts building `ids` (one create call) in the background.
+pub fn start_build(api: &Arc<ComputeApi>, ids: Vec<String>) {
+    api.in_flight().extend(ids.iter().cloned());
+    let api = Arc::clone(api);
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        build(&api, &ids);
+        let mut f = api.in_flight();
+        for id in &ids {
+            f.remove(id);
+        }
+        drop(f);
+        for id in &ids {
+            finish_if_deleting(&api, id);
+        }
+        api.metrics.build_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    });
+}
+
+/// Schedules, claims and dispatches the servers of one create call.
+fn build(api: &Arc<ComputeApi>, ids: &[String]) {
+    // 1. schedule and claim, one request at a time
+    let mut placed: Vec<(Server, Vec<(String, String)>)> = Vec::new(); // server, [(host, rp)] chosen first
+    {
+        let mut st = api.conductor.lock();
+        let r = api.records();
+        let servers: Vec<Server> = ids.iter().filter_map(|i| r.servers.get(i).cloned()).collect();
+        if servers.is_empty() {
+            return;
+        }
+        let down_time = api.config.scheduler.service_down_time;
+        let down = down_hosts(&r, down_time);
+        let fresh = st.fleet.as_ref().is_some_and(|c| {
+            c.topology == r.topology
+                && c.down == down
+                && c.placement_epoch == api.placement.placement.read(|s| s.epoch)
+        });
+        if !fresh {
+            match build_fleet(api, &r) {
+                Ok((fleet, epoch)) => {
+                    st.fleet = Some(FleetCache { fleet, placement_epoch: epoch, topology: r.topology, down });
+                }
+                Err(e) => {
+                    drop(r);
+                    for s in &servers {
+                        fail(api, &s.id, "No valid host was found. ".into(), format!("cannot build the fleet: {e}"));
+                    }
+                    return;
+                }
+            }
+        }
+        let req = boot_request(&r, &servers);
+        let mut groups = groups_for(&r, &servers);
+        let hosts_rp: BTreeMap<String, String> =
+            r.services.values().map(|s| (s.host.clone(), s.compute_node_uuid.clone())).collect();
+        drop(r);
+        st.requests += 1;
+        let index = st.requests;
+        let SchedState { scheduler, fleet, .. } = &mut *st;
+        let cache = fleet.as_mut().expect("fleet built above");
+        scheduler.trace = true;
+        let d = scheduler.schedule(&mut cache.fleet, &mut groups, &req, index);
+        if d.status != "ok" {
+            drop(st);
+            let msg = no_valid_host(&d);
+            for s in &servers {
+                fail(api, &s.id, msg.clone(), format!("status {} at stage {:?}", d.status, d.failed_stage));
+            }
+            return;
+        }
+        let mut stale = false;
+        let max_attempts = api.config.scheduler.max_attempts.max(1);
+        for (s, inst) in servers.into_iter().zip(&d.instances) {
+            let mut hosts: Vec<(String, String)> = inst
+                .chosen
+                .iter()
+                .chain(&inst.alternates)
+                .filter_map(|h| hosts_rp.get(h).map(|rp| (h.clone(), rp.clone())))
+                .take(max_attempts)
+                .collect();
+            // The claim is the authority: on a conflict, the next alternate.
+            let mut claimed = false;
+            while !hosts.is_empty() {
+                match claim(api, &s, &hosts[0].1) {
+                    Ok(()) => {
+                        claimed = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(server = %s.id, host = %hosts[0].0, error = %e, "claim failed; next alternate");
+                        stale = true;
+                        hosts.remove(0);
+                    }
+                }
+            }
+            if claimed {
+                placed.push((s, hosts));
+            } else {
+                fail(
+                    api,
+                    &s.id,
+                    "No valid host was found. Exhausted all hosts available for claiming resources.".into(),
+                    String::new(),
+                );
+            }
+        }
+        if stale {
+            st.fleet = None;
+        } else if let Some(c) = st.fleet.as_mut() {
+            c.placement_epoch = api.placement.placement.read(|s| s.epoch);
+        }
+    }
+    // 2. dispatch each to its host's agent; reschedule on failure
+    for (s, hosts) in placed {
+        dispatch(api, s, hosts);
+    }
+}
+
+/// Builds `s` on `hosts[0]` (already claimed), moving to the next
+/// alternate on a build failure.
+fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, String)>) {
+    let mut errors = Vec::new();
+    let image_path = s.image_id.as_ref().map(|i| api.image_path(i)).filter(|p| p.exists());
+    let spec = GuestSpec {
+        uuid: s.id.clone(),
+        display_name: s.name.clone(),
+        flavor_name: s.flavor.name.clone(),
+        vcpus: s.flavor.vcpus,
+        memory_mb: s.flavor.ram as u64,
+        root_gb: s.flavor.disk as u64,
+        image_id: s.image_id.clone(),
+        image_path: image_path.map(|p| p.display().to_string()),
+    };
+    loop {
+        let (host, _rp) = hosts[0].clone();
+        let node = api.records().services.get(&host).map(|svc| svc.hypervisor.nodename.clone());
+        update(api, &s.id, |x| {
+            x.host = Some(host.clone());
+            x.node = node.clone();
+            x.task_state = Some("spawning".into());
+        });
+        let result = match api.agent(&host) {
+            Some(agent) => agent.build(&host, &spec).map_err(|e| e.to_string()),
+            None => Err(format!("no agent is connected for host {host}")),
+        };
+        match result {
+            Ok(guest) => {
+                api.metrics.boots_active.fetch_add(1, Ordering::Relaxed);
+                update(api, &s.id, |x| {
+                    x.vm_state = "active".into();
+                    x.task_state = None;
+                    x.power_state = guest.state.code();
+                    x.launched_at = Some(now_iso());
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(server = %s.id, %host, error = %e, "build failed; rescheduling");
+                errors.push(format!("{host}: {e}"));
+                unclaim(api, &s.id);
+                api.conductor.invalidate();
+                hosts.remove(0);
+                // the next alternate that can still be claimed
+                let mut next = false;
+                {
+                    let _st = api.conductor.lock();
+                    while !hosts.is_empty() {
+                        if claim(api, &s, &hosts[0].1).is_ok() {
+                            next = true;
+                            break;
+                        }
+                        hosts.remove(0);
+                    }
+                }
+                if !next {
+                    update(api, &s.id, |x| {
+                        x.host = None;
+                        x.node = None;
+                    });
+                    fail(
+                        api,
+                        &s.id,
+                        format!(
+                            "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance {}.",
+                            s.id
+                        ),
+                        errors.join("; "),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Starts deleting server `id` in the background.
+pub fn start_delete(api: &Arc<ComputeApi>, id: String) {
+    if api.in_flight().contains(&id) {
+        // The build finishes first and then sees `deleting`.
+        return;
+    }
+    let api = Arc::clone(api);
+    tokio::task::spawn_blocking(move || delete_now(&api, &id));
+}
+
+fn finish_if_deleting(api: &Arc<ComputeApi>, id: &str) {
+    let deleting = api.records().servers.get(id).is_some_and(|s| s.task_state.as_deref() == Some("deleting"));
+    if deleting {
+        delete_now(api, id);
+    }
+}
+
+/// Destroys the guest, removes the allocations and the record.
+pub fn delete_now(api: &ComputeApi, id: &str) {
+    let Some(s) = api.records().servers.get(id).cloned() else { return };
+    if let Some(host) = &s.host
+        && let Some(agent) = api.agent(host)
+        && let Err(e) = agent.delete(host, id)
+    {
+        // Local delete, as Nova does when the compute is unreachable; the
+        // agent's reconcile destroys the guest later.
+        tracing::warn!(server = id, %host, error = %e, "agent delete failed; deleting locally");
+    }
+    unclaim(api, id);
+    let mut r = api.records();
+    if let Some(g) = s.group.as_ref().and_then(|g| r.groups.get(g).cloned()) {
+        let mut g = g;
+        g.members.retain(|m| m != id);
+        if r.save(&g).is_ok() {
+            r.groups.insert(g.id.clone(), g);
+        }
+    }
+    if let Err(e) = r.remove("server", id) {
+        tracing::error!(server = id, error = %e, "cannot delete server record");
+        return;
+    }
+    r.servers.remove(id);
+    r.topology += 1;
+}
+
+/// Starts a power action in the background.
+pub fn start_action(api: &Arc<ComputeApi>, id: String, action: Action) {
+    let api = Arc::clone(api);
+    tokio::task::spawn_blocking(move || {
+        let Some(host) = api.records().servers.get(&id).and_then(|s| s.host.clone()) else { return };
+        let result = match api.agent(&host) {
+            Some(agent) => agent.action(&host, &id, action).map_err(|e| e.to_string()),
+            None => Err(format!("no agent is connected for host {host}")),
+        };
+        update(&api, &id, |s| {
+            s.task_state = None;
+            match &result {
+                Ok(g) => {
+                    s.power_state = g.state.code();
+                    s.vm_state = if matches!(action, Action::Stop) { "stopped" } else { "active" }.into();
+                }
+                Err(e) => tracing::warn!(server = %s.id, error = %e, "power action failed"),
+            }
+        });
+    });
+}

@@ -1,0 +1,311 @@
+//! A subset of the OpenStack Compute API (Nova, microversions 2.1 to 2.90)
+//! on Nova's port, and the Glance v2 image calls clients use, over the same
+//! state: one route table, one file per resource, Nova's error bodies.
+//!
+//! Boots flow through [`conductor`] (scheduler, Placement claim, agent);
+//! compute agents report through [`agents`].
+
+pub mod agents;
+mod aggregates;
+pub mod conductor;
+mod flavors;
+pub mod http;
+mod hypervisors;
+mod images;
+mod quotas;
+pub mod records;
+mod server_groups;
+mod servers;
+mod services;
+mod zones;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use quiver_compute_agent::protocol::AgentApi;
+use quiver_engine::SchedulerConfig;
+use serde_json::json;
+
+use crate::placement_api::PlacementApi;
+use http::{ApiResult, reply};
+use records::{Records, Service};
+
+/// Nova's `[quota]` defaults for the classes Quiver counts.
+#[derive(Clone, Debug)]
+pub struct QuotaDefaults {
+    pub instances: i64,
+    pub cores: i64,
+    pub ram: i64,
+}
+
+impl Default for QuotaDefaults {
+    fn default() -> Self {
+        Self { instances: 10, cores: 20, ram: 51200 }
+    }
+}
+
+/// Options of the compute side, by Nova's names.
+#[derive(Clone, Debug)]
+pub struct ComputeConfig {
+    /// `[filter_scheduler]`, `[scheduler]`, `[DEFAULT] service_down_time`...
+    pub scheduler: SchedulerConfig,
+    /// `[DEFAULT] default_availability_zone`.
+    pub default_availability_zone: String,
+    /// `[quota]`.
+    pub quota: QuotaDefaults,
+}
+
+/// Counters for `/metrics`.
+#[derive(Default)]
+pub struct ComputeMetrics {
+    pub requests: AtomicU64,
+    pub boots_requested: AtomicU64,
+    pub boots_active: AtomicU64,
+    pub boots_failed: AtomicU64,
+    pub build_micros: AtomicU64,
+}
+
+/// Everything the Compute and Image APIs share.
+pub struct ComputeApi {
+    pub placement: Arc<PlacementApi>,
+    records: Mutex<Records>,
+    agents: RwLock<HashMap<String, Arc<dyn AgentApi>>>,
+    pub conductor: conductor::Conductor,
+    pub config: ComputeConfig,
+    /// Image data lives in `data_dir/images/{id}`.
+    pub data_dir: PathBuf,
+    in_flight: Mutex<HashSet<String>>,
+    pub metrics: ComputeMetrics,
+}
+
+impl ComputeApi {
+    /// Opens the records in `data_dir` and a scheduler for `config`.
+    ///
+    /// # Errors
+    /// The records cannot be opened, or the scheduler options are bad.
+    pub fn open(placement: Arc<PlacementApi>, data_dir: PathBuf, config: ComputeConfig, seed: u64) -> Result<Self, String> {
+        let records = Records::open(&data_dir).map_err(|e| e.to_string())?;
+        let scheduler = quiver_engine::Scheduler::new(config.scheduler.clone(), seed).map_err(|e| e.to_string())?;
+        Ok(Self {
+            placement,
+            records: Mutex::new(records),
+            agents: RwLock::default(),
+            conductor: conductor::Conductor::new(scheduler),
+            config,
+            data_dir,
+            in_flight: Mutex::default(),
+            metrics: ComputeMetrics::default(),
+        })
+    }
+
+    /// The records (lock order: conductor, records, then Placement).
+    pub fn records(&self) -> MutexGuard<'_, Records> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Servers whose build is under way (scheduling, claiming, spawning).
+    pub fn in_flight(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn agents_mut(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn AgentApi>>> {
+        self.agents.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Connects `host` to an agent in this process.
+    pub fn attach_local_agent(&self, host: &str, agent: Arc<dyn AgentApi>) {
+        self.agents_mut().insert(host.to_owned(), agent);
+    }
+
+    /// The agent running `host`: in process, or over HTTP at the URL it
+    /// registered with (reconnected after a controller restart). Blocking.
+    pub fn agent(&self, host: &str) -> Option<Arc<dyn AgentApi>> {
+        if let Some(a) = self.agents.read().unwrap_or_else(|p| p.into_inner()).get(host) {
+            return Some(Arc::clone(a));
+        }
+        let url = self.records().services.get(host)?.agent_url.clone()?;
+        let client: Arc<dyn AgentApi> = Arc::new(quiver_compute_agent::client::AgentClient::new(&url).ok()?);
+        self.agents_mut().insert(host.to_owned(), Arc::clone(&client));
+        Some(client)
+    }
+
+    /// Where an image's data is kept.
+    pub fn image_path(&self, id: &str) -> PathBuf {
+        self.data_dir.join("images").join(id)
+    }
+}
+
+/// Whether a compute service counts as down (Nova's servicegroup API).
+pub fn is_down(s: &Service, down_time: f64) -> bool {
+    s.forced_down || records::unix_now() - s.last_seen > down_time
+}
+
+/// The availability zone of `host`: that of an aggregate it is in, else
+/// the default zone.
+pub fn host_zone(r: &Records, host: &str) -> String {
+    r.aggregates
+        .values()
+        .filter(|a| a.hosts.iter().any(|h| h == host))
+        .find_map(|a| a.availability_zone().map(str::to_owned))
+        .unwrap_or_else(|| "nova".to_owned())
+}
+
+/// Zones a server can ask for: those of aggregates and, while some host
+/// is in none, the default.
+pub fn zones(r: &Records) -> BTreeSet<String> {
+    let mut z: BTreeSet<String> = r.aggregates.values().filter_map(|a| a.availability_zone().map(str::to_owned)).collect();
+    if r.services.keys().any(|h| host_zone(r, h) == "nova") || r.services.is_empty() {
+        z.insert("nova".into());
+    }
+    z
+}
+
+fn version_doc(href: &str) -> serde_json::Value {
+    json!({
+        "id": "v2.1", "status": "CURRENT",
+        "version": format!("{}.{}", http::MAX_VERSION.0, http::MAX_VERSION.1),
+        "min_version": format!("{}.{}", http::MIN_VERSION.0, http::MIN_VERSION.1),
+        "updated": "2013-07-23T11:33:21Z",
+        "links": [{"rel": "self", "href": href}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.compute+json;version=2.1"}],
+    })
+}
+
+async fn versions(headers: axum::http::HeaderMap) -> ApiResult {
+    let base = base_url(&headers);
+    reply(StatusCode::OK, json!({"versions": [version_doc(&format!("{base}/v2.1/"))]}))
+}
+
+async fn version(headers: axum::http::HeaderMap) -> ApiResult {
+    reply(StatusCode::OK, json!({"version": version_doc(&format!("{}/v2.1/", base_url(&headers)))}))
+}
+
+fn base_url(headers: &axum::http::HeaderMap) -> String {
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost:8774");
+    format!("http://{host}")
+}
+
+async fn limits(State(api): State<Arc<ComputeApi>>, axum::Extension(ctx): axum::Extension<http::Ctx>) -> ApiResult {
+    let (limits, used) = quotas::usage(&api, &ctx.project_id);
+    let g = |k: &str| limits.get(k).copied().unwrap_or(-1);
+    let u = |k: &str| used.get(k).copied().unwrap_or(0);
+    reply(
+        StatusCode::OK,
+        json!({"limits": {"rate": [], "absolute": {
+            "maxTotalInstances": g("instances"), "maxTotalCores": g("cores"), "maxTotalRAMSize": g("ram"),
+            "totalInstancesUsed": u("instances"), "totalCoresUsed": u("cores"), "totalRAMUsed": u("ram"),
+            "maxServerMeta": 128, "maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
+            "maxTotalKeypairs": 100, "maxServerGroups": 10, "maxServerGroupMembers": 10,
+            "totalServerGroupsUsed": 0}}}),
+    )
+}
+
+async fn metrics(State(api): State<Arc<ComputeApi>>) -> String {
+    let m = &api.metrics;
+    let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (by_state, services, down) = {
+        let r = api.records();
+        let mut by: std::collections::BTreeMap<&'static str, u64> = Default::default();
+        for s in r.servers.values() {
+            *by.entry(s.status()).or_default() += 1;
+        }
+        let down = r.services.values().filter(|s| is_down(s, api.config.scheduler.service_down_time)).count();
+        (by, r.services.len(), down)
+    };
+    let mut out = format!(
+        "# HELP quiver_compute_requests_total HTTP requests served by the Compute and Image APIs.\n\
+         # TYPE quiver_compute_requests_total counter\nquiver_compute_requests_total {}\n\
+         # HELP quiver_boots_total Servers asked for, built ACTIVE, and failed to ERROR.\n\
+         # TYPE quiver_boots_total counter\n\
+         quiver_boots_total{{outcome=\"requested\"}} {}\nquiver_boots_total{{outcome=\"active\"}} {}\n\
+         quiver_boots_total{{outcome=\"error\"}} {}\n\
+         # HELP quiver_build_seconds_total Wall time spent in build flows.\n\
+         # TYPE quiver_build_seconds_total counter\nquiver_build_seconds_total {:.6}\n\
+         # HELP quiver_compute_services Compute services registered, and how many are down.\n\
+         # TYPE quiver_compute_services gauge\nquiver_compute_services{{state=\"all\"}} {services}\n\
+         quiver_compute_services{{state=\"down\"}} {down}\n\
+         # HELP quiver_servers Servers by status.\n# TYPE quiver_servers gauge\n",
+        g(&m.requests),
+        g(&m.boots_requested),
+        g(&m.boots_active),
+        g(&m.boots_failed),
+        g(&m.build_micros) as f64 / 1e6,
+    );
+    for (state, n) in by_state {
+        out.push_str(&format!("quiver_servers{{status=\"{state}\"}} {n}\n"));
+    }
+    out
+}
+
+async fn count_requests(
+    State(api): State<Arc<ComputeApi>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    api.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::info!(%method, %path, status = resp.status().as_u16(), micros = started.elapsed().as_micros() as u64, "compute request");
+    resp
+}
+
+/// The Compute API's route table.
+pub fn app(api: Arc<ComputeApi>) -> Router {
+    let v = Router::new()
+        .route("/flavors", get(flavors::list).post(flavors::create))
+        .route("/flavors/detail", get(flavors::detail))
+        .route("/flavors/{id}", get(flavors::show).delete(flavors::delete))
+        .route("/flavors/{id}/os-extra_specs", get(flavors::specs_list).post(flavors::specs_create))
+        .route(
+            "/flavors/{id}/os-extra_specs/{key}",
+            get(flavors::spec_show).put(flavors::spec_update).delete(flavors::spec_delete),
+        )
+        .route("/servers", get(servers::list).post(servers::create))
+        .route("/servers/detail", get(servers::detail))
+        .route("/servers/{id}", get(servers::show).delete(servers::delete))
+        .route("/servers/{id}/action", post(servers::action))
+        .route("/servers/{id}/metadata", get(servers::metadata))
+        .route("/os-server-groups", get(server_groups::list).post(server_groups::create))
+        .route("/os-server-groups/{id}", get(server_groups::show).delete(server_groups::delete))
+        .route("/os-aggregates", get(aggregates::list).post(aggregates::create))
+        .route("/os-aggregates/{id}", get(aggregates::show).put(aggregates::update).delete(aggregates::delete))
+        .route("/os-aggregates/{id}/action", post(aggregates::action))
+        .route("/os-availability-zone", get(zones::list))
+        .route("/os-availability-zone/detail", get(zones::detail))
+        .route("/os-hypervisors", get(hypervisors::list))
+        .route("/os-hypervisors/detail", get(hypervisors::detail))
+        .route("/os-hypervisors/{id}", get(hypervisors::show))
+        .route("/os-services", get(services::list))
+        .route("/os-services/{id}", put(services::update).delete(services::delete))
+        .route("/os-quota-sets/{project}", get(quotas::show).put(quotas::update))
+        .route("/os-quota-sets/{project}/defaults", get(quotas::defaults))
+        .route("/os-quota-sets/{project}/detail", get(quotas::detail))
+        .route("/limits", get(limits))
+        .route("/quiver-agent/register", post(agents::register))
+        .route("/quiver-agent/heartbeat", post(agents::heartbeat))
+        .route("/quiver-agent/reconcile", post(agents::reconcile));
+    Router::new()
+        .route("/", get(versions))
+        .route("/v2.1", get(version))
+        .route("/v2.1/", get(version))
+        .route("/metrics", get(metrics))
+        .nest("/v2.1", v)
+        .fallback(http::not_found)
+        .layer(axum::middleware::from_fn(http::edge))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), count_requests))
+        .layer(DefaultBodyLimit::max(1 << 20))
+        .with_state(api)
+}
+
+/// The Glance v2 image API (on its own port, as Glance's 9292).
+pub fn image_app(api: Arc<ComputeApi>) -> Router {
+    images::app(api)
+}

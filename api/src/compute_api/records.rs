@@ -1,0 +1,341 @@
+//! Nova's records (flavors, images, servers, server groups, aggregates,
+//! compute services, quotas) in memory, written through to SQLite before a
+//! change is acknowledged: `DATA/compute.sqlite`, WAL mode, one table of
+//! JSON documents keyed by kind and id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use quiver_compute_agent::HostInfo;
+
+/// A flavor (Nova's `Flavor` with its extra specs).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Flavor {
+    pub id: String,
+    pub name: String,
+    pub vcpus: u32,
+    pub ram: u32,
+    pub disk: u32,
+    pub ephemeral: u32,
+    pub swap: u32,
+    pub rxtx_factor: f64,
+    pub is_public: bool,
+    pub description: Option<String>,
+    pub extra_specs: BTreeMap<String, String>,
+    pub created_at: String,
+}
+
+/// A Glance image record; its data, once uploaded, is `DATA/images/{id}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: String,
+    pub visibility: String,
+    pub protected: bool,
+    pub disk_format: Option<String>,
+    pub container_format: Option<String>,
+    pub min_ram: u64,
+    pub min_disk: u64,
+    pub size: Option<u64>,
+    pub checksum: Option<String>,
+    pub os_hash_value: Option<String>,
+    pub owner: String,
+    pub tags: Vec<String>,
+    /// Additional properties (`hw_*`, `os_*`, anything a client sets).
+    pub properties: BTreeMap<String, Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An instance fault (shown as `fault` on an ERROR server).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Fault {
+    pub code: u16,
+    pub message: String,
+    pub details: String,
+    pub created: String,
+}
+
+/// A server (Nova's `Instance`, with the flavor it was built with).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Server {
+    pub id: String,
+    pub name: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub flavor: Flavor,
+    pub image_id: Option<String>,
+    /// The zone asked for (`None`: any).
+    pub availability_zone: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub hints: BTreeMap<String, Value>,
+    pub key_name: Option<String>,
+    pub description: Option<String>,
+    pub reservation_id: String,
+    /// `building`, `active`, `stopped`, `error` (Nova's vm_states).
+    pub vm_state: String,
+    /// `scheduling`, `spawning`, `powering-off`, `powering-on`, `rebooting`,
+    /// `rebooting_hard`, `deleting`, or none.
+    pub task_state: Option<String>,
+    pub power_state: u8,
+    pub host: Option<String>,
+    pub node: Option<String>,
+    pub fault: Option<Fault>,
+    pub group: Option<String>,
+    pub created: String,
+    pub updated: String,
+    pub launched_at: Option<String>,
+}
+
+impl Server {
+    /// The API's `status` from vm_state and task_state (Nova's
+    /// `common.status_from_state`).
+    pub fn status(&self) -> &'static str {
+        match (self.vm_state.as_str(), self.task_state.as_deref()) {
+            (_, Some("deleting")) => "ACTIVE",
+            ("building", _) => "BUILD",
+            ("active", Some("rebooting")) => "REBOOT",
+            ("active", Some("rebooting_hard")) => "HARD_REBOOT",
+            ("active", _) => "ACTIVE",
+            ("stopped", _) => "SHUTOFF",
+            ("error", _) => "ERROR",
+            ("deleted", _) => "DELETED",
+            _ => "UNKNOWN",
+        }
+    }
+}
+
+/// A server group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerGroup {
+    pub id: String,
+    pub name: String,
+    pub policy: String,
+    pub rules: BTreeMap<String, Value>,
+    pub members: Vec<String>,
+    pub project_id: String,
+    pub user_id: String,
+}
+
+/// A host aggregate; its uuid is also a Placement aggregate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub id: i64,
+    pub uuid: String,
+    pub name: String,
+    pub metadata: BTreeMap<String, String>,
+    pub hosts: Vec<String>,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+}
+
+impl Aggregate {
+    pub fn availability_zone(&self) -> Option<&str> {
+        self.metadata.get("availability_zone").map(String::as_str)
+    }
+}
+
+/// A nova-compute service and its compute node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Service {
+    pub id: i64,
+    pub uuid: String,
+    pub host: String,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub forced_down: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Unix seconds of the last heartbeat (kept in memory between writes).
+    pub last_seen: f64,
+    pub compute_node_id: i64,
+    pub compute_node_uuid: String,
+    pub hypervisor: HostInfo,
+    /// The agent's HTTP API; `None` for one in this process.
+    pub agent_url: Option<String>,
+}
+
+/// Per-project quota limits that differ from the defaults.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct QuotaSet {
+    pub project: String,
+    pub limits: BTreeMap<String, i64>,
+}
+
+/// All records, and the SQLite file they are written to.
+pub struct Records {
+    conn: Connection,
+    pub flavors: BTreeMap<String, Flavor>,
+    pub images: BTreeMap<String, Image>,
+    pub servers: HashMap<String, Server>,
+    pub groups: BTreeMap<String, ServerGroup>,
+    pub aggregates: BTreeMap<i64, Aggregate>,
+    pub services: BTreeMap<String, Service>,
+    pub quotas: BTreeMap<String, QuotaSet>,
+    /// Bumped when anything the scheduler's fleet depends on changes
+    /// (services, aggregates, servers leaving hosts).
+    pub topology: u64,
+}
+
+/// A record kind and its table key.
+pub trait Record: Serialize {
+    const KIND: &'static str;
+    fn key(&self) -> String;
+}
+
+macro_rules! record {
+    ($t:ty, $kind:literal, |$s:ident| $key:expr) => {
+        impl Record for $t {
+            const KIND: &'static str = $kind;
+            fn key(&$s) -> String {
+                $key
+            }
+        }
+    };
+}
+record!(Flavor, "flavor", |self| self.id.clone());
+record!(Image, "image", |self| self.id.clone());
+record!(Server, "server", |self| self.id.clone());
+record!(ServerGroup, "server_group", |self| self.id.clone());
+record!(Aggregate, "aggregate", |self| self.id.to_string());
+record!(Service, "service", |self| self.host.clone());
+record!(QuotaSet, "quota", |self| self.project.clone());
+
+/// A store failure: the change was not made.
+#[derive(Debug, thiserror::Error)]
+#[error("compute store: {0}")]
+pub struct StoreError(String);
+
+fn se(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl Records {
+    /// Opens (creating if needed) `dir/compute.sqlite` and loads every record.
+    ///
+    /// # Errors
+    /// The file cannot be opened or holds a record that does not parse.
+    pub fn open(dir: &Path) -> Result<Records, StoreError> {
+        std::fs::create_dir_all(dir).map_err(se)?;
+        let conn = Connection::open(dir.join("compute.sqlite")).map_err(se)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+                                                 PRIMARY KEY (kind, id));",
+        )
+        .map_err(se)?;
+        let mut r = Records {
+            conn,
+            flavors: BTreeMap::new(),
+            images: BTreeMap::new(),
+            servers: HashMap::new(),
+            groups: BTreeMap::new(),
+            aggregates: BTreeMap::new(),
+            services: BTreeMap::new(),
+            quotas: BTreeMap::new(),
+            topology: 1,
+        };
+        let rows: Vec<(String, String)> = {
+            let mut st = r.conn.prepare("SELECT kind, body FROM records").map_err(se)?;
+            st.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(se)?.collect::<Result<_, _>>().map_err(se)?
+        };
+        for (kind, body) in rows {
+            let bad = |e: serde_json::Error| StoreError(format!("record of kind {kind}: {e}"));
+            match kind.as_str() {
+                "flavor" => {
+                    let v: Flavor = serde_json::from_str(&body).map_err(bad)?;
+                    r.flavors.insert(v.id.clone(), v);
+                }
+                "image" => {
+                    let v: Image = serde_json::from_str(&body).map_err(bad)?;
+                    r.images.insert(v.id.clone(), v);
+                }
+                "server" => {
+                    let v: Server = serde_json::from_str(&body).map_err(bad)?;
+                    r.servers.insert(v.id.clone(), v);
+                }
+                "server_group" => {
+                    let v: ServerGroup = serde_json::from_str(&body).map_err(bad)?;
+                    r.groups.insert(v.id.clone(), v);
+                }
+                "aggregate" => {
+                    let v: Aggregate = serde_json::from_str(&body).map_err(bad)?;
+                    r.aggregates.insert(v.id, v);
+                }
+                "service" => {
+                    let v: Service = serde_json::from_str(&body).map_err(bad)?;
+                    r.services.insert(v.host.clone(), v);
+                }
+                "quota" => {
+                    let v: QuotaSet = serde_json::from_str(&body).map_err(bad)?;
+                    r.quotas.insert(v.project.clone(), v);
+                }
+                _ => {}
+            }
+        }
+        Ok(r)
+    }
+
+    /// Writes one record (insert or replace), committed on return.
+    ///
+    /// # Errors
+    /// SQLite refused the write.
+    pub fn save<R: Record>(&self, rec: &R) -> Result<(), StoreError> {
+        let body = serde_json::to_string(rec).map_err(se)?;
+        self.conn
+            .execute("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)", params![R::KIND, rec.key(), body])
+            .map(|_| ())
+            .map_err(se)
+    }
+
+    /// Writes several records in one transaction.
+    ///
+    /// # Errors
+    /// SQLite refused the write; none of them is written.
+    pub fn save_all<R: Record>(&mut self, recs: &[&R]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction().map_err(se)?;
+        for rec in recs {
+            let body = serde_json::to_string(rec).map_err(se)?;
+            tx.execute("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)", params![R::KIND, rec.key(), body])
+                .map_err(se)?;
+        }
+        tx.commit().map_err(se)
+    }
+
+    /// Deletes one record.
+    ///
+    /// # Errors
+    /// SQLite refused the write.
+    pub fn remove(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+        self.conn.execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, key]).map(|_| ()).map_err(se)
+    }
+
+    /// The next integer id for aggregates or services.
+    pub fn next_id(&self, kind: &str) -> i64 {
+        match kind {
+            "aggregate" => self.aggregates.keys().max().copied().unwrap_or(0) + 1,
+            _ => self.services.values().map(|s| s.id).max().unwrap_or(0) + 1,
+        }
+    }
+}
+
+/// Now, as Nova prints timestamps in responses (`2026-11-22T10:00:00Z`).
+pub fn now_iso() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn iso(secs: f64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs.max(0.0));
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Unix seconds now, with fractions.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}

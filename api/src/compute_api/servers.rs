@@ -1,0 +1,494 @@
+//! Servers: create (with min/max count, availability zone, metadata and
+//! scheduler hints), list, detail, show, delete, and the stop, start and
+//! reboot actions. Building and the actions run in the background
+//! ([`super::conductor`]); the API answers 202 as Nova does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha224};
+
+use super::http::{ApiResult, Ctx, NovaError, body, empty, reply};
+use super::records::{Records, Server, now_iso};
+use super::{ComputeApi, conductor, quotas};
+
+fn links(id: &str) -> Value {
+    json!([{"rel": "self", "href": format!("/v2.1/servers/{id}")}, {"rel": "bookmark", "href": format!("/servers/{id}")}])
+}
+
+/// Nova's `hostId`: sha224 of project id and host, empty when unplaced.
+fn host_id(s: &Server) -> String {
+    match &s.host {
+        Some(h) => format!("{:x}", Sha224::digest(format!("{}{h}", s.project_id).as_bytes())),
+        None => String::new(),
+    }
+}
+
+/// A server as `GET /servers/{id}` shows it at the caller's microversion.
+pub fn view(r: &Records, s: &Server, ctx: &Ctx, down_time: f64) -> Value {
+    let f = &s.flavor;
+    let flavor = if ctx.at_least(2, 47) {
+        json!({"vcpus": f.vcpus, "ram": f.ram, "disk": f.disk, "ephemeral": f.ephemeral, "swap": f.swap,
+               "original_name": f.name, "extra_specs": f.extra_specs})
+    } else {
+        json!({"id": f.id, "links": [{"rel": "bookmark", "href": format!("/flavors/{}", f.id)}]})
+    };
+    let image = match &s.image_id {
+        Some(id) => json!({"id": id, "links": [{"rel": "bookmark", "href": format!("/images/{id}")}]}),
+        None => json!(""),
+    };
+    let az = match &s.host {
+        Some(h) => super::host_zone(r, h),
+        None => s.availability_zone.clone().unwrap_or_default(),
+    };
+    let status = s.status();
+    let mut v = json!({
+        "id": s.id, "name": s.name, "status": status, "tenant_id": s.project_id, "user_id": s.user_id,
+        "metadata": s.metadata, "hostId": host_id(s), "image": image, "flavor": flavor,
+        "created": s.created, "updated": s.updated, "addresses": {}, "accessIPv4": "", "accessIPv6": "",
+        "links": links(&s.id), "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": az,
+        "config_drive": "", "key_name": s.key_name,
+        "OS-SRV-USG:launched_at": s.launched_at, "OS-SRV-USG:terminated_at": null,
+        "OS-EXT-STS:task_state": s.task_state, "OS-EXT-STS:vm_state": s.vm_state,
+        "OS-EXT-STS:power_state": s.power_state,
+        "os-extended-volumes:volumes_attached": [], "security_groups": [{"name": "default"}],
+    });
+    if matches!(status, "BUILD" | "ACTIVE") {
+        v["progress"] = json!(if status == "ACTIVE" { 100 } else { 0 });
+    }
+    if let Some(fault) = &s.fault {
+        let mut fv = json!({"code": fault.code, "message": fault.message, "created": fault.created});
+        if ctx.is_admin {
+            fv["details"] = json!(fault.details);
+        }
+        v["fault"] = fv;
+    }
+    if ctx.is_admin {
+        v["OS-EXT-SRV-ATTR:host"] = json!(s.host);
+        v["OS-EXT-SRV-ATTR:hypervisor_hostname"] = json!(s.node);
+        v["OS-EXT-SRV-ATTR:instance_name"] = json!(quiver_compute_agent::libvirt_driver::domain_name(&s.id));
+        if ctx.at_least(2, 3) {
+            v["OS-EXT-SRV-ATTR:reservation_id"] = json!(s.reservation_id);
+            v["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
+            v["OS-EXT-SRV-ATTR:hostname"] = json!(s.name);
+            v["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
+            v["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
+            v["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
+            v["OS-EXT-SRV-ATTR:user_data"] = json!(null);
+        }
+    }
+    if ctx.at_least(2, 9) {
+        v["locked"] = json!(false);
+    }
+    if ctx.at_least(2, 16) && ctx.is_admin {
+        v["host_status"] = json!(match s.host.as_ref().and_then(|h| r.services.get(h)) {
+            Some(svc) if svc.forced_down || super::is_down(svc, down_time) => "DOWN",
+            Some(svc) if svc.disabled => "MAINTENANCE",
+            Some(_) => "UP",
+            None => "",
+        });
+    }
+    if ctx.at_least(2, 19) {
+        v["description"] = json!(s.description);
+    }
+    if ctx.at_least(2, 26) {
+        v["tags"] = json!([]);
+    }
+    if ctx.at_least(2, 63) {
+        v["trusted_image_certificates"] = json!(null);
+    }
+    if ctx.at_least(2, 71) {
+        v["server_groups"] = json!(s.group.iter().collect::<Vec<_>>());
+    }
+    if ctx.at_least(2, 73) {
+        v["locked_reason"] = json!(null);
+    }
+    if ctx.at_least(2, 90) {
+        v["OS-EXT-SRV-ATTR:hostname"] = json!(s.name);
+    }
+    v
+}
+
+#[derive(Deserialize, Default)]
+pub struct ListQuery {
+    name: Option<String>,
+    status: Option<String>,
+    host: Option<String>,
+    all_tenants: Option<String>,
+    project_id: Option<String>,
+    tenant_id: Option<String>,
+    limit: Option<usize>,
+    marker: Option<String>,
+    flavor: Option<String>,
+    image: Option<String>,
+}
+
+fn truthy(s: &str) -> bool {
+    !matches!(s.to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off" | "f" | "n")
+}
+
+fn listed(api: &ComputeApi, ctx: &Ctx, q: &ListQuery, detail: bool) -> Result<Value, NovaError> {
+    let r = api.records();
+    let all_projects = ctx.is_admin && q.all_tenants.as_deref().is_some_and(truthy);
+    let project = if ctx.is_admin { q.project_id.clone().or(q.tenant_id.clone()) } else { None };
+    if let Some(s) = &q.status
+        && !["BUILD", "ACTIVE", "SHUTOFF", "ERROR", "REBOOT", "HARD_REBOOT", "DELETED", "UNKNOWN"]
+            .contains(&s.to_ascii_uppercase().as_str())
+    {
+        // Nova answers an unknown status with an empty list.
+        return Ok(json!({"servers": []}));
+    }
+    let mut servers: Vec<&Server> = r
+        .servers
+        .values()
+        .filter(|s| match &project {
+            Some(p) => &s.project_id == p,
+            None => all_projects || s.project_id == ctx.project_id,
+        })
+        .filter(|s| q.name.as_deref().is_none_or(|n| s.name.contains(n)))
+        .filter(|s| q.status.as_deref().is_none_or(|st| s.status().eq_ignore_ascii_case(st)))
+        .filter(|s| q.host.as_deref().is_none_or(|h| s.host.as_deref() == Some(h)))
+        .filter(|s| q.flavor.as_deref().is_none_or(|f| s.flavor.id == f))
+        .filter(|s| q.image.as_deref().is_none_or(|i| s.image_id.as_deref() == Some(i)))
+        .collect();
+    // Nova's default order: newest first.
+    servers.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+    if let Some(m) = &q.marker {
+        let pos = servers.iter().position(|s| &s.id == m).ok_or_else(|| NovaError::bad_request(format!("marker [{m}] not found")))?;
+        servers.drain(..=pos);
+    }
+    if let Some(l) = q.limit {
+        servers.truncate(l);
+    }
+    let down = api.config.scheduler.service_down_time;
+    let v: Vec<Value> = servers
+        .iter()
+        .map(|s| if detail { view(&r, s, ctx, down) } else { json!({"id": s.id, "name": s.name, "links": links(&s.id)}) })
+        .collect();
+    Ok(json!({"servers": v}))
+}
+
+pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+    reply(StatusCode::OK, listed(&api, &ctx, &q, false)?)
+}
+
+pub async fn detail(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+    reply(StatusCode::OK, listed(&api, &ctx, &q, true)?)
+}
+
+pub fn not_found(id: &str) -> NovaError {
+    NovaError::not_found(format!("Instance {id} could not be found."))
+}
+
+/// The server `id` if the caller may see it.
+fn visible(r: &Records, ctx: &Ctx, id: &str) -> Result<Server, NovaError> {
+    match r.servers.get(id) {
+        Some(s) if ctx.is_admin || s.project_id == ctx.project_id => Ok(s.clone()),
+        _ => Err(not_found(id)),
+    }
+}
+
+pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+    let r = api.records();
+    let s = visible(&r, &ctx, &id)?;
+    reply(StatusCode::OK, json!({"server": view(&r, &s, &ctx, api.config.scheduler.service_down_time)}))
+}
+
+/// The last path segment of a reference (`http://x/flavors/1` -> `1`).
+fn reference(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let s = s.trim_end_matches('/');
+    Some(s.rsplit('/').next().unwrap_or(s).to_owned())
+}
+
+fn count(v: Option<&Value>, name: &str) -> Result<Option<u32>, NovaError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => {
+            let n = match v {
+                Value::Number(n) => n.as_i64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            };
+            match n {
+                Some(n) if n >= 1 => Ok(Some(n as u32)),
+                _ => Err(NovaError::bad_request(format!(
+                    "Invalid input for field/attribute {name}. Value: {v}. {v} is not a valid integer >= 1"
+                ))),
+            }
+        }
+    }
+}
+
+/// What a create request asks for, validated.
+pub struct CreateRequest {
+    pub name: String,
+    pub flavor: super::records::Flavor,
+    pub image_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub hints: BTreeMap<String, Value>,
+    pub key_name: Option<String>,
+    pub description: Option<String>,
+    pub min_count: u32,
+    pub max_count: u32,
+    pub return_reservation_id: bool,
+}
+
+fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest, NovaError> {
+    let b: Value = body(raw)?;
+    let Some(s) = b.get("server").and_then(Value::as_object) else {
+        return Err(NovaError::bad_request("Invalid input for field/attribute server: 'server' is a required property"));
+    };
+    let name = match s.get("name") {
+        Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= 255 => n.clone(),
+        Some(other) => {
+            return Err(NovaError::bad_request(format!("Invalid input for field/attribute name. Value: {other}.")));
+        }
+        None => return Err(NovaError::bad_request("Invalid input for field/attribute server: 'name' is a required property")),
+    };
+    let flavor_ref = s
+        .get("flavorRef")
+        .and_then(reference)
+        .ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute server: 'flavorRef' is a required property"))?;
+    let mut image_id = s.get("imageRef").and_then(reference).filter(|i| !i.is_empty());
+    if image_id.is_none()
+        && let Some(Value::Array(bdms)) = s.get("block_device_mapping_v2")
+    {
+        image_id = bdms
+            .iter()
+            .find(|d| d.get("source_type").and_then(Value::as_str) == Some("image"))
+            .and_then(|d| d.get("uuid"))
+            .and_then(reference);
+    }
+    let min_count = count(s.get("min_count"), "min_count")?.unwrap_or(1);
+    let max_count = count(s.get("max_count"), "max_count")?.unwrap_or(min_count);
+    if min_count > max_count {
+        return Err(NovaError::bad_request("min_count must be <= max_count"));
+    }
+    let metadata: BTreeMap<String, String> = match s.get("metadata") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(v) => Ok((k.clone(), v.clone())),
+                other => Err(NovaError::bad_request(format!(
+                    "Invalid input for field/attribute metadata. Value: {other}. {other} is not of type 'string'"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(NovaError::bad_request(format!("Invalid input for field/attribute metadata. Value: {other}."))),
+    };
+    let hints: BTreeMap<String, Value> = match b.get("OS-SCH-HNT:scheduler_hints").or(b.get("os:scheduler_hints")) {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(other) => {
+            return Err(NovaError::bad_request(format!("Invalid input for field/attribute scheduler_hints. Value: {other}.")));
+        }
+    };
+    let availability_zone = match s.get("availability_zone") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(z)) if z.is_empty() => None,
+        Some(Value::String(z)) => {
+            if z.contains(':') {
+                return Err(NovaError::bad_request(format!(
+                    "Forcing a host with availability_zone {z:?} is not supported; ask for the zone alone."
+                )));
+            }
+            Some(z.clone())
+        }
+        Some(other) => {
+            return Err(NovaError::bad_request(format!("Invalid input for field/attribute availability_zone. Value: {other}.")));
+        }
+    };
+    let r = api.records();
+    let flavor = r
+        .flavors
+        .get(&flavor_ref)
+        .cloned()
+        .ok_or_else(|| NovaError::bad_request(format!("Flavor {flavor_ref} could not be found.")))?;
+    if let Some(i) = &image_id {
+        match r.images.get(i) {
+            Some(img) if img.status == "active" || img.status == "queued" => {}
+            Some(img) => {
+                return Err(NovaError::bad_request(format!("Image {i} is not active (status {}).", img.status)));
+            }
+            None => return Err(NovaError::bad_request(format!("Image {i} could not be found."))),
+        }
+    }
+    if let Some(z) = &availability_zone
+        && !super::zones(&r).contains(z)
+    {
+        return Err(NovaError::bad_request(format!("The requested availability zone is not available")));
+    }
+    if let Some(g) = hints.get("group") {
+        let g = g.as_str().or_else(|| g.as_array().and_then(|a| a.first()).and_then(Value::as_str)).unwrap_or("");
+        match r.groups.get(g) {
+            Some(grp) if ctx.is_admin || grp.project_id == ctx.project_id => {}
+            _ => return Err(NovaError::bad_request(format!("Invalid server group: {g} could not be found."))),
+        }
+    }
+    Ok(CreateRequest {
+        name,
+        flavor,
+        image_id,
+        availability_zone,
+        metadata,
+        hints,
+        key_name: s.get("key_name").and_then(Value::as_str).map(str::to_owned),
+        description: s.get("description").and_then(Value::as_str).map(str::to_owned),
+        min_count,
+        max_count,
+        return_reservation_id: s.get("return_reservation_id").is_some_and(|v| v.as_bool() == Some(true)),
+    })
+}
+
+pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
+    let req = parse_create(&api, &ctx, &raw)?;
+    // Quota: as many as fit between min_count and max_count (Nova's
+    // `check_num_instances_quota`).
+    let n = quotas::instances_allowed(&api, &ctx.project_id, &req.flavor, req.min_count, req.max_count)?;
+    let reservation_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let now = now_iso();
+    let group = req.hints.get("group").and_then(|g| {
+        g.as_str().or_else(|| g.as_array().and_then(|a| a.first()).and_then(Value::as_str)).map(str::to_owned)
+    });
+    let servers: Vec<Server> = (0..n)
+        .map(|i| Server {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: if n > 1 { format!("{}-{}", req.name, i + 1) } else { req.name.clone() },
+            project_id: ctx.project_id.clone(),
+            user_id: ctx.user_id.clone(),
+            flavor: req.flavor.clone(),
+            image_id: req.image_id.clone(),
+            availability_zone: req.availability_zone.clone(),
+            metadata: req.metadata.clone(),
+            hints: req.hints.clone(),
+            key_name: req.key_name.clone(),
+            description: req.description.clone(),
+            reservation_id: reservation_id.clone(),
+            vm_state: "building".into(),
+            task_state: Some("scheduling".into()),
+            power_state: 0,
+            host: None,
+            node: None,
+            fault: None,
+            group: group.clone(),
+            created: now.clone(),
+            updated: now.clone(),
+            launched_at: None,
+        })
+        .collect();
+    let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
+    {
+        let mut r = api.records();
+        // The group's new members are recorded with the servers, as nova-api does.
+        let mut grp = group.as_ref().and_then(|g| r.groups.get(g).cloned());
+        if let Some(g) = grp.as_mut() {
+            g.members.extend(ids.iter().cloned());
+            r.save(g)?;
+        }
+        r.save_all(&servers.iter().collect::<Vec<_>>())?;
+        if let Some(g) = grp {
+            r.groups.insert(g.id.clone(), g);
+        }
+        for s in servers {
+            r.servers.insert(s.id.clone(), s);
+        }
+    }
+    api.metrics.boots_requested.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    conductor::start_build(&api, ids.clone());
+    if req.return_reservation_id {
+        return reply(StatusCode::ACCEPTED, json!({"reservation_id": reservation_id}));
+    }
+    let pass: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    reply(
+        StatusCode::ACCEPTED,
+        json!({"server": {"id": ids[0], "links": links(&ids[0]), "OS-DCF:diskConfig": "MANUAL",
+                          "security_groups": [{"name": "default"}], "adminPass": pass}}),
+    )
+}
+
+pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+    {
+        let mut r = api.records();
+        let mut s = visible(&r, &ctx, &id)?;
+        s.task_state = Some("deleting".into());
+        s.updated = now_iso();
+        r.save(&s)?;
+        r.servers.insert(id.clone(), s);
+    }
+    conductor::start_delete(&api, id);
+    empty(StatusCode::NO_CONTENT)
+}
+
+pub async fn action(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+    raw: Bytes,
+) -> ApiResult {
+    let b: Value = body(&raw)?;
+    let Some((name, arg)) = b.as_object().and_then(|o| o.iter().next()) else {
+        return Err(NovaError::bad_request("Malformed request body: an action is required"));
+    };
+    let (act, task, needs) = match name.as_str() {
+        "os-stop" => (quiver_compute_agent::protocol::Action::Stop, "powering-off", "active"),
+        "os-start" => (quiver_compute_agent::protocol::Action::Start, "powering-on", "stopped"),
+        "reboot" => {
+            let hard = match arg.get("type").and_then(Value::as_str).map(str::to_ascii_uppercase).as_deref() {
+                Some("HARD") => true,
+                Some("SOFT") => false,
+                _ => {
+                    return Err(NovaError::bad_request(
+                        "Invalid input for field/attribute type. Value must be one of 'SOFT', 'HARD'.",
+                    ));
+                }
+            };
+            (
+                quiver_compute_agent::protocol::Action::Reboot { hard },
+                if hard { "rebooting_hard" } else { "rebooting" },
+                "active",
+            )
+        }
+        other => return Err(NovaError::bad_request(format!("There is no such action: {other}"))),
+    };
+    {
+        let mut r = api.records();
+        let mut s = visible(&r, &ctx, &id)?;
+        let ok_state = s.vm_state == needs || (name == "reboot" && s.vm_state == "stopped" && task.ends_with("hard"));
+        if !ok_state || s.task_state.is_some() {
+            return Err(NovaError::conflict(format!(
+                "Cannot '{}' instance {id} while it is in {}",
+                name.trim_start_matches("os-"),
+                if s.task_state.is_some() {
+                    format!("task_state {}", s.task_state.as_deref().unwrap_or(""))
+                } else {
+                    format!("vm_state {}", s.vm_state)
+                }
+            )));
+        }
+        s.task_state = Some(task.into());
+        s.updated = now_iso();
+        r.save(&s)?;
+        r.servers.insert(id.clone(), s);
+    }
+    conductor::start_action(&api, id, act);
+    empty(StatusCode::ACCEPTED)
+}
+
+pub async fn metadata(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+    let r = api.records();
+    let s = visible(&r, &ctx, &id)?;
+    reply(StatusCode::OK, json!({"metadata": s.metadata}))
+}
