@@ -1,4 +1,5 @@
-//! `quiver serve`: the Placement API on a data directory.
+//! `quiver serve`: Placement, the Compute API subset, images, scheduler and
+//! conductor on one data directory, optionally with embedded agents.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -9,48 +10,108 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use quiver_api::compute_api::{ComputeApi, ComputeConfig, QuotaDefaults, app as compute_app, image_app};
 use quiver_api::placement_api::{Cors, Metrics, PlacementApi, app, policy::Policy};
+use quiver_compute_agent::agent::router as agent_router;
+use quiver_compute_agent::controller::Controller;
+use quiver_compute_agent::fake_driver::FakeDriver;
+use quiver_compute_agent::libvirt_driver::{LibvirtDriver, test_node_xml};
+use quiver_compute_agent::protocol::AgentApi;
+use quiver_compute_agent::{Agent, AgentConfig, ComputeDriver};
+use quiver_engine::SchedulerConfig;
 use quiver_placement::Placement;
 use quiver_placement::store::Durability;
+use std::time::Duration;
 
-/// Serve the OpenStack Placement API (microversions 1.0 to 1.39).
+/// Serve Placement, the Compute API subset and the image API, with the
+/// scheduler and conductor, on one data directory.
 ///
-/// State lives in DATA/placement.sqlite (SQLite in WAL mode, created and
-/// migrated on start); every acknowledged write is committed before the
-/// response is sent. Authentication is noauth2, as Placement's development
-/// mode: send `X-Auth-Token: admin`, or `user[:project]` with `X-Roles`.
-/// Requests are logged with their request id; GET /metrics serves
-/// Prometheus counters.
+/// State lives in DATA/placement.sqlite and DATA/compute.sqlite (SQLite in
+/// WAL mode, created and migrated on start); every acknowledged write is
+/// committed before the response is sent. Authentication is noauth2, as in
+/// Nova's and Placement's development mode: send `X-Auth-Token: admin`, or
+/// `user:project`. `--with-agents N` starts N compute agents in this
+/// process (libvirt's test driver by default), so one command is a working
+/// cloud. GET /metrics on each API serves Prometheus counters.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  quiver serve --data /var/lib/quiver
-  quiver serve --listen 0.0.0.0:8778 --data ./data --config placement.toml
+  quiver serve --data ./quiver-data --with-agents 3
+  quiver serve --listen 0.0.0.0:8778 --compute-listen 0.0.0.0:8774 --config quiver.toml
+  curl -H 'X-Auth-Token: admin' http://127.0.0.1:8774/v2.1/os-hypervisors
   curl -H 'X-Auth-Token: admin' http://127.0.0.1:8778/resource_providers
 
-Config file (TOML; every key optional):
+Config file (TOML; every key optional; Nova's and Placement's option names):
   [api]
-  listen = \"127.0.0.1:8778\"
+  listen = \"127.0.0.1:8778\"          # Placement
+  compute_listen = \"127.0.0.1:8774\"  # Compute API (/v2.1)
+  image_listen = \"127.0.0.1:9292\"    # Glance v2 images
   max_body_bytes = 4194304
   [store]
   data = \"./quiver-data\"
   durability = \"process\"   # or \"full\": fsync every commit
+  [DEFAULT]
+  service_down_time = 60
+  default_availability_zone = \"nova\"
+  reserved_host_memory_mb = 512     # embedded agents
+  cpu_allocation_ratio = 4.0
+  report_interval = 10
+  [filter_scheduler]
+  enabled_filters = [\"ComputeFilter\", \"ComputeCapabilitiesFilter\", \"ImagePropertiesFilter\",
+                     \"ServerGroupAntiAffinityFilter\", \"ServerGroupAffinityFilter\",
+                     \"SameHostFilter\", \"DifferentHostFilter\", \"JsonFilter\"]
+  ram_weight_multiplier = 1.0
+  host_subset_size = 1
+  [scheduler]
+  max_attempts = 3
+  [quota]
+  instances = 10
+  cores = 20
+  ram = 51200
   [oslo_policy]
   enforce_new_defaults = false   # true: secure RBAC defaults
   [oslo_policy.rules]            # overrides, Placement's rule names
   \"placement:resource_providers:list\" = \"@\"
   [cors]
-  allowed_origin = [\"http://valid.example.com\"]
-  allow_headers = [\"openstack-api-version\"]")]
+  allowed_origin = [\"http://valid.example.com\"]")]
 pub struct ServeArgs {
-    /// Address to listen on [default: 127.0.0.1:8778, Placement's port].
+    /// Placement API address [default: 127.0.0.1:8778, Placement's port].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Data directory (holds placement.sqlite) [default: ./quiver-data].
+    /// Compute API address [default: 127.0.0.1:8774, Nova's port].
+    #[arg(long)]
+    pub compute_listen: Option<SocketAddr>,
+    /// Image API address [default: 127.0.0.1:9292, Glance's port].
+    #[arg(long)]
+    pub image_listen: Option<SocketAddr>,
+    /// Data directory [default: ./quiver-data].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// TOML configuration file; command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Start N compute agents in this process (hosts compute-1..compute-N).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub with_agents: usize,
+    /// Driver of the embedded agents: `libvirt` (the test driver, one node
+    /// file per host under DATA/agents) or `fake` (in memory).
+    #[arg(long, default_value = "libvirt", value_parser = ["libvirt", "fake"])]
+    pub agent_driver: String,
+    /// vCPUs of each embedded agent's host.
+    #[arg(long, default_value_t = 16)]
+    pub agent_vcpus: u32,
+    /// Memory of each embedded agent's host, MiB.
+    #[arg(long, default_value_t = 65536)]
+    pub agent_memory_mb: u64,
+    /// Disk of each embedded agent's host, GB.
+    #[arg(long, default_value_t = 1000)]
+    pub agent_disk_gb: u64,
+    /// Also serve the embedded agents' HTTP API here (to look at their
+    /// guests: GET /hosts/{host}/guests).
+    #[arg(long)]
+    pub agent_listen: Option<SocketAddr>,
+    /// Seed of the scheduler's `host_subset_size` picks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,13 +125,33 @@ struct Config {
     oslo_policy: PolicySection,
     #[serde(default)]
     cors: CorsSection,
+    #[serde(default, rename = "DEFAULT")]
+    default: toml::Table,
+    #[serde(default)]
+    filter_scheduler: toml::Table,
+    #[serde(default)]
+    scheduler: toml::Table,
+    #[serde(default)]
+    metrics: toml::Table,
+    #[serde(default)]
+    quota: QuotaSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApiSection {
     listen: Option<SocketAddr>,
+    compute_listen: Option<SocketAddr>,
+    image_listen: Option<SocketAddr>,
     max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaSection {
+    instances: Option<i64>,
+    cores: Option<i64>,
+    ram: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +186,83 @@ struct CorsSection {
     allow_credentials: bool,
 }
 
+/// Nova's filters plus the hint filters (same_host, different_host, query),
+/// so every scheduler hint the Compute API takes works out of the box.
+const SERVE_FILTERS: [&str; 8] = [
+    "ComputeFilter",
+    "ComputeCapabilitiesFilter",
+    "ImagePropertiesFilter",
+    "ServerGroupAntiAffinityFilter",
+    "ServerGroupAffinityFilter",
+    "SameHostFilter",
+    "DifferentHostFilter",
+    "JsonFilter",
+];
+
+/// `[DEFAULT]` options that belong to the embedded agents.
+const AGENT_OPTIONS: [&str; 8] = [
+    "reserved_host_cpus",
+    "reserved_host_memory_mb",
+    "reserved_host_disk_mb",
+    "cpu_allocation_ratio",
+    "ram_allocation_ratio",
+    "disk_allocation_ratio",
+    "report_interval",
+    "update_resources_interval",
+];
+
+/// The compute options, the embedded agents' options, from the config.
+fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
+    let mut sched = SchedulerConfig::default();
+    sched.enabled_filters = SERVE_FILTERS.iter().map(|s| s.to_string()).collect();
+    let mut agent_table = toml::Table::new();
+    let mut default_az = "nova".to_owned();
+    for (k, v) in &config.default {
+        if AGENT_OPTIONS.contains(&k.as_str()) {
+            agent_table.insert(k.clone(), v.clone());
+        } else if k == "default_availability_zone" {
+            default_az = v.as_str().map(str::to_owned).context("[DEFAULT] default_availability_zone: expected a string")?;
+        } else {
+            sched.set(&format!("DEFAULT.{k}"), &serde_json::to_value(v)?).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        }
+    }
+    for (section, table) in [("filter_scheduler", &config.filter_scheduler), ("scheduler", &config.scheduler), ("metrics", &config.metrics)] {
+        for (k, v) in table {
+            sched.set(&format!("{section}.{k}"), &serde_json::to_value(v)?).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+        }
+    }
+    let agent: AgentConfig = agent_table.try_into().context("config [DEFAULT] agent options")?;
+    let q = &config.quota;
+    let d = QuotaDefaults::default();
+    let quota = QuotaDefaults {
+        instances: q.instances.unwrap_or(d.instances),
+        cores: q.cores.unwrap_or(d.cores),
+        ram: q.ram.unwrap_or(d.ram),
+    };
+    Ok((ComputeConfig { scheduler: sched, default_availability_zone: default_az, quota }, agent))
+}
+
+/// The embedded agents' hosts: `compute-1..N`, each its own libvirt test
+/// node (a node file under DATA/agents) or a fake host.
+fn embedded_hosts(args: &ServeArgs, data: &Path) -> Result<Vec<(String, Arc<dyn ComputeDriver>)>> {
+    let mut hosts: Vec<(String, Arc<dyn ComputeDriver>)> = Vec::new();
+    for i in 1..=args.with_agents {
+        let host = format!("compute-{i}");
+        let driver: Arc<dyn ComputeDriver> = if args.agent_driver == "fake" {
+            Arc::new(FakeDriver::new(&host, args.agent_vcpus, args.agent_memory_mb, args.agent_disk_gb, Duration::ZERO))
+        } else {
+            let dir = data.join("agents");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let node = std::path::absolute(dir.join(format!("{host}.xml")))?;
+            std::fs::write(&node, test_node_xml(args.agent_vcpus, args.agent_memory_mb))?;
+            let uri = format!("test://{}", node.display());
+            Arc::new(LibvirtDriver::open(&uri, args.agent_disk_gb).map_err(|e| anyhow::anyhow!("{host}: {e}"))?)
+        };
+        hosts.push((host, driver));
+    }
+    Ok(hosts)
+}
+
 fn load_config(path: &Path) -> Result<Config> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
@@ -115,13 +273,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(p) => load_config(p)?,
         None => Config::default(),
     };
-    let listen = args.listen.or(config.api.listen).unwrap_or_else(|| "127.0.0.1:8778".parse().expect("literal"));
-    let data = args.data.or(config.store.data).unwrap_or_else(|| PathBuf::from("quiver-data"));
+    let addr = |flag: Option<SocketAddr>, file: Option<SocketAddr>, default: &str| {
+        flag.or(file).unwrap_or_else(|| default.parse().expect("literal"))
+    };
+    let listen = addr(args.listen, config.api.listen, "127.0.0.1:8778");
+    let compute_listen = addr(args.compute_listen, config.api.compute_listen, "127.0.0.1:8774");
+    let image_listen = addr(args.image_listen, config.api.image_listen, "127.0.0.1:9292");
+    let data = args.data.clone().or(config.store.data.clone()).unwrap_or_else(|| PathBuf::from("quiver-data"));
     let durability = match config.store.durability.as_deref() {
         None | Some("process") => Durability::Process,
         Some("full") => Durability::Full,
         Some(other) => bail!("config [store] durability: expected \"process\" or \"full\", got {other:?}"),
     };
+    let (compute_config, agent_config) = compute_config(&config)?;
     let placement = Placement::open(&data, durability)
         .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?;
     let cors = (!config.cors.allowed_origin.is_empty()).then_some(Cors {
@@ -142,13 +306,48 @@ pub fn run(args: ServeArgs) -> Result<()> {
         metrics: Metrics::default(),
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),
     });
+    let compute = Arc::new(
+        ComputeApi::open(Arc::clone(&api), data.clone(), compute_config, args.seed)
+            .map_err(|e| anyhow::anyhow!("cannot open the compute records in {}: {e}", data.display()))?,
+    );
+    let agent = if args.with_agents > 0 {
+        let hosts = embedded_hosts(&args, &data)?;
+        let agent = Arc::new(Agent::new(hosts, agent_config, None));
+        for host in agent.host_names() {
+            compute.attach_local_agent(host, Arc::clone(&agent) as Arc<dyn AgentApi>);
+        }
+        agent.register(Arc::clone(&compute) as Arc<dyn Controller>).map_err(|e| anyhow::anyhow!("agent: {e}"))?;
+        agent.start_periodic();
+        Some(agent)
+    } else {
+        None
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("quiver-http").build()?;
     runtime.block_on(async move {
-        let listener =
-            tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(%listen, data = %data.display(), "placement API ready");
-        eprintln!("quiver: Placement API on http://{listen} (data in {})", data.display());
-        axum::serve(listener, app(api)).with_graceful_shutdown(shutdown()).await?;
+        let bind = |a: SocketAddr| async move {
+            tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))
+        };
+        let (pl, cl, il) = (bind(listen).await?, bind(compute_listen).await?, bind(image_listen).await?);
+        let mut servers = tokio::task::JoinSet::new();
+        servers.spawn(async move { axum::serve(pl, app(api)).with_graceful_shutdown(shutdown()).await });
+        let c = Arc::clone(&compute);
+        servers.spawn(async move { axum::serve(cl, compute_app(c)).with_graceful_shutdown(shutdown()).await });
+        servers.spawn(async move { axum::serve(il, image_app(compute)).with_graceful_shutdown(shutdown()).await });
+        if let (Some(agent), Some(a)) = (agent, args.agent_listen) {
+            let l = bind(a).await?;
+            servers.spawn(async move { axum::serve(l, agent_router(agent)).with_graceful_shutdown(shutdown()).await });
+            eprintln!("quiver: embedded agents' API on http://{a}");
+        }
+        tracing::info!(%listen, %compute_listen, %image_listen, data = %data.display(), "APIs ready");
+        eprintln!(
+            "quiver: Placement on http://{listen}, Compute on http://{compute_listen}/v2.1, images on http://{image_listen} \
+             ({} embedded agents; data in {})",
+            args.with_agents,
+            data.display()
+        );
+        while let Some(done) = servers.join_next().await {
+            done??;
+        }
         Ok(())
     })
 }
