@@ -10,6 +10,14 @@ use quiver_benches::{measure, rowwise::RowScheduler};
 use quiver_datasets::generator::{FleetSpec, generate};
 use serde_json::json;
 
+/// `quiver bench` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Boot servers through the Compute API against embedded agents and
+    /// report boots per second and the latency of one boot.
+    Boot(super::bench_boot::BootBenchArgs),
+}
+
 /// Arguments of `quiver bench`.
 #[derive(Debug, Args)]
 #[command(after_help = "Columns:
@@ -23,7 +31,10 @@ use serde_json::json;
 
 Example:
   quiver bench --sizes 10000,100000,1000000 --json bench.json")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Fleet sizes, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
     pub sizes: Vec<usize>,
@@ -49,6 +60,9 @@ pub struct BenchArgs {
 /// # Errors
 /// A bad profile or size, or an unwritable JSON file.
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::Boot(b)) = a.command {
+        return super::bench_boot::run(b);
+    }
     for p in &a.profiles {
         if quiver_engine::config::profile_filters(p).is_none() {
             bail!("unknown profile {p:?}: use default, extended or all");

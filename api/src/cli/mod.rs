@@ -3,7 +3,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+pub mod agent;
 pub mod bench;
+pub mod bench_boot;
 pub mod decide;
 pub mod fleet;
 pub mod load;
@@ -32,7 +34,9 @@ const EXAMPLES: &str = "Examples:
   quiver fleet show fleet.parquet
   quiver decide --fleet fleet.json --requests requests.json --profile extended
   quiver bench --sizes 10000,100000,1000000
-  quiver serve --data ./quiver-data";
+  quiver serve --data ./quiver-data --with-agents 3
+  quiver agent --controller http://127.0.0.1:8774 --host compute-a
+  quiver bench boot --hosts 1000 --driver fake --servers 2000";
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -46,8 +50,11 @@ pub enum Command {
     /// Measure decision speed against a row-by-row baseline and the memory
     /// bandwidth floor, on seeded fleets, and print a table.
     Bench(bench::BenchArgs),
-    /// Serve the OpenStack Placement API on a durable data directory.
+    /// Serve Placement, the Compute API subset and images, with the
+    /// scheduler and conductor (and optionally embedded compute agents).
     Serve(serve::ServeArgs),
+    /// Run a compute agent for one host (or many simulated hosts).
+    Agent(agent::AgentArgs),
 }
 
 /// Sets up structured logging on stderr.
@@ -77,5 +84,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Fleet(c) => fleet::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Agent(a) => agent::run(a),
     }
 }

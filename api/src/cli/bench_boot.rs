@@ -1,0 +1,239 @@
+//! `quiver bench boot`: servers from API request to ACTIVE per second, and
+//! the latency of one boot, against a `quiver serve` with embedded agents
+//! started for the run; beside it, in the same run, the rate of bare
+//! Placement claims over HTTP (the floor a boot's claim alone costs).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// Arguments of `quiver bench boot`.
+#[derive(Debug, Args)]
+#[command(after_help = "Reports:
+  boots/s       servers ACTIVE per second of wall time, from the first POST /servers
+                to the last server seen ACTIVE (clients poll each server every 5 ms)
+  p50/p99 ms    one server's time from its POST to ACTIVE
+  claims/s      bare PUT /allocations/{consumer} on the same server, same concurrency
+                (Placement alone: the floor under a boot's claim); x = claims/s / boots/s
+
+Examples:
+  quiver bench boot --hosts 1000 --driver fake --servers 2000
+  quiver bench boot --hosts 10 --driver libvirt --servers 500 --json boot.json")]
+pub struct BootBenchArgs {
+    /// Compute hosts (embedded agents).
+    #[arg(long, default_value_t = 1000)]
+    pub hosts: usize,
+    /// Driver of the agents: fake or libvirt (the test driver).
+    #[arg(long, default_value = "fake", value_parser = ["fake", "libvirt"])]
+    pub driver: String,
+    /// Servers to boot.
+    #[arg(long, default_value_t = 2000)]
+    pub servers: usize,
+    /// Concurrent API clients.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// vCPUs per host.
+    #[arg(long, default_value_t = 64)]
+    pub host_vcpus: u32,
+    /// Memory per host, MiB.
+    #[arg(long, default_value_t = 262_144)]
+    pub host_memory_mb: u64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+struct Server {
+    child: Child,
+    _dir: tempfile::TempDir,
+    compute: String,
+    placement: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start(a: &BootBenchArgs) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let (p, c, i) = (free_port()?, free_port()?, free_port()?);
+    let child = Command::new(std::env::current_exe()?)
+        .args(["serve", "--data"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{p}"), "--compute-listen", &format!("127.0.0.1:{c}")])
+        .args(["--image-listen", &format!("127.0.0.1:{i}")])
+        .args(["--with-agents", &a.hosts.to_string(), "--agent-driver", &a.driver])
+        .args(["--agent-vcpus", &a.host_vcpus.to_string(), "--agent-memory-mb", &a.host_memory_mb.to_string()])
+        .env("QUIVER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start quiver serve")?;
+    let s = Server { child, _dir: dir, compute: format!("http://127.0.0.1:{c}/v2.1"), placement: format!("http://127.0.0.1:{p}") };
+    let http = client()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        if http.get(format!("{}/os-hypervisors", s.compute)).send().is_ok_and(|r| r.status().is_success()) {
+            return Ok(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("quiver serve did not come up")
+}
+
+fn client() -> Result<reqwest::blocking::Client> {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("X-Auth-Token", "admin".parse()?);
+    h.insert("OpenStack-API-Version", "compute 2.90, placement 1.39".parse()?);
+    Ok(reqwest::blocking::Client::builder().default_headers(h).timeout(Duration::from_secs(120)).build()?)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs `n` jobs on `k` client threads; returns wall seconds and each
+/// job's latency in ms (or its error).
+fn drive(
+    n: usize,
+    k: usize,
+    bar: &ProgressBar,
+    job: impl Fn(&reqwest::blocking::Client, usize) -> Result<f64> + Sync,
+) -> Result<(f64, Vec<f64>, usize)> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let lat = std::sync::Mutex::new(Vec::with_capacity(n));
+    let start = Instant::now();
+    std::thread::scope(|sc| -> Result<()> {
+        for _ in 0..k {
+            let http = client()?;
+            sc.spawn(|| {
+                let http = http;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    match job(&http, i) {
+                        Ok(ms) => lat.lock().unwrap_or_else(|p| p.into_inner()).push(ms),
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+        Ok(())
+    })?;
+    let wall = start.elapsed().as_secs_f64();
+    let mut v = lat.into_inner().unwrap_or_else(|p| p.into_inner());
+    v.sort_by(f64::total_cmp);
+    Ok((wall, v, failed.into_inner()))
+}
+
+pub fn run(a: BootBenchArgs) -> Result<()> {
+    eprintln!("starting quiver serve with {} {} hosts ...", a.hosts, a.driver);
+    let t = Instant::now();
+    let s = Arc::new(start(&a)?);
+    eprintln!("  ready in {:.1} s", t.elapsed().as_secs_f64());
+    let http = client()?;
+    let ok = |r: reqwest::blocking::Response| -> Result<Value> {
+        let st = r.status();
+        let v: Value = r.json().unwrap_or(Value::Null);
+        if !st.is_success() {
+            bail!("{st}: {v}");
+        }
+        Ok(v)
+    };
+    ok(http
+        .post(format!("{}/flavors", s.compute))
+        .json(&json!({"flavor": {"name": "bench.small", "ram": 512, "vcpus": 1, "disk": 1, "id": "bench"}}))
+        .send()?)?;
+    ok(http
+        .put(format!("{}/os-quota-sets/admin", s.compute))
+        .json(&json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}))
+        .send()?)?;
+    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}").expect("template");
+    // 1. boots
+    let bar = ProgressBar::new(a.servers as u64).with_style(style.clone()).with_message("boots");
+    let (wall, lat, failed) = drive(a.servers, a.concurrency, &bar, |http, i| {
+        let t0 = Instant::now();
+        let v = ok(http
+            .post(format!("{}/servers", s.compute))
+            .json(&json!({"server": {"name": format!("b{i}"), "flavorRef": "bench", "networks": "none"}}))
+            .send()?)?;
+        let id = v["server"]["id"].as_str().context("no server id")?.to_owned();
+        loop {
+            let v = ok(http.get(format!("{}/servers/{id}", s.compute)).send()?)?;
+            match v["server"]["status"].as_str() {
+                Some("ACTIVE") => return Ok(t0.elapsed().as_secs_f64() * 1e3),
+                Some("ERROR") => bail!("server {id} went to ERROR: {}", v["server"]["fault"]),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    })?;
+    bar.finish();
+    let boots_per_s = lat.len() as f64 / wall;
+    // 2. bare claims on one provider per host, same concurrency
+    let rps: Vec<String> = ok(http.get(format!("{}/resource_providers", s.placement)).send()?)?["resource_providers"]
+        .as_array()
+        .context("providers")?
+        .iter()
+        .filter_map(|p| p["uuid"].as_str().map(str::to_owned))
+        .collect();
+    let bar = ProgressBar::new(a.servers as u64).with_style(style).with_message("claims");
+    let (cwall, clat, cfailed) = drive(a.servers, a.concurrency, &bar, |http, i| {
+        let t0 = Instant::now();
+        let consumer = uuid::Uuid::new_v4().to_string();
+        let body = json!({"allocations": {rps[i % rps.len()].clone(): {"resources": {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}},
+                          "project_id": "bench", "user_id": "bench", "consumer_generation": null});
+        ok(http.put(format!("{}/allocations/{consumer}", s.placement)).json(&body).send()?)?;
+        Ok(t0.elapsed().as_secs_f64() * 1e3)
+    })?;
+    bar.finish();
+    let claims_per_s = clat.len() as f64 / cwall;
+    println!(
+        "hosts {} ({}), servers {}, clients {}\n  boots:  {:>8.1} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} failed)\n  claims: {:>8.1} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} failed)\n  claims/s / boots/s = {:.1}x",
+        a.hosts,
+        a.driver,
+        a.servers,
+        a.concurrency,
+        boots_per_s,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99),
+        failed,
+        claims_per_s,
+        pct(&clat, 0.5),
+        pct(&clat, 0.99),
+        cfailed,
+        claims_per_s / boots_per_s
+    );
+    if let Some(p) = &a.json {
+        let out = json!({
+            "hosts": a.hosts, "driver": a.driver, "servers": a.servers, "concurrency": a.concurrency,
+            "boots_per_second": boots_per_s, "boot_p50_ms": pct(&lat, 0.5), "boot_p99_ms": pct(&lat, 0.99),
+            "boots_failed": failed, "claims_per_second": claims_per_s, "claim_p50_ms": pct(&clat, 0.5),
+            "claim_p99_ms": pct(&clat, 0.99),
+        });
+        std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
+    }
+    Ok(())
+}
