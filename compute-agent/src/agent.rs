@@ -181,8 +181,8 @@ impl Agent {
             .name("quiver-agent-periodic".into())
             .spawn(move || {
                 let beat = Duration::from_secs_f64(me.config.report_interval.max(0.05));
-                let every = (me.config.update_resources_interval / me.config.report_interval.max(0.05)).ceil().max(1.0)
-                    as u64;
+                let every =
+                    (me.config.update_resources_interval / me.config.report_interval.max(0.05)).ceil().max(1.0) as u64;
                 let mut n = 0u64;
                 loop {
                     std::thread::sleep(beat);
@@ -283,6 +283,9 @@ async fn action(
     blocking(move || a.action(&host, &uuid, act)).await.map(Json)
 }
 
-async fn delete(State(a): State<Arc<Agent>>, Path((host, uuid)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn delete(
+    State(a): State<Arc<Agent>>,
+    Path((host, uuid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     blocking(move || a.delete(&host, &uuid)).await.map(|()| StatusCode::NO_CONTENT)
 }

@@ -149,10 +149,8 @@ pub fn cpu_traits(features: &[String]) -> Vec<String> {
         ("vmx", "HW_CPU_X86_VMX"),
         ("xop", "HW_CPU_X86_XOP"),
     ];
-    let mut out: Vec<String> = features
-        .iter()
-        .filter_map(|f| MAP.iter().find(|(k, _)| k == f).map(|(_, t)| (*t).to_owned()))
-        .collect();
+    let mut out: Vec<String> =
+        features.iter().filter_map(|f| MAP.iter().find(|(k, _)| k == f).map(|(_, t)| (*t).to_owned())).collect();
     out.sort();
     out.dedup();
     out

@@ -143,15 +143,13 @@ fn host_cpu(caps: &str) -> (String, String, String, Vec<String>) {
     let Ok(doc) = roxmltree::Document::parse(caps) else {
         return Default::default();
     };
-    let Some(cpu) = doc
-        .descendants()
-        .find(|n| n.has_tag_name("cpu") && n.parent().is_some_and(|p| p.has_tag_name("host")))
+    let Some(cpu) =
+        doc.descendants().find(|n| n.has_tag_name("cpu") && n.parent().is_some_and(|p| p.has_tag_name("host")))
     else {
         return Default::default();
     };
-    let text = |tag: &str| {
-        cpu.children().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).unwrap_or("").trim().to_owned()
-    };
+    let text =
+        |tag: &str| cpu.children().find(|n| n.has_tag_name(tag)).and_then(|n| n.text()).unwrap_or("").trim().to_owned();
     let features =
         cpu.children().filter(|n| n.has_tag_name("feature")).filter_map(|n| n.attribute("name")).map(str::to_owned);
     (text("arch"), text("model"), text("vendor"), features.collect())

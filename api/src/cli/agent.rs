@@ -108,13 +108,21 @@ pub fn run(args: AgentArgs) -> Result<()> {
     }
     let host = match &args.host {
         Some(h) => h.clone(),
-        None => std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into()),
+        None => {
+            std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+        }
     };
     let mut hosts: Vec<(String, Arc<dyn ComputeDriver>)> = Vec::new();
     if args.driver == "fake" {
         for i in 1..=args.fake_hosts.max(1) {
             let name = if args.fake_hosts > 1 { format!("{host}-{i}") } else { host.clone() };
-            let d = FakeDriver::new(&name, args.vcpus, args.memory_mb, args.disk_gb, Duration::from_millis(args.spawn_delay_ms));
+            let d = FakeDriver::new(
+                &name,
+                args.vcpus,
+                args.memory_mb,
+                args.disk_gb,
+                Duration::from_millis(args.spawn_delay_ms),
+            );
             hosts.push((name, Arc::new(d)));
         }
     } else {
@@ -146,7 +154,10 @@ pub fn run(args: AgentArgs) -> Result<()> {
                 }
             }
             a.start_periodic();
-            eprintln!("quiver: agent for {} registered with {controller}", a.host_names().collect::<Vec<_>>().join(", "));
+            eprintln!(
+                "quiver: agent for {} registered with {controller}",
+                a.host_names().collect::<Vec<_>>().join(", ")
+            );
             Ok(())
         })
         .await??;

@@ -83,7 +83,12 @@ fn start(a: &BootBenchArgs) -> Result<Server> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot start quiver serve")?;
-    let s = Server { child, _dir: dir, compute: format!("http://127.0.0.1:{c}/v2.1"), placement: format!("http://127.0.0.1:{p}") };
+    let s = Server {
+        child,
+        _dir: dir,
+        compute: format!("http://127.0.0.1:{c}/v2.1"),
+        placement: format!("http://127.0.0.1:{p}"),
+    };
     let http = client()?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while Instant::now() < deadline {
@@ -204,7 +209,8 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
         let t0 = Instant::now();
         let consumer = uuid::Uuid::new_v4().to_string();
         let body = json!({"allocations": {rps[i % rps.len()].clone(): {"resources": {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}},
-                          "project_id": "bench", "user_id": "bench", "consumer_generation": null});
+                          "project_id": "bench", "user_id": "bench", "consumer_generation": null,
+                          "consumer_type": "INSTANCE"});
         ok(http.put(format!("{}/allocations/{consumer}", s.placement)).json(&body).send()?)?;
         Ok(t0.elapsed().as_secs_f64() * 1e3)
     })?;

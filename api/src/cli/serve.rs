@@ -213,22 +213,31 @@ const AGENT_OPTIONS: [&str; 8] = [
 
 /// The compute options, the embedded agents' options, from the config.
 fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
-    let mut sched = SchedulerConfig::default();
-    sched.enabled_filters = SERVE_FILTERS.iter().map(|s| s.to_string()).collect();
+    let mut sched = SchedulerConfig {
+        enabled_filters: SERVE_FILTERS.iter().map(|s| s.to_string()).collect(),
+        ..SchedulerConfig::default()
+    };
     let mut agent_table = toml::Table::new();
     let mut default_az = "nova".to_owned();
     for (k, v) in &config.default {
         if AGENT_OPTIONS.contains(&k.as_str()) {
             agent_table.insert(k.clone(), v.clone());
         } else if k == "default_availability_zone" {
-            default_az = v.as_str().map(str::to_owned).context("[DEFAULT] default_availability_zone: expected a string")?;
+            default_az =
+                v.as_str().map(str::to_owned).context("[DEFAULT] default_availability_zone: expected a string")?;
         } else {
-            sched.set(&format!("DEFAULT.{k}"), &serde_json::to_value(v)?).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+            sched
+                .set(&format!("DEFAULT.{k}"), &serde_json::to_value(v)?)
+                .map_err(|e| anyhow::anyhow!("config: {e}"))?;
         }
     }
-    for (section, table) in [("filter_scheduler", &config.filter_scheduler), ("scheduler", &config.scheduler), ("metrics", &config.metrics)] {
+    for (section, table) in
+        [("filter_scheduler", &config.filter_scheduler), ("scheduler", &config.scheduler), ("metrics", &config.metrics)]
+    {
         for (k, v) in table {
-            sched.set(&format!("{section}.{k}"), &serde_json::to_value(v)?).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+            sched
+                .set(&format!("{section}.{k}"), &serde_json::to_value(v)?)
+                .map_err(|e| anyhow::anyhow!("config: {e}"))?;
         }
     }
     let agent: AgentConfig = agent_table.try_into().context("config [DEFAULT] agent options")?;

@@ -61,9 +61,17 @@ impl ComputeApi {
     /// Puts a compute node provider in the Placement aggregates of the Nova
     /// aggregates its host belongs to.
     pub fn sync_provider_aggregates(&self, host: &str, rp: &str) -> Result<(), String> {
-        let aggs: Vec<String> =
-            self.records().aggregates.values().filter(|a| a.hosts.iter().any(|h| h == host)).map(|a| a.uuid.clone()).collect();
-        self.placement.placement.write(|st| st.set_provider_aggregates(rp, &aggs, None).map(|_| ())).map_err(|e| e.detail)
+        let aggs: Vec<String> = self
+            .records()
+            .aggregates
+            .values()
+            .filter(|a| a.hosts.iter().any(|h| h == host))
+            .map(|a| a.uuid.clone())
+            .collect();
+        self.placement
+            .placement
+            .write(|st| st.set_provider_aggregates(rp, &aggs, None).map(|_| ()))
+            .map_err(|e| e.detail)
     }
 
     fn register_host(&self, report: &HostReport) -> Result<Registered, String> {
@@ -172,9 +180,10 @@ impl ComputeApi {
             };
             rp = svc.compute_node_uuid.clone();
             for g in guests {
-                let owned = r.servers.get(&g.uuid).is_some_and(|s| {
-                    s.host.as_deref() == Some(host) && s.task_state.as_deref() != Some("deleting")
-                });
+                let owned = r
+                    .servers
+                    .get(&g.uuid)
+                    .is_some_and(|s| s.host.as_deref() == Some(host) && s.task_state.as_deref() != Some("deleting"));
                 if !owned && !in_flight.contains(&g.uuid) {
                     reply.destroy.push(g.uuid.clone());
                 }
@@ -213,7 +222,9 @@ impl ComputeApi {
         }
         // Allocations against this node that no live guest explains.
         let consumers: Vec<String> = self.placement.placement.read(|st| {
-            st.provider_by_uuid(&rp).map(|p| st.allocations_on(p.id).keys().map(|c| c.to_string()).collect()).unwrap_or_default()
+            st.provider_by_uuid(&rp)
+                .map(|p| st.allocations_on(p.id).keys().map(|c| c.to_string()).collect())
+                .unwrap_or_default()
         });
         let stale: Vec<String> = {
             let r = self.records();
@@ -262,11 +273,10 @@ impl Controller for ComputeApi {
     }
 }
 
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R, ControllerError> + Send + 'static) -> Result<R, NovaError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(NovaError::internal)?
-        .map_err(|e| NovaError::bad_request(e.0))
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, ControllerError> + Send + 'static,
+) -> Result<R, NovaError> {
+    tokio::task::spawn_blocking(f).await.map_err(NovaError::internal)?.map_err(|e| NovaError::bad_request(e.0))
 }
 
 pub async fn register(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {

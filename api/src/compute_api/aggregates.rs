@@ -32,7 +32,10 @@ fn parse_id(id: &str) -> Result<i64, NovaError> {
 }
 
 fn get_agg(r: &Records, id: &str) -> Result<Aggregate, NovaError> {
-    r.aggregates.get(&parse_id(id)?).cloned().ok_or_else(|| NovaError::not_found(format!("Aggregate {id} could not be found.")))
+    r.aggregates
+        .get(&parse_id(id)?)
+        .cloned()
+        .ok_or_else(|| NovaError::not_found(format!("Aggregate {id} could not be found.")))
 }
 
 pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>) -> ApiResult {
@@ -42,7 +45,11 @@ pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<
     reply(StatusCode::OK, json!({"aggregates": v}))
 }
 
-pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn show(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     ctx.require_admin("os_compute_api:os-aggregates:show")?;
     let a = get_agg(&api.records(), &id)?;
     reply(StatusCode::OK, json!({"aggregate": view(&a, &ctx)}))
@@ -50,19 +57,27 @@ pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<
 
 fn name_and_zone(b: &Value, create: bool) -> Result<(Option<String>, Option<Option<String>>), NovaError> {
     let Some(a) = b.get("aggregate").and_then(Value::as_object) else {
-        return Err(NovaError::bad_request("Invalid input for field/attribute aggregate: 'aggregate' is a required property"));
+        return Err(NovaError::bad_request(
+            "Invalid input for field/attribute aggregate: 'aggregate' is a required property",
+        ));
     };
     let name = match a.get("name") {
         Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= 255 => Some(n.clone()),
         None if !create => None,
-        _ => return Err(NovaError::bad_request("Invalid input for field/attribute name: a non-empty string is required.")),
+        _ => {
+            return Err(NovaError::bad_request(
+                "Invalid input for field/attribute name: a non-empty string is required.",
+            ));
+        }
     };
     let zone = match a.get("availability_zone") {
         None => None,
         Some(Value::Null) => Some(None),
         Some(Value::String(z)) if !z.trim().is_empty() && !z.contains(':') => Some(Some(z.clone())),
         Some(other) => {
-            return Err(NovaError::bad_request(format!("Invalid input for field/attribute availability_zone. Value: {other}.")));
+            return Err(NovaError::bad_request(format!(
+                "Invalid input for field/attribute availability_zone. Value: {other}."
+            )));
         }
     };
     Ok((name, zone))
@@ -145,7 +160,11 @@ pub async fn update(
     reply(StatusCode::OK, json!({"aggregate": view(&a, &ctx)}))
 }
 
-pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn delete(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     ctx.require_admin("os_compute_api:os-aggregates:delete")?;
     let mut r = api.records();
     let a = get_agg(&r, &id)?;
@@ -174,10 +193,9 @@ pub async fn action(
     let mut r = api.records();
     let mut a = get_agg(&r, &id)?;
     let host_arg = || -> Result<String, NovaError> {
-        arg.get("host")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute host: 'host' is a required property"))
+        arg.get("host").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+            NovaError::bad_request("Invalid input for field/attribute host: 'host' is a required property")
+        })
     };
     let mut touched_host = None;
     match name.as_str() {
@@ -198,7 +216,10 @@ pub async fn action(
             ctx.require_admin("os_compute_api:os-aggregates:remove_host")?;
             let host = host_arg()?;
             let Some(pos) = a.hosts.iter().position(|h| *h == host) else {
-                return Err(NovaError::not_found(format!("Cannot remove host {host} in aggregate {}: not found", a.id)));
+                return Err(NovaError::not_found(format!(
+                    "Cannot remove host {host} in aggregate {}: not found",
+                    a.id
+                )));
             };
             a.hosts.remove(pos);
             touched_host = Some(host);

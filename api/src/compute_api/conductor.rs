@@ -109,7 +109,12 @@ fn build_fleet(api: &ComputeApi, r: &Records) -> Result<(Fleet, u64), String> {
                 uuid: quiver_engine::request::parse_uuid(&svc.compute_node_uuid).unwrap_or(0),
                 cell: "cell1".into(),
                 availability_zone: Some(super::host_zone(r, &svc.host)),
-                aggregates: r.aggregates.values().filter(|a| a.hosts.contains(&svc.host)).map(|a| a.id as u32).collect(),
+                aggregates: r
+                    .aggregates
+                    .values()
+                    .filter(|a| a.hosts.contains(&svc.host))
+                    .map(|a| a.id as u32)
+                    .collect(),
                 host_ip: None,
                 traits: p.traits.iter().map(|t| state.traits.name(*t).to_owned()).collect(),
                 vcpus_used: servers.iter().map(|s| s.flavor.vcpus as i64).sum(),
@@ -253,9 +258,10 @@ fn claim(api: &ComputeApi, s: &Server, rp: &str) -> Result<(), String> {
 
 /// Removes a server's allocations (none is fine).
 pub fn unclaim(api: &ComputeApi, id: &str) {
-    let _ = api.placement.placement.write(|st| {
-        if st.consumers.contains_key(id) { st.delete_allocations(id) } else { Ok(()) }
-    });
+    let _ = api
+        .placement
+        .placement
+        .write(|st| if st.consumers.contains_key(id) { st.delete_allocations(id) } else { Ok(()) });
 }
 
 /// Updates one server record if it still exists.
@@ -315,9 +321,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         let down_time = api.config.scheduler.service_down_time;
         let down = down_hosts(&r, down_time);
         let fresh = st.fleet.as_ref().is_some_and(|c| {
-            c.topology == r.topology
-                && c.down == down
-                && c.placement_epoch == api.placement.placement.read(|s| s.epoch)
+            c.topology == r.topology && c.down == down && c.placement_epoch == api.placement.placement.read(|s| s.epoch)
         });
         if !fresh {
             match build_fleet(api, &r) {

@@ -71,14 +71,22 @@ fn listed<'a>(api: &'a [Flavor], q: &ListQuery, ctx: &Ctx) -> Vec<&'a Flavor> {
     out
 }
 
-pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     let r = api.records();
     let all: Vec<Flavor> = r.flavors.values().cloned().collect();
     let v: Vec<Value> = listed(&all, &q, &ctx).into_iter().map(|f| brief(f, &ctx)).collect();
     reply(StatusCode::OK, json!({"flavors": v}))
 }
 
-pub async fn detail(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn detail(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     let r = api.records();
     let all: Vec<Flavor> = r.flavors.values().cloned().collect();
     let v: Vec<Value> = listed(&all, &q, &ctx).into_iter().map(|f| view(f, &ctx)).collect();
@@ -89,7 +97,11 @@ pub fn not_found(id: &str) -> NovaError {
     NovaError::not_found(format!("Flavor {id} could not be found."))
 }
 
-pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn show(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let r = api.records();
     let f = r.flavors.get(&id).ok_or_else(|| not_found(&id))?;
     reply(StatusCode::OK, json!({"flavor": view(f, &ctx)}))
@@ -145,7 +157,9 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
         None | Some(Value::Null) => uuid::Uuid::new_v4().to_string(),
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
         Some(Value::Number(n)) => n.to_string(),
-        Some(other) => return Err(NovaError::bad_request(format!("Invalid input for field/attribute id. Value: {other}."))),
+        Some(other) => {
+            return Err(NovaError::bad_request(format!("Invalid input for field/attribute id. Value: {other}.")));
+        }
     };
     let f = Flavor {
         id: id.clone(),
@@ -154,7 +168,13 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
         vcpus: int_field("vcpus", &c.vcpus, 1)?,
         disk: int_field("disk", &c.disk, 0)?,
         ephemeral: c.ephemeral.as_ref().map(|v| int_field("OS-FLV-EXT-DATA:ephemeral", v, 0)).transpose()?.unwrap_or(0),
-        swap: c.swap.as_ref().filter(|v| !v.as_str().is_some_and(str::is_empty)).map(|v| int_field("swap", v, 0)).transpose()?.unwrap_or(0),
+        swap: c
+            .swap
+            .as_ref()
+            .filter(|v| !v.as_str().is_some_and(str::is_empty))
+            .map(|v| int_field("swap", v, 0))
+            .transpose()?
+            .unwrap_or(0),
         rxtx_factor: c.rxtx_factor.unwrap_or(1.0),
         is_public: c.is_public.unwrap_or(true),
         description: c.description,
@@ -174,7 +194,11 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
     reply(StatusCode::OK, json!({"flavor": v}))
 }
 
-pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn delete(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     ctx.require_admin("os_compute_api:os-flavor-manage:delete")?;
     let mut r = api.records();
     if !r.flavors.contains_key(&id) {
@@ -233,9 +257,10 @@ pub async fn specs_create(
 pub async fn spec_show(State(api): State<Arc<ComputeApi>>, Path((id, key)): Path<(String, String)>) -> ApiResult {
     let r = api.records();
     let f = r.flavors.get(&id).ok_or_else(|| not_found(&id))?;
-    let v = f.extra_specs.get(&key).ok_or_else(|| {
-        NovaError::not_found(format!("Flavor {id} has no extra specs with key {key}."))
-    })?;
+    let v = f
+        .extra_specs
+        .get(&key)
+        .ok_or_else(|| NovaError::not_found(format!("Flavor {id} has no extra specs with key {key}.")))?;
     reply(StatusCode::OK, json!({ key: v }))
 }
 

@@ -116,7 +116,8 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NovaError> {
     if bytes.is_empty() {
         return Err(NovaError::bad_request("The request body is empty; a JSON object was expected."));
     }
-    serde_json::from_slice(bytes).map_err(|e| NovaError::bad_request(format!("Invalid input for the request body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| NovaError::bad_request(format!("Invalid input for the request body: {e}")))
 }
 
 fn parse_version(text: &str) -> Option<Version> {
@@ -144,8 +145,11 @@ fn requested(headers: &HeaderMap) -> Result<Version, NovaError> {
         None => Ok(MIN_VERSION),
         Some(s) if s.trim().eq_ignore_ascii_case("latest") => Ok(MAX_VERSION),
         Some(s) => {
-            let v = parse_version(&s)
-                .ok_or_else(|| NovaError::bad_request(format!("API Version String {s} is of invalid format. Must be of format MajorNum.MinorNum.")))?;
+            let v = parse_version(&s).ok_or_else(|| {
+                NovaError::bad_request(format!(
+                    "API Version String {s} is of invalid format. Must be of format MajorNum.MinorNum."
+                ))
+            })?;
             if v < MIN_VERSION || v > MAX_VERSION {
                 return Err(NovaError::new(
                     StatusCode::NOT_ACCEPTABLE,
@@ -189,8 +193,12 @@ pub async fn edge(mut req: Request<Body>, next: Next) -> Response {
     let (user_id, project_id, is_admin) = identity(req.headers());
     let needs_token = versioned && path != "/v2.1" && path != "/v2.1/";
     if needs_token && user_id.is_empty() {
-        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": {"code": 401, "title": "Unauthorized",
-            "message": "The request you have made requires authentication."}}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": {"code": 401, "title": "Unauthorized",
+            "message": "The request you have made requires authentication."}})),
+        )
+            .into_response();
     }
     req.extensions_mut().insert(Ctx { version, user_id, project_id, is_admin });
     let mut resp = next.run(req).await;

@@ -84,7 +84,11 @@ pub async fn detail(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
     listing(&api, &ctx, true)
 }
 
-pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn show(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     ctx.require_admin("os_compute_api:os-hypervisors:show")?;
     let r = api.records();
     let s = r

@@ -267,10 +267,7 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/versions", get(versions))
         .route("/v2/images", get(list).post(create))
         .route("/v2/images/{id}", get(show).patch(patch).delete(delete))
-        .route(
-            "/v2/images/{id}/file",
-            get(download).put(upload).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)),
-        )
+        .route("/v2/images/{id}/file", get(download).put(upload).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)))
         .route("/v2/schemas/image", get(schema))
         .route("/v2/schemas/images", get(schema))
         .fallback(super::http::not_found)

@@ -89,7 +89,12 @@ impl ComputeApi {
     ///
     /// # Errors
     /// The records cannot be opened, or the scheduler options are bad.
-    pub fn open(placement: Arc<PlacementApi>, data_dir: PathBuf, config: ComputeConfig, seed: u64) -> Result<Self, String> {
+    pub fn open(
+        placement: Arc<PlacementApi>,
+        data_dir: PathBuf,
+        config: ComputeConfig,
+        seed: u64,
+    ) -> Result<Self, String> {
         let records = Records::open(&data_dir).map_err(|e| e.to_string())?;
         let scheduler = quiver_engine::Scheduler::new(config.scheduler.clone(), seed).map_err(|e| e.to_string())?;
         Ok(Self {
@@ -159,7 +164,8 @@ pub fn host_zone(r: &Records, host: &str) -> String {
 /// Zones a server can ask for: those of aggregates and, while some host
 /// is in none, the default.
 pub fn zones(r: &Records) -> BTreeSet<String> {
-    let mut z: BTreeSet<String> = r.aggregates.values().filter_map(|a| a.availability_zone().map(str::to_owned)).collect();
+    let mut z: BTreeSet<String> =
+        r.aggregates.values().filter_map(|a| a.availability_zone().map(str::to_owned)).collect();
     if r.services.keys().any(|h| host_zone(r, h) == "nova") || r.services.is_empty() {
         z.insert("nova".into());
     }

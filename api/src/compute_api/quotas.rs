@@ -29,8 +29,10 @@ const FIXED: [(&str, i64); 7] = [
 
 fn default_limits(api: &ComputeApi) -> BTreeMap<String, i64> {
     let q = &api.config.quota;
-    let mut m: BTreeMap<String, i64> =
-        [("instances", q.instances), ("cores", q.cores), ("ram", q.ram)].into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let mut m: BTreeMap<String, i64> = [("instances", q.instances), ("cores", q.cores), ("ram", q.ram)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     m.extend(FIXED.iter().map(|(k, v)| (k.to_string(), *v)));
     m
 }
@@ -53,7 +55,13 @@ pub fn usage(api: &ComputeApi, project: &str) -> (BTreeMap<String, i64>, BTreeMa
 
 /// How many servers of `flavor` the project may create, between `min` and
 /// `max`; Nova's 403 when not even `min` fit.
-pub fn instances_allowed(api: &ComputeApi, project: &str, flavor: &Flavor, min: u32, max: u32) -> Result<u32, NovaError> {
+pub fn instances_allowed(
+    api: &ComputeApi,
+    project: &str,
+    flavor: &Flavor,
+    min: u32,
+    max: u32,
+) -> Result<u32, NovaError> {
     let (limits, used) = usage(api, project);
     let per = [("instances", 1i64), ("cores", flavor.vcpus as i64), ("ram", flavor.ram as i64)];
     let mut allowed = max as i64;
@@ -88,7 +96,11 @@ fn check_project(ctx: &Ctx, project: &str) -> Result<(), NovaError> {
     }
 }
 
-pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(project): Path<String>) -> ApiResult {
+pub async fn show(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(project): Path<String>,
+) -> ApiResult {
     check_project(&ctx, &project)?;
     let (limits, _) = usage(&api, &project);
     let mut v = json!(limits);
@@ -102,7 +114,11 @@ pub async fn defaults(State(api): State<Arc<ComputeApi>>, Path(project): Path<St
     reply(StatusCode::OK, json!({"quota_set": v}))
 }
 
-pub async fn detail(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(project): Path<String>) -> ApiResult {
+pub async fn detail(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(project): Path<String>,
+) -> ApiResult {
     check_project(&ctx, &project)?;
     let (limits, used) = usage(&api, &project);
     let mut v = serde_json::Map::new();
@@ -122,22 +138,32 @@ pub async fn update(
     ctx.require_admin("os_compute_api:os-quota-sets:update")?;
     let b: Value = body(&raw)?;
     let Some(q) = b.get("quota_set").and_then(Value::as_object) else {
-        return Err(NovaError::bad_request("Invalid input for field/attribute quota_set: 'quota_set' is a required property"));
+        return Err(NovaError::bad_request(
+            "Invalid input for field/attribute quota_set: 'quota_set' is a required property",
+        ));
     };
     let known = default_limits(&api);
-    let mut set = api.records().quotas.get(&project).cloned().unwrap_or(QuotaSet { project: project.clone(), limits: BTreeMap::new() });
+    let mut set = api
+        .records()
+        .quotas
+        .get(&project)
+        .cloned()
+        .unwrap_or(QuotaSet { project: project.clone(), limits: BTreeMap::new() });
     for (k, v) in q {
         if k == "force" {
             continue;
         }
         if !known.contains_key(k) {
-            return Err(NovaError::bad_request(format!("Additional properties are not allowed ('{k}' was unexpected)")));
+            return Err(NovaError::bad_request(format!(
+                "Additional properties are not allowed ('{k}' was unexpected)"
+            )));
         }
-        let n = v
-            .as_i64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .filter(|n| *n >= -1)
-            .ok_or_else(|| NovaError::bad_request(format!("Invalid input for field/attribute {k}. Value: {v}. It must be an integer >= -1")))?;
+        let n =
+            v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).filter(|n| *n >= -1).ok_or_else(|| {
+                NovaError::bad_request(format!(
+                    "Invalid input for field/attribute {k}. Value: {v}. It must be an integer >= -1"
+                ))
+            })?;
         set.limits.insert(k.clone(), n);
     }
     let mut r = api.records();

@@ -288,7 +288,10 @@ impl Records {
     pub fn save<R: Record>(&self, rec: &R) -> Result<(), StoreError> {
         let body = serde_json::to_string(rec).map_err(se)?;
         self.conn
-            .execute("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)", params![R::KIND, rec.key(), body])
+            .execute(
+                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
+                params![R::KIND, rec.key(), body],
+            )
             .map(|_| ())
             .map_err(se)
     }
@@ -301,8 +304,11 @@ impl Records {
         let tx = self.conn.transaction().map_err(se)?;
         for rec in recs {
             let body = serde_json::to_string(rec).map_err(se)?;
-            tx.execute("INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)", params![R::KIND, rec.key(), body])
-                .map_err(se)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
+                params![R::KIND, rec.key(), body],
+            )
+            .map_err(se)?;
         }
         tx.commit().map_err(se)
     }

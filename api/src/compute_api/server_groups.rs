@@ -38,7 +38,11 @@ pub struct ListQuery {
     all_projects: Option<String>,
 }
 
-pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     let all = ctx.is_admin && q.all_projects.as_deref().is_some_and(|v| !matches!(v, "0" | "false" | "False"));
     let r = api.records();
     let v: Vec<Value> =
@@ -53,7 +57,11 @@ fn get_group(api: &ComputeApi, ctx: &Ctx, id: &str) -> Result<ServerGroup, NovaE
     }
 }
 
-pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn show(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let g = get_group(&api, &ctx, &id)?;
     reply(StatusCode::OK, json!({"server_group": view(&g, &ctx)}))
 }
@@ -61,11 +69,17 @@ pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<
 pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
     let b: Value = body(&raw)?;
     let Some(g) = b.get("server_group").and_then(Value::as_object) else {
-        return Err(NovaError::bad_request("Invalid input for field/attribute server_group: 'server_group' is a required property"));
+        return Err(NovaError::bad_request(
+            "Invalid input for field/attribute server_group: 'server_group' is a required property",
+        ));
     };
     let name = match g.get("name") {
         Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= 255 => n.clone(),
-        _ => return Err(NovaError::bad_request("Invalid input for field/attribute name: a non-empty string is required.")),
+        _ => {
+            return Err(NovaError::bad_request(
+                "Invalid input for field/attribute name: a non-empty string is required.",
+            ));
+        }
     };
     let policy = if ctx.at_least(2, 64) {
         g.get("policy").and_then(Value::as_str).map(str::to_owned)
@@ -94,7 +108,9 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
         };
         for (k, v) in obj {
             if k != "max_server_per_host" {
-                return Err(NovaError::bad_request(format!("Additional properties are not allowed ('{k}' was unexpected)")));
+                return Err(NovaError::bad_request(format!(
+                    "Additional properties are not allowed ('{k}' was unexpected)"
+                )));
             }
             if v.as_i64().is_none_or(|n| n < 1) {
                 return Err(NovaError::bad_request(format!(
@@ -123,7 +139,11 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
     reply(StatusCode::OK, json!({"server_group": v}))
 }
 
-pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn delete(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     get_group(&api, &ctx, &id)?;
     let mut r = api.records();
     r.remove("server_group", &id)?;

@@ -160,25 +160,39 @@ fn listed(api: &ComputeApi, ctx: &Ctx, q: &ListQuery, detail: bool) -> Result<Va
     // Nova's default order: newest first.
     servers.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
     if let Some(m) = &q.marker {
-        let pos = servers.iter().position(|s| &s.id == m).ok_or_else(|| NovaError::bad_request(format!("marker [{m}] not found")))?;
+        let pos = servers
+            .iter()
+            .position(|s| &s.id == m)
+            .ok_or_else(|| NovaError::bad_request(format!("marker [{m}] not found")))?;
         servers.drain(..=pos);
     }
     if let Some(l) = q.limit {
         servers.truncate(l);
     }
     let down = api.config.scheduler.service_down_time;
-    let v: Vec<Value> = servers
-        .iter()
-        .map(|s| if detail { view(&r, s, ctx, down) } else { json!({"id": s.id, "name": s.name, "links": links(&s.id)}) })
-        .collect();
+    let v: Vec<Value> =
+        servers
+            .iter()
+            .map(|s| {
+                if detail { view(&r, s, ctx, down) } else { json!({"id": s.id, "name": s.name, "links": links(&s.id)}) }
+            })
+            .collect();
     Ok(json!({"servers": v}))
 }
 
-pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     reply(StatusCode::OK, listed(&api, &ctx, &q, false)?)
 }
 
-pub async fn detail(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn detail(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     reply(StatusCode::OK, listed(&api, &ctx, &q, true)?)
 }
 
@@ -194,7 +208,11 @@ fn visible(r: &Records, ctx: &Ctx, id: &str) -> Result<Server, NovaError> {
     }
 }
 
-pub async fn show(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn show(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let r = api.records();
     let s = visible(&r, &ctx, &id)?;
     reply(StatusCode::OK, json!({"server": view(&r, &s, &ctx, api.config.scheduler.service_down_time)}))
@@ -248,19 +266,24 @@ pub struct CreateRequest {
 fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest, NovaError> {
     let b: Value = body(raw)?;
     let Some(s) = b.get("server").and_then(Value::as_object) else {
-        return Err(NovaError::bad_request("Invalid input for field/attribute server: 'server' is a required property"));
+        return Err(NovaError::bad_request(
+            "Invalid input for field/attribute server: 'server' is a required property",
+        ));
     };
     let name = match s.get("name") {
         Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= 255 => n.clone(),
         Some(other) => {
             return Err(NovaError::bad_request(format!("Invalid input for field/attribute name. Value: {other}.")));
         }
-        None => return Err(NovaError::bad_request("Invalid input for field/attribute server: 'name' is a required property")),
+        None => {
+            return Err(NovaError::bad_request(
+                "Invalid input for field/attribute server: 'name' is a required property",
+            ));
+        }
     };
-    let flavor_ref = s
-        .get("flavorRef")
-        .and_then(reference)
-        .ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute server: 'flavorRef' is a required property"))?;
+    let flavor_ref = s.get("flavorRef").and_then(reference).ok_or_else(|| {
+        NovaError::bad_request("Invalid input for field/attribute server: 'flavorRef' is a required property")
+    })?;
     let mut image_id = s.get("imageRef").and_then(reference).filter(|i| !i.is_empty());
     if image_id.is_none()
         && let Some(Value::Array(bdms)) = s.get("block_device_mapping_v2")
@@ -287,13 +310,17 @@ fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest
                 ))),
             })
             .collect::<Result<_, _>>()?,
-        Some(other) => return Err(NovaError::bad_request(format!("Invalid input for field/attribute metadata. Value: {other}."))),
+        Some(other) => {
+            return Err(NovaError::bad_request(format!("Invalid input for field/attribute metadata. Value: {other}.")));
+        }
     };
     let hints: BTreeMap<String, Value> = match b.get("OS-SCH-HNT:scheduler_hints").or(b.get("os:scheduler_hints")) {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         Some(other) => {
-            return Err(NovaError::bad_request(format!("Invalid input for field/attribute scheduler_hints. Value: {other}.")));
+            return Err(NovaError::bad_request(format!(
+                "Invalid input for field/attribute scheduler_hints. Value: {other}."
+            )));
         }
     };
     let availability_zone = match s.get("availability_zone") {
@@ -308,7 +335,9 @@ fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest
             Some(z.clone())
         }
         Some(other) => {
-            return Err(NovaError::bad_request(format!("Invalid input for field/attribute availability_zone. Value: {other}.")));
+            return Err(NovaError::bad_request(format!(
+                "Invalid input for field/attribute availability_zone. Value: {other}."
+            )));
         }
     };
     let r = api.records();
@@ -329,7 +358,7 @@ fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest
     if let Some(z) = &availability_zone
         && !super::zones(&r).contains(z)
     {
-        return Err(NovaError::bad_request(format!("The requested availability zone is not available")));
+        return Err(NovaError::bad_request("The requested availability zone is not available"));
     }
     if let Some(g) = hints.get("group") {
         let g = g.as_str().or_else(|| g.as_array().and_then(|a| a.first()).and_then(Value::as_str)).unwrap_or("");
@@ -419,7 +448,11 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
     )
 }
 
-pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn delete(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     {
         let mut r = api.records();
         let mut s = visible(&r, &ctx, &id)?;
@@ -487,7 +520,11 @@ pub async fn action(
     empty(StatusCode::ACCEPTED)
 }
 
-pub async fn metadata(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn metadata(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let r = api.records();
     let s = visible(&r, &ctx, &id)?;
     reply(StatusCode::OK, json!({"metadata": s.metadata}))

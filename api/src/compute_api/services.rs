@@ -35,7 +35,11 @@ pub struct ListQuery {
     binary: Option<String>,
 }
 
-pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Query(q): Query<ListQuery>) -> ApiResult {
+pub async fn list(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult {
     ctx.require_admin("os_compute_api:os-services:list")?;
     let r = api.records();
     let v: Vec<Value> = r
@@ -51,7 +55,11 @@ pub async fn list(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<
 /// Applies a status / forced_down change and mirrors it in Placement.
 fn change(api: &ComputeApi, host: &str, f: impl FnOnce(&mut Service)) -> Result<Service, NovaError> {
     let mut r = api.records();
-    let mut s = r.services.get(host).cloned().ok_or_else(|| NovaError::not_found(format!("Host {host} could not be found.")))?;
+    let mut s = r
+        .services
+        .get(host)
+        .cloned()
+        .ok_or_else(|| NovaError::not_found(format!("Host {host} could not be found.")))?;
     f(&mut s);
     s.updated_at = now_iso();
     r.save(&s)?;
@@ -74,7 +82,8 @@ pub async fn update(
     // Before 2.53: PUT /os-services/{disable,enable,disable-log-reason,force-down}
     // with {"host", "binary"}.
     if matches!(id.as_str(), "disable" | "enable" | "disable-log-reason" | "force-down") && !ctx.at_least(2, 53) {
-        let host = str_field("host").ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute host."))?;
+        let host =
+            str_field("host").ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute host."))?;
         let reason = str_field("disabled_reason");
         let forced = b.get("forced_down").and_then(Value::as_bool);
         if id == "force-down" && forced.is_none() {
@@ -111,7 +120,9 @@ pub async fn update(
     let host = host.ok_or_else(|| NovaError::not_found(format!("Service {id} could not be found.")))?;
     let status = str_field("status");
     let reason = str_field("disabled_reason");
-    let forced = b.get("forced_down").map(|v| v.as_bool().ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute forced_down.")))
+    let forced = b
+        .get("forced_down")
+        .map(|v| v.as_bool().ok_or_else(|| NovaError::bad_request("Invalid input for field/attribute forced_down.")))
         .transpose()?;
     if status.is_none() && forced.is_none() {
         return Err(NovaError::bad_request("At least one of 'status' or 'forced_down' must be specified."));
@@ -120,7 +131,9 @@ pub async fn update(
         None => None,
         Some("disabled") => Some(true),
         Some("enabled") => Some(false),
-        Some(other) => return Err(NovaError::bad_request(format!("Invalid input for field/attribute status. Value: {other}."))),
+        Some(other) => {
+            return Err(NovaError::bad_request(format!("Invalid input for field/attribute status. Value: {other}.")));
+        }
     };
     if reason.is_some() && disabled != Some(true) {
         return Err(NovaError::bad_request("Specifying 'disabled_reason' with status 'enabled' is invalid."));
@@ -138,7 +151,11 @@ pub async fn update(
     reply(StatusCode::OK, json!({"service": view(&api, &s, zone, &ctx)}))
 }
 
-pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, Path(id): Path<String>) -> ApiResult {
+pub async fn delete(
+    State(api): State<Arc<ComputeApi>>,
+    Extension(ctx): Extension<Ctx>,
+    Path(id): Path<String>,
+) -> ApiResult {
     ctx.require_admin("os_compute_api:os-services:delete")?;
     let mut r = api.records();
     let s = r
@@ -148,9 +165,9 @@ pub async fn delete(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
         .cloned()
         .ok_or_else(|| NovaError::not_found(format!("Service {id} could not be found.")))?;
     if r.servers.values().any(|x| x.host.as_deref() == Some(s.host.as_str())) {
-        return Err(NovaError::conflict(format!(
-            "Unable to delete compute service that is hosting instances. Migrate or delete the instances first."
-        )));
+        return Err(NovaError::conflict(
+            "Unable to delete compute service that is hosting instances. Migrate or delete the instances first.",
+        ));
     }
     r.remove("service", &s.host)?;
     r.services.remove(&s.host);

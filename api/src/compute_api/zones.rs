@@ -14,8 +14,10 @@ use super::{ComputeApi, host_zone, is_down, zones};
 
 pub async fn list(State(api): State<Arc<ComputeApi>>) -> ApiResult {
     let r = api.records();
-    let v: Vec<Value> =
-        zones(&r).into_iter().map(|z| json!({"zoneName": z, "zoneState": {"available": true}, "hosts": null})).collect();
+    let v: Vec<Value> = zones(&r)
+        .into_iter()
+        .map(|z| json!({"zoneName": z, "zoneState": {"available": true}, "hosts": null}))
+        .collect();
     reply(StatusCode::OK, json!({"availabilityZoneInfo": v}))
 }
 

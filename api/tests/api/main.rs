@@ -2,4 +2,5 @@
 //! line and the Placement REST API served by `quiver serve`.
 
 mod cli;
+mod compute;
 mod placement;

@@ -26,6 +26,7 @@ impl Server {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().expect("utf8")])
+            .args(["--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"])
             .env("QUIVER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,445 @@
+//! The whole boot flow through `quiver serve` over real HTTP: the Compute
+//! API, the scheduler, Placement claims, and compute agents on libvirt's
+//! test driver (in process) or the fake driver (separate `quiver agent`
+//! processes, for the fault cases).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `quiver serve` and an HTTP client for its APIs.
+struct Cloud {
+    _serve: Proc,
+    compute: String,
+    placement: String,
+    agents: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+fn client() -> reqwest::blocking::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("X-Auth-Token", "admin".parse().expect("header"));
+    h.insert("OpenStack-API-Version", "compute 2.90, placement 1.39".parse().expect("header"));
+    reqwest::blocking::Client::builder().default_headers(h).timeout(Duration::from_secs(60)).build().expect("client")
+}
+
+impl Cloud {
+    fn start(data: &Path, extra: &[&str], embedded_agents: bool) -> Cloud {
+        let (p, c, i, a) = (port(), port(), port(), port());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
+        cmd.args(["serve", "--data", data.to_str().expect("utf8")])
+            .args(["--listen", &format!("127.0.0.1:{p}"), "--compute-listen", &format!("127.0.0.1:{c}")])
+            .args(["--image-listen", &format!("127.0.0.1:{i}")])
+            .args(extra);
+        if embedded_agents {
+            cmd.args(["--agent-listen", &format!("127.0.0.1:{a}")]);
+        }
+        let child =
+            cmd.env("QUIVER_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("serve starts");
+        let cloud = Cloud {
+            _serve: Proc(child),
+            compute: format!("http://127.0.0.1:{c}/v2.1"),
+            placement: format!("http://127.0.0.1:{p}"),
+            agents: embedded_agents.then(|| format!("http://127.0.0.1:{a}")),
+            http: client(),
+        };
+        cloud.wait("the API", 30, || cloud.http.get(format!("{}/flavors", cloud.compute)).send().is_ok());
+        cloud
+    }
+
+    fn wait(&self, what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn call(&self, method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(m, url);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().expect("server answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap_or(Value::Null))
+    }
+
+    fn nova(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, &format!("{}{path}", self.compute), body)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.nova(method, path, body);
+        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+        v
+    }
+
+    fn flavor(&self, id: &str, vcpus: u32, ram: u32, disk: u32) {
+        self.ok(
+            "POST",
+            "/flavors",
+            Some(json!({"flavor": {"id": id, "name": id, "vcpus": vcpus, "ram": ram, "disk": disk}})),
+        );
+    }
+
+    fn servers(&self) -> Vec<Value> {
+        self.ok("GET", "/servers/detail", None)["servers"].as_array().expect("servers").clone()
+    }
+
+    fn settle(&self, secs: u64) -> Vec<Value> {
+        self.wait("servers to leave BUILD", secs, || self.servers().iter().all(|s| s["status"] != "BUILD"));
+        self.servers()
+    }
+
+    /// Host name -> resource provider uuid.
+    fn providers(&self) -> BTreeMap<String, String> {
+        self.ok("GET", "/os-hypervisors", None)["hypervisors"]
+            .as_array()
+            .expect("hypervisors")
+            .iter()
+            .map(|h| {
+                (
+                    h["hypervisor_hostname"].as_str().expect("name").to_owned(),
+                    h["id"].as_str().expect("uuid").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn usages(&self, rp: &str) -> BTreeMap<String, i64> {
+        let (s, v) = self.call("GET", &format!("{}/resource_providers/{rp}/usages", self.placement), None);
+        assert_eq!(s, 200, "{v}");
+        serde_json::from_value(v["usages"].clone()).expect("usages")
+    }
+
+    fn consumers_on(&self, rp: &str) -> BTreeSet<String> {
+        let (_, v) = self.call("GET", &format!("{}/resource_providers/{rp}/allocations", self.placement), None);
+        v["allocations"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn guests(&self, agent: &str, host: &str) -> Vec<Value> {
+        let (s, v) = self.call("GET", &format!("{agent}/hosts/{host}/guests"), None);
+        assert_eq!(s, 200, "{v}");
+        v.as_array().expect("guests").clone()
+    }
+
+    fn boot(&self, body: Value) -> Value {
+        self.ok("POST", "/servers", Some(body))
+    }
+}
+
+#[test]
+fn fifty_servers_boot_on_three_libvirt_agents_and_leave_nothing_behind() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3"], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("small", 1, 512, 1);
+    cloud.flavor("medium", 2, 2048, 5);
+    cloud.flavor("large", 4, 4096, 10);
+    cloud.flavor("huge", 64, 4096, 10);
+    cloud.ok(
+        "PUT",
+        "/os-quota-sets/admin",
+        Some(json!({"quota_set": {"instances": 100, "cores": 1000, "ram": 1_000_000}})),
+    );
+    let agg = cloud.ok(
+        "POST",
+        "/os-aggregates",
+        Some(json!({"aggregate": {"name": "rack-a", "availability_zone": "zone-a"}})),
+    );
+    let agg_id = agg["aggregate"]["id"].as_i64().expect("id");
+    cloud.ok("POST", &format!("/os-aggregates/{agg_id}/action"), Some(json!({"add_host": {"host": "compute-1"}})));
+    let group = cloud.ok(
+        "POST",
+        "/os-server-groups",
+        Some(json!({"server_group": {"name": "spread", "policy": "anti-affinity"}})),
+    );
+    let group = group["server_group"]["id"].as_str().expect("group id").to_owned();
+
+    for i in 0..3 {
+        cloud.boot(json!({"server": {"name": format!("ha-{i}"), "flavorRef": "small", "networks": "none"},
+                          "OS-SCH-HNT:scheduler_hints": {"group": group}}));
+    }
+    cloud.boot(json!({"server": {"name": "zonal", "flavorRef": "medium", "availability_zone": "zone-a",
+                                 "min_count": 5, "max_count": 5, "networks": "none"}}));
+    cloud.boot(
+        json!({"server": {"name": "s", "flavorRef": "small", "min_count": 14, "max_count": 14, "networks": "none"}}),
+    );
+    cloud.boot(
+        json!({"server": {"name": "m", "flavorRef": "medium", "min_count": 1, "max_count": 14, "networks": "none",
+                                 "metadata": {"tier": "web"}}}),
+    );
+    for i in 0..14 {
+        cloud.boot(json!({"server": {"name": format!("l-{i}"), "flavorRef": "large", "networks": "none"}}));
+    }
+    let servers = cloud.settle(120);
+    assert_eq!(servers.len(), 50);
+    for s in &servers {
+        assert_eq!(s["status"], "ACTIVE", "{s}");
+        let host = s["OS-EXT-SRV-ATTR:host"].as_str().expect("host");
+        let guest = cloud
+            .guests(&agents, host)
+            .into_iter()
+            .find(|g| g["uuid"] == s["id"])
+            .unwrap_or_else(|| panic!("no libvirt domain for {} on {host}", s["id"]));
+        assert_eq!(guest["vcpus"], s["flavor"]["vcpus"], "{s}");
+        assert_eq!(guest["memory_mb"], s["flavor"]["ram"], "{s}");
+        assert_eq!(guest["state"], "running");
+    }
+    let by_name =
+        |p: &'static str| servers.iter().filter(move |s| s["name"].as_str().is_some_and(|n| n.starts_with(p)));
+    let ha_hosts: BTreeSet<&str> = by_name("ha-").map(|s| s["OS-EXT-SRV-ATTR:host"].as_str().expect("host")).collect();
+    assert_eq!(ha_hosts.len(), 3, "anti-affinity members share a host");
+    for s in by_name("zonal") {
+        assert_eq!(s["OS-EXT-SRV-ATTR:host"], "compute-1");
+        assert_eq!(s["OS-EXT-AZ:availability_zone"], "zone-a");
+    }
+    assert_eq!(by_name("m-").filter(|s| s["metadata"]["tier"] == "web").count(), 14);
+
+    // Placement's usages are the sums of the flavors on each host.
+    let rps = cloud.providers();
+    for (host, rp) in &rps {
+        let mut want: BTreeMap<String, i64> =
+            [("VCPU", 0), ("MEMORY_MB", 0), ("DISK_GB", 0)].map(|(k, v)| (k.to_owned(), v)).into();
+        for s in servers.iter().filter(|s| s["OS-EXT-SRV-ATTR:host"] == host.as_str()) {
+            *want.get_mut("VCPU").expect("k") += s["flavor"]["vcpus"].as_i64().expect("vcpus");
+            *want.get_mut("MEMORY_MB").expect("k") += s["flavor"]["ram"].as_i64().expect("ram");
+            *want.get_mut("DISK_GB").expect("k") += s["flavor"]["disk"].as_i64().expect("disk");
+        }
+        assert_eq!(cloud.usages(rp), want, "usages of {host}");
+    }
+
+    // What cannot fit ends in ERROR with Nova's fault.
+    let too_big = cloud.boot(json!({"server": {"name": "too-big", "flavorRef": "huge", "networks": "none"}}));
+    let fourth = cloud.boot(json!({"server": {"name": "ha-3", "flavorRef": "small", "networks": "none"},
+                                   "OS-SCH-HNT:scheduler_hints": {"group": group}}));
+    for (id, needle) in [(&too_big, "Placement"), (&fourth, "ServerGroupAntiAffinityFilter: (start: 3, end: 0)")] {
+        let id = id["server"]["id"].as_str().expect("id");
+        cloud.wait("ERROR", 30, || cloud.ok("GET", &format!("/servers/{id}"), None)["server"]["status"] == "ERROR");
+        let s = cloud.ok("GET", &format!("/servers/{id}"), None);
+        let msg = s["server"]["fault"]["message"].as_str().expect("fault");
+        assert!(msg.starts_with("No valid host was found."), "{msg}");
+        assert!(msg.contains(needle), "{msg}");
+        assert!(cloud.consumers_on(&rps["compute-1"]).iter().all(|c| c != id));
+    }
+
+    // Deleting everything brings usages to zero and leaves no domain.
+    for s in cloud.servers() {
+        let (st, v) = cloud.nova("DELETE", &format!("/servers/{}", s["id"].as_str().expect("id")), None);
+        assert_eq!(st, 204, "{v}");
+    }
+    cloud.wait("every server to go", 60, || cloud.servers().is_empty());
+    for (host, rp) in &rps {
+        assert!(cloud.usages(rp).values().all(|&u| u == 0), "{host} still has usage");
+        assert!(cloud.guests(&agents, host).is_empty(), "{host} still has domains");
+    }
+}
+
+#[test]
+fn compute_api_rejects_bad_input_with_nova_error_bodies() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "1", "--agent-driver", "fake"], false);
+    cloud.flavor("small", 1, 512, 1);
+    let cases: Vec<(&str, &str, Option<Value>, u16, &str)> = vec![
+        ("POST", "/servers", Some(json!({"server": {"name": "x", "flavorRef": "nope"}})), 400, "badRequest"),
+        ("POST", "/servers", Some(json!({"server": {"flavorRef": "small"}})), 400, "badRequest"),
+        (
+            "POST",
+            "/servers",
+            Some(json!({"server": {"name": "x", "flavorRef": "small", "min_count": 0}})),
+            400,
+            "badRequest",
+        ),
+        (
+            "POST",
+            "/servers",
+            Some(json!({"server": {"name": "x", "flavorRef": "small", "availability_zone": "mars"}})),
+            400,
+            "badRequest",
+        ),
+        (
+            "POST",
+            "/servers",
+            Some(json!({"server": {"name": "x", "flavorRef": "small", "min_count": 11}})),
+            403,
+            "forbidden",
+        ),
+        ("GET", "/servers/00000000-0000-0000-0000-000000000000", None, 404, "itemNotFound"),
+        (
+            "POST",
+            "/flavors",
+            Some(json!({"flavor": {"name": "bad", "vcpus": -1, "ram": 1, "disk": 1}})),
+            400,
+            "badRequest",
+        ),
+        (
+            "POST",
+            "/flavors",
+            Some(json!({"flavor": {"name": "small", "vcpus": 1, "ram": 1, "disk": 1, "id": "small"}})),
+            409,
+            "conflictingRequest",
+        ),
+        (
+            "POST",
+            "/os-server-groups",
+            Some(json!({"server_group": {"name": "g", "policy": "sideways"}})),
+            400,
+            "badRequest",
+        ),
+        ("POST", "/os-aggregates/99/action", Some(json!({"add_host": {"host": "compute-1"}})), 404, "itemNotFound"),
+    ];
+    for (method, path, body, status, key) in cases {
+        let (s, v) = cloud.nova(method, path, body.clone());
+        assert_eq!(s, status, "{method} {path} {body:?}: {v}");
+        assert!(v[key]["message"].is_string(), "{method} {path}: {v}");
+    }
+    // Raw junk and an unsupported microversion.
+    let r = cloud.http.post(format!("{}/servers", cloud.compute)).body("{not json").send().expect("answer");
+    assert_eq!(r.status().as_u16(), 400);
+    let r = cloud
+        .http
+        .get(format!("{}/servers", cloud.compute))
+        .header("OpenStack-API-Version", "compute 2.999")
+        .send()
+        .expect("answer");
+    assert_eq!(r.status().as_u16(), 406);
+    let r = cloud
+        .http
+        .get(format!("{}/servers", cloud.compute))
+        .header("OpenStack-API-Version", "compute latest")
+        .send()
+        .expect("answer");
+    assert_eq!(r.headers()["openstack-api-version"], "compute 2.90");
+}
+
+fn agent(controller: &str, host: &str, listen: u16, extra: &[&str]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["agent", "--controller", controller.trim_end_matches("/v2.1"), "--host", host, "--driver", "fake"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--report-interval",
+            "0.3",
+            "--update-resources-interval",
+            "0.6",
+        ])
+        .args(extra)
+        .env("QUIVER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    Proc(child)
+}
+
+fn service_state(cloud: &Cloud, host: &str) -> String {
+    let v = cloud.ok("GET", &format!("/os-services?host={host}"), None);
+    v["services"][0]["state"].as_str().unwrap_or("missing").to_owned()
+}
+
+#[test]
+fn an_agent_that_stops_heartbeating_is_marked_down_and_gets_no_servers() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = data.path().join("quiver.toml");
+    std::fs::write(&conf, "[DEFAULT]\nservice_down_time = 2\n").expect("config");
+    let cloud = Cloud::start(data.path(), &["--config", conf.to_str().expect("utf8")], false);
+    let _a = agent(&cloud.compute, "alive", port(), &[]);
+    let mut b = agent(&cloud.compute, "silent", port(), &[]);
+    cloud.wait("both agents up", 30, || {
+        service_state(&cloud, "alive") == "up" && service_state(&cloud, "silent") == "up"
+    });
+    cloud.flavor("small", 1, 512, 1);
+    b.0.kill().expect("SIGKILL");
+    let _ = b.0.wait();
+    cloud.wait("the silent agent to be down", 30, || service_state(&cloud, "silent") == "down");
+    let hyp = cloud.ok("GET", "/os-hypervisors", None);
+    let silent =
+        hyp["hypervisors"].as_array().expect("list").iter().find(|h| h["hypervisor_hostname"] == "silent").cloned();
+    assert_eq!(silent.expect("listed")["state"], "down");
+    cloud.boot(
+        json!({"server": {"name": "w", "flavorRef": "small", "min_count": 6, "max_count": 6, "networks": "none"}}),
+    );
+    let servers = cloud.settle(60);
+    assert_eq!(servers.len(), 6);
+    for s in servers {
+        assert_eq!(s["status"], "ACTIVE", "{s}");
+        assert_eq!(s["OS-EXT-SRV-ATTR:host"], "alive");
+    }
+}
+
+#[test]
+fn an_agent_restarted_during_builds_leaves_no_allocation_without_a_guest() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &[], false);
+    let listen = port();
+    let slow = ["--spawn-delay-ms", "1000"];
+    let mut a = agent(&cloud.compute, "flaky", listen, &slow);
+    cloud.wait("the agent up", 30, || service_state(&cloud, "flaky") == "up");
+    cloud.flavor("small", 1, 512, 1);
+    for i in 0..4 {
+        cloud.boot(json!({"server": {"name": format!("early-{i}"), "flavorRef": "small", "networks": "none"}}));
+    }
+    // Kill it while those builds are under way, bring it back, boot more.
+    cloud.wait("builds under way", 30, || cloud.servers().iter().all(|s| s["OS-EXT-STS:task_state"] == "spawning"));
+    a.0.kill().expect("SIGKILL");
+    let _ = a.0.wait();
+    let _a = agent(&cloud.compute, "flaky", listen, &slow);
+    let agent_url = format!("http://127.0.0.1:{listen}");
+    cloud.wait("the agent back", 30, || cloud.http.get(format!("{agent_url}/")).send().is_ok());
+    for i in 0..4 {
+        cloud.boot(json!({"server": {"name": format!("late-{i}"), "flavorRef": "small", "networks": "none"}}));
+    }
+    let rp = cloud.providers()["flaky"].clone();
+    cloud.wait("allocations to match guests", 60, || {
+        let servers = cloud.servers();
+        if servers.iter().any(|s| s["status"] == "BUILD") {
+            return false;
+        }
+        let Ok(r) = cloud.http.get(format!("{agent_url}/hosts/flaky/guests")).send() else { return false };
+        let guests: BTreeSet<String> = r
+            .json::<Vec<Value>>()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| g["uuid"].as_str().map(str::to_owned))
+            .collect();
+        let active: BTreeSet<String> = servers
+            .iter()
+            .filter(|s| s["status"] == "ACTIVE")
+            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+            .collect();
+        cloud.consumers_on(&rp) == guests && active == guests
+    });
+    let servers = cloud.servers();
+    assert_eq!(servers.len(), 8);
+    for s in &servers {
+        let early = s["name"].as_str().is_some_and(|n| n.starts_with("early"));
+        // Interrupted builds end in ERROR with a fault and no allocation;
+        // builds after the restart succeed.
+        assert_eq!(s["status"], if early { "ERROR" } else { "ACTIVE" }, "{s}");
+        if early {
+            assert!(s["fault"]["message"].is_string(), "{s}");
+        }
+    }
+}
