@@ -188,6 +188,35 @@ async fn versions(headers: axum::http::HeaderMap) -> ApiResult {
     reply(StatusCode::OK, json!({"versions": [version_doc(&format!("{base}/v2.1/"))]}))
 }
 
+/// A Keystone v3 version document (no token needed), for
+/// `identity_endpoint_override`: openstackclient's compute commands build
+/// an identity v3 client before they call Nova, even with no Keystone.
+async fn identity_version(headers: axum::http::HeaderMap) -> ApiResult {
+    let href = format!("{}/identity/v3/", base_url(&headers));
+    let v = json!({"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+                   "links": [{"rel": "self", "href": href}],
+                   "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]});
+    reply(StatusCode::OK, json!({"version": v}))
+}
+
+/// With noauth2 a project is whatever name a token carries; these answer
+/// the project lookups openstackclient makes (`quota show PROJECT`).
+async fn identity_project(axum::extract::Path(id): axum::extract::Path<String>) -> ApiResult {
+    reply(StatusCode::OK, json!({"project": noauth_project(&id)}))
+}
+
+async fn identity_projects(
+    axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> ApiResult {
+    let v: Vec<serde_json::Value> = q.get("name").map(|n| noauth_project(n)).into_iter().collect();
+    reply(StatusCode::OK, json!({"projects": v}))
+}
+
+fn noauth_project(id: &str) -> serde_json::Value {
+    json!({"id": id, "name": id, "domain_id": "default", "enabled": true, "is_domain": false,
+           "parent_id": "default", "description": "", "tags": [], "options": {}})
+}
+
 async fn version(headers: axum::http::HeaderMap) -> ApiResult {
     reply(StatusCode::OK, json!({"version": version_doc(&format!("{}/v2.1/", base_url(&headers)))}))
 }
@@ -303,6 +332,11 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/v2.1", get(version))
         .route("/v2.1/", get(version))
         .route("/metrics", get(metrics))
+        .route("/identity", get(identity_version))
+        .route("/identity/v3", get(identity_version))
+        .route("/identity/v3/", get(identity_version))
+        .route("/identity/v3/projects", get(identity_projects))
+        .route("/identity/v3/projects/{id}", get(identity_project))
         .nest("/v2.1", v)
         .fallback(http::not_found)
         .layer(axum::middleware::from_fn(http::edge))
