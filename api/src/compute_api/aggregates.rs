@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::ComputeApi;
-use super::http::{ApiResult, Ctx, NovaError, body, empty, reply};
+use super::http::{ApiResult, Ctx, NovaError, action_body, body, empty, reply};
 use super::records::{Aggregate, Records, now_iso};
 
 fn view(a: &Aggregate, ctx: &Ctx) -> Value {
@@ -186,10 +186,7 @@ pub async fn action(
     Path(id): Path<String>,
     raw: Bytes,
 ) -> ApiResult {
-    let b: Value = body(&raw)?;
-    let Some((name, arg)) = b.as_object().and_then(|o| o.iter().next()) else {
-        return Err(NovaError::bad_request("Malformed request body: an action is required"));
-    };
+    let (name, arg) = action_body(&raw)?;
     let mut r = api.records();
     let mut a = get_agg(&r, &id)?;
     let host_arg = || -> Result<String, NovaError> {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ComputeApi;
-use super::http::{ApiResult, Ctx, NovaError, body, empty, reply};
+use super::http::{ApiResult, Ctx, NovaError, body, empty, int_field, reply};
 use super::records::{Flavor, now_iso};
 
 fn links(id: &str) -> Value {
@@ -55,15 +55,14 @@ pub struct ListQuery {
     min_disk: Option<u32>,
 }
 
-fn listed<'a>(api: &'a [Flavor], q: &ListQuery, ctx: &Ctx) -> Vec<&'a Flavor> {
+fn listed<'a>(all: impl Iterator<Item = &'a Flavor>, q: &ListQuery, ctx: &Ctx) -> Vec<&'a Flavor> {
     // Nova: admins see all with is_public=None, public ones by default.
     let public = match q.is_public.as_deref().map(str::to_ascii_lowercase).as_deref() {
         Some("none") if ctx.is_admin => None,
         Some("false" | "0" | "no") => Some(false),
         _ => Some(true),
     };
-    let mut out: Vec<&Flavor> = api
-        .iter()
+    let mut out: Vec<&Flavor> = all
         .filter(|f| public.is_none_or(|p| f.is_public == p))
         .filter(|f| q.min_ram.is_none_or(|m| f.ram >= m) && q.min_disk.is_none_or(|m| f.disk >= m))
         .collect();
@@ -77,8 +76,7 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> ApiResult {
     let r = api.records();
-    let all: Vec<Flavor> = r.flavors.values().cloned().collect();
-    let v: Vec<Value> = listed(&all, &q, &ctx).into_iter().map(|f| brief(f, &ctx)).collect();
+    let v: Vec<Value> = listed(r.flavors.values(), &q, &ctx).into_iter().map(|f| brief(f, &ctx)).collect();
     reply(StatusCode::OK, json!({"flavors": v}))
 }
 
@@ -88,8 +86,7 @@ pub async fn detail(
     Query(q): Query<ListQuery>,
 ) -> ApiResult {
     let r = api.records();
-    let all: Vec<Flavor> = r.flavors.values().cloned().collect();
-    let v: Vec<Value> = listed(&all, &q, &ctx).into_iter().map(|f| view(f, &ctx)).collect();
+    let v: Vec<Value> = listed(r.flavors.values(), &q, &ctx).into_iter().map(|f| view(f, &ctx)).collect();
     reply(StatusCode::OK, json!({"flavors": v}))
 }
 
@@ -128,21 +125,6 @@ struct CreateFlavor {
     #[serde(rename = "os-flavor-access:is_public")]
     is_public: Option<bool>,
     description: Option<String>,
-}
-
-/// Nova accepts integers or integer strings for flavor sizes.
-fn int_field(name: &str, v: &Value, min: i64) -> Result<u32, NovaError> {
-    let n = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n >= min && n <= i32::MAX as i64 => Ok(n as u32),
-        _ => Err(NovaError::bad_request(format!(
-            "Invalid input for field/attribute {name}. Value: {v}. {v} is not a valid integer >= {min}"
-        ))),
-    }
 }
 
 pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {

@@ -120,6 +120,31 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NovaError> {
         .map_err(|e| NovaError::bad_request(format!("Invalid input for the request body: {e}")))
 }
 
+/// An integer field Nova accepts as a number or a numeric string, at
+/// least `min`, or Nova's 400 naming the field.
+pub fn int_field(name: &str, v: &Value, min: i64) -> Result<u32, NovaError> {
+    let n = match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= min && n <= i32::MAX as i64 => Ok(n as u32),
+        _ => Err(NovaError::bad_request(format!(
+            "Invalid input for field/attribute {name}. Value: {v}. {v} is not a valid integer >= {min}"
+        ))),
+    }
+}
+
+/// The `{"action-name": argument}` body of a `.../action` call.
+pub fn action_body(raw: &[u8]) -> Result<(String, Value), NovaError> {
+    let b: Value = body(raw)?;
+    match b.as_object().and_then(|o| o.iter().next()) {
+        Some((name, arg)) => Ok((name.clone(), arg.clone())),
+        None => Err(NovaError::bad_request("Malformed request body: an action is required")),
+    }
+}
+
 fn parse_version(text: &str) -> Option<Version> {
     let (a, b) = text.trim().split_once('.')?;
     Some((a.parse().ok()?, b.parse().ok()?))

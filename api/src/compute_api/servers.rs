@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha224};
 
-use super::http::{ApiResult, Ctx, NovaError, body, empty, reply};
+use super::http::{ApiResult, Ctx, NovaError, action_body, body, empty, int_field, reply};
 use super::records::{Records, Server, now_iso};
 use super::{ComputeApi, conductor, quotas};
 
@@ -232,19 +232,7 @@ fn reference(v: &Value) -> Option<String> {
 fn count(v: Option<&Value>, name: &str) -> Result<Option<u32>, NovaError> {
     match v {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => {
-            let n = match v {
-                Value::Number(n) => n.as_i64(),
-                Value::String(s) => s.parse().ok(),
-                _ => None,
-            };
-            match n {
-                Some(n) if n >= 1 => Ok(Some(n as u32)),
-                _ => Err(NovaError::bad_request(format!(
-                    "Invalid input for field/attribute {name}. Value: {v}. {v} is not a valid integer >= 1"
-                ))),
-            }
-        }
+        Some(v) => int_field(name, v, 1).map(Some),
     }
 }
 
@@ -471,10 +459,7 @@ pub async fn action(
     Path(id): Path<String>,
     raw: Bytes,
 ) -> ApiResult {
-    let b: Value = body(&raw)?;
-    let Some((name, arg)) = b.as_object().and_then(|o| o.iter().next()) else {
-        return Err(NovaError::bad_request("Malformed request body: an action is required"));
-    };
+    let (name, arg) = action_body(&raw)?;
     let (act, task, needs) = match name.as_str() {
         "os-stop" => (quiver_compute_agent::protocol::Action::Stop, "powering-off", "active"),
         "os-start" => (quiver_compute_agent::protocol::Action::Start, "powering-on", "stopped"),
