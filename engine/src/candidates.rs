@@ -89,6 +89,19 @@ impl PreparedQuery {
     /// Writes the candidate mask of one batch into `mask` (one word per 64
     /// rows, fully overwritten).
     pub fn candidates(&self, fleet: &Fleet, batch: &HostBatch, mask: &mut [u64]) {
+        self.static_candidates(fleet, batch, mask);
+        if self.impossible {
+            return;
+        }
+        for &(rc, amount) in &self.resources {
+            and_fits(&fleet.usage().avail[rc][batch.range()], amount, mask);
+        }
+    }
+
+    /// The part of [`PreparedQuery::candidates`] that does not depend on
+    /// usage: units, traits and aggregates (a simulator keeps it per request
+    /// shape and checks capacity per host with [`PreparedQuery::fits`]).
+    pub fn static_candidates(&self, fleet: &Fleet, batch: &HostBatch, mask: &mut [u64]) {
         let n = batch.len();
         if self.impossible {
             mask.fill(0);
@@ -96,7 +109,6 @@ impl PreparedQuery {
         }
         crate::filters::and_words_init(mask, n);
         for &(rc, amount) in &self.resources {
-            and_fits(&fleet.usage().avail[rc][batch.range()], amount, mask);
             let c = &batch.rc[rc];
             if !c.units_trivial {
                 let ok: Vec<bool> = fleet.inventory_profiles[rc]

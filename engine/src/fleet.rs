@@ -279,6 +279,25 @@ impl Fleet {
         self.touch(host);
     }
 
+    /// Undoes [`Fleet::consume`] when an instance leaves the host (a
+    /// simulated departure): RAM and disk back, vCPUs and instances down.
+    pub fn unconsume(&mut self, host: usize, memory_mb: i32, disk_mb: i32, vcpus: i32) {
+        let u = &mut self.usage;
+        u.free_ram_mb[host] += memory_mb;
+        u.free_disk_mb[host] += disk_mb;
+        u.vcpus_used[host] -= vcpus;
+        u.num_instances[host] -= 1;
+        self.touch(host);
+    }
+
+    /// Marks one build on the host finished (Nova counts an instance in
+    /// `num_io_ops` only while it builds; a simulated boot is instant).
+    pub fn finish_build(&mut self, host: usize) {
+        let u = &mut self.usage;
+        u.num_io_ops[host] = (u.num_io_ops[host] - 1).max(0);
+        self.touch(host);
+    }
+
     /// Schema of the static batches.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()

@@ -347,6 +347,29 @@ pub fn write_ipc(fleet: &Fleet, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads an Arrow IPC fleet from memory (a `GET /v1/fleet` answer).
+///
+/// # Errors
+/// Bytes that are not an Arrow IPC fleet file.
+pub fn read_ipc_bytes(bytes: Vec<u8>) -> Result<Fleet> {
+    let r = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?;
+    let schema = r.schema();
+    from_batches(&schema, r)
+}
+
+/// Writes the fleet as Arrow IPC file bytes.
+///
+/// # Errors
+/// An encoding failure.
+pub fn ipc_bytes(fleet: &Fleet) -> Result<Vec<u8>> {
+    let mut w = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &interchange_schema(fleet))?;
+    for b in to_batches(fleet)? {
+        w.write(&b)?;
+    }
+    w.finish()?;
+    Ok(w.into_inner()?)
+}
+
 /// Reads an Arrow IPC fleet.
 ///
 /// # Errors

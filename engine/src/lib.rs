@@ -16,6 +16,7 @@ pub mod pyvalue;
 pub mod request;
 pub mod scheduler;
 pub mod select;
+pub mod sim;
 pub mod vocab;
 pub mod weights;
 

@@ -186,6 +186,16 @@ impl Scheduler {
         })
     }
 
+    /// The filters, in order (the simulator's fast path prepares them).
+    pub(crate) fn filters(&self) -> &[Box<dyn HostFilter>] {
+        &self.filters
+    }
+
+    /// The weighers, in order.
+    pub(crate) fn weighers(&self) -> &[Box<dyn HostWeigher>] {
+        &self.weighers
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SchedulerConfig {
         &self.conf
@@ -213,7 +223,7 @@ impl Scheduler {
         req: &BootRequest,
     ) -> std::result::Result<PlacementQuery, FilterError> {
         let f = &req.flavor;
-        let mut amounts: Vec<(&str, i64)> = vec![
+        let amounts: Vec<(&str, i64)> = vec![
             ("VCPU", f.vcpus as i64),
             ("MEMORY_MB", f.memory_mb as i64),
             (
@@ -224,10 +234,23 @@ impl Scheduler {
             ),
         ];
         let mut q = PlacementQuery::default();
+        let mut amounts: Vec<(String, i64)> = amounts.into_iter().map(|(rc, a)| (rc.to_owned(), a)).collect();
         for (key, value) in &f.extra_specs {
+            // The unnumbered group `resources:RC=N` overrides or adds an
+            // amount, as Nova's `ResourceRequest.from_request_spec` does.
+            if let Some(rc) = key.strip_prefix("resources:") {
+                let n: i64 = value.trim().parse().ok().filter(|&n| n >= 0).ok_or_else(|| {
+                    FilterError::NovaError(format!("flavor extra spec {key}={value}: not a non-negative integer"))
+                })?;
+                match amounts.iter_mut().find(|(r, _)| r == rc) {
+                    Some(slot) => slot.1 = n,
+                    None => amounts.push((rc.to_owned(), n)),
+                }
+                continue;
+            }
             if let Some(rest) = key.strip_prefix("resources") {
                 return Err(FilterError::Unsupported(format!(
-                    "flavor extra spec resources{rest}={value}: resource overrides and numbered groups are not emulated"
+                    "flavor extra spec resources{rest}={value}: numbered request groups are not emulated"
                 )));
             }
             if let Some(t) = key.strip_prefix("trait:") {
@@ -242,11 +265,11 @@ impl Scheduler {
             q.required.push("OWNER_NOVA".into());
         }
         q.forbidden.push("COMPUTE_STATUS_DISABLED".into());
-        amounts.retain(|&(_, a)| a > 0);
+        amounts.retain(|(_, a)| *a > 0);
         for (rc, a) in amounts {
-            match fleet.rc_index(rc) {
+            match fleet.rc_index(&rc) {
                 Some(i) => q.resources.push((i, a)),
-                None => q.unknown_resources.push(rc.to_owned()),
+                None => q.unknown_resources.push(rc),
             }
         }
         if let Some(az) = req.availability_zone.as_deref().filter(|a| !a.is_empty()) {

@@ -9,7 +9,9 @@ pub mod bench_boot;
 pub mod decide;
 pub mod fleet;
 pub mod load;
+pub mod plots;
 pub mod serve;
+pub mod simulate;
 
 /// Quiver: OpenStack Nova's scheduler and Placement as vectorized kernels
 /// over a columnar fleet.
@@ -36,7 +38,8 @@ const EXAMPLES: &str = "Examples:
   quiver bench --sizes 10000,100000,1000000
   quiver serve --data ./quiver-data --with-agents 3
   quiver agent --controller http://127.0.0.1:8774 --host compute-a
-  quiver bench boot --hosts 1000 --driver fake --servers 2000";
+  quiver bench boot --hosts 1000 --driver fake --servers 2000
+  quiver simulate --trace alibaba:../shared/data/alibaba-gpu-v2023 --policy spread.toml --policy pack.toml --out out/sim";
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -55,6 +58,12 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Run a compute agent for one host (or many simulated hosts).
     Agent(agent::AgentArgs),
+    /// What-if capacity simulation: replay a workload (trace file, the
+    /// Alibaba GPU trace, or a synthetic one) against a fleet under one or
+    /// more scheduler policies in parallel, and compare acceptance,
+    /// utilization, hosts in use, stranded capacity, fragmentation and the
+    /// smallest fleet that holds the workload.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Sets up structured logging on stderr.
@@ -85,5 +94,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Agent(a) => agent::run(a),
+        Command::Simulate(a) => simulate::run(a),
     }
 }

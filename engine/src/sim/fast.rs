@@ -1,0 +1,504 @@
+//! Placing one simulated arrival: the full scheduler pipeline, or an exact
+//! incremental shortcut for requests whose answer depends on the fleet only
+//! through per-host state.
+//!
+//! A simulation sends the same request shapes again and again at a fleet in
+//! which one host changes per event. For a shape with no server group or
+//! hints, `host_subset_size = 1` and no tie shuffling, every filter Quiver
+//! knows to be static in a simulation (service state, traits, aggregates,
+//! image properties) gives the same answer for the whole replay, and the
+//! remaining per-host test is Placement's capacity check. So per shape the
+//! fast path keeps:
+//!
+//! - the static survivors (placement's trait, aggregate and unit checks and
+//!   the static filters' kernels, run once);
+//! - a segment tree over hosts holding, per weigher, the minimum and maximum
+//!   clamped raw value of the hosts that pass and fit now, updated in
+//!   O(weighers x log hosts) for each host an event changed (a journal of
+//!   changed hosts, replayed lazily per shape).
+//!
+//! The tree's root gives Nova's normalization bounds; the best host is then
+//! found by branch and bound over the tree: a node's upper bound is the
+//! weight formula evaluated at each weigher's best extreme in the node,
+//! which, because every term is monotone in its raw value in floating
+//! point too, is never below the weight of any host inside. Leaves use the
+//! engine's exact formula and tie-break (higher weight, then lower index),
+//! so the fast path picks exactly the host the full pipeline picks; a test
+//! replays workloads both ways and compares every decision.
+
+use std::collections::HashMap;
+
+use crate::candidates::PreparedQuery;
+use crate::filters::RequestContext;
+use crate::fleet::Fleet;
+use crate::request::{BootRequest, default_instance_uuid};
+use crate::scheduler::{Groups, Scheduler};
+use crate::sim::workload::Workload;
+use crate::weights::{Multiplier, Raw};
+
+/// What happened to one arrival.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Placed on `host`; `fast` when the shortcut decided it.
+    Placed {
+        /// Host index.
+        host: usize,
+        /// Decided by the fast path.
+        fast: bool,
+    },
+    /// No host.
+    Rejected {
+        /// `placement`, `filters`, `claim` or `unsupported`.
+        stage: String,
+        /// The filter that emptied the list, at the `filters` stage.
+        filter: Option<String>,
+    },
+}
+
+/// Filters whose answer for a host cannot change during a replay: they read
+/// only what a simulation never changes (service state, traits, aggregates,
+/// hypervisor facts, image properties).
+const STATIC_FILTERS: [&str; 9] = [
+    "AllHostsFilter",
+    "ComputeFilter",
+    "ImagePropertiesFilter",
+    "AggregateInstanceExtraSpecsFilter",
+    "AggregateMultiTenancyIsolation",
+    "AggregateImagePropertiesIsolation",
+    "AggregateTypeAffinityFilter",
+    "IsolatedHostsFilter",
+    "MetricsFilter",
+];
+
+/// ComputeCapabilitiesFilter is static unless the flavor compares a usage
+/// attribute of `HostState`.
+fn capabilities_static(req: &BootRequest) -> bool {
+    const USAGE: [&str; 6] = ["free_ram_mb", "free_disk_mb", "vcpus_used", "num_instances", "num_io_ops", "num_"];
+    !req.flavor.extra_specs.keys().any(|k| USAGE.iter().any(|u| k.contains(u)))
+}
+
+/// Per workload class: what departures give back, and the fast path state.
+struct Class {
+    resources: Vec<(usize, i32)>,
+    memory_mb: i32,
+    disk_mb: i32,
+    vcpus: i32,
+    fast: FastState,
+}
+
+enum FastState {
+    Untried,
+    Ineligible,
+    Ready(Box<ShapeTree>),
+}
+
+/// Places arrivals and takes departures back.
+pub struct Placer {
+    sched: Scheduler,
+    classes: Vec<Class>,
+    with_group: HashMap<(u32, u32), BootRequest>,
+    fast: bool,
+    /// Keep `Fleet::instances` for every placed server (needed when a
+    /// request may look at other servers: groups and hints).
+    track_instances: bool,
+    /// Requests placed by the full pipeline (it records their instance).
+    full_placed: Vec<bool>,
+    /// Hosts changed by events, in order; `journal_base` is the absolute
+    /// index of its first entry.
+    journal: Vec<u32>,
+    journal_base: usize,
+}
+
+impl Placer {
+    /// A placer for `workload` on `fleet`; `fast` enables the shortcut.
+    pub fn new(sched: Scheduler, fleet: &Fleet, workload: &Workload, fast: bool) -> Self {
+        let classes = workload
+            .classes
+            .iter()
+            .zip(class_demands(&sched, fleet, workload))
+            .map(|(req, resources)| {
+                let f = &req.flavor;
+                Class {
+                    resources,
+                    memory_mb: f.memory_mb as i32,
+                    disk_mb: ((f.root_gb + f.ephemeral_gb) * 1024) as i32,
+                    vcpus: f.vcpus as i32,
+                    fast: FastState::Untried,
+                }
+            })
+            .collect();
+        let track_instances = !workload.groups.is_empty()
+            || workload.requests.iter().any(|r| r.group.is_some())
+            || workload.classes.iter().any(|c| !c.scheduler_hints.is_empty());
+        Self {
+            sched,
+            classes,
+            with_group: HashMap::new(),
+            fast,
+            track_instances,
+            full_placed: vec![false; workload.requests.len()],
+            journal: Vec::new(),
+            journal_base: 0,
+        }
+    }
+
+    /// What one request of class `c` claims in Placement.
+    pub fn demand(&self, c: usize) -> &[(usize, i32)] {
+        &self.classes[c].resources
+    }
+
+    /// Places request `r`.
+    pub fn arrive(&mut self, fleet: &mut Fleet, groups: &mut Groups, workload: &Workload, r: usize) -> Outcome {
+        let req = workload.requests[r];
+        let c = req.class as usize;
+        if self.fast && req.group.is_none() && !self.track_instances {
+            if matches!(self.classes[c].fast, FastState::Untried) {
+                let seen = self.journal_base + self.journal.len();
+                self.classes[c].fast = match ShapeTree::new(&self.sched, fleet, &workload.classes[c], seen) {
+                    Some(t) => FastState::Ready(Box::new(t)),
+                    None => FastState::Ineligible,
+                };
+            }
+            if let FastState::Ready(tree) = &mut self.classes[c].fast
+                && let Some(host) =
+                    tree.choose(&self.sched, fleet, &workload.classes[c], &self.journal, self.journal_base)
+            {
+                let class = &self.classes[c];
+                let claimed = fleet.claim(host, &class.resources);
+                debug_assert!(claimed, "the fast path picked a host that does not fit");
+                fleet.consume(host, class.memory_mb, class.disk_mb, class.vcpus);
+                fleet.finish_build(host);
+                self.note(host);
+                return Outcome::Placed { host, fast: true };
+            }
+        }
+        let breq = match req.group {
+            None => &workload.classes[c],
+            Some(g) => self.with_group.entry((req.class, g)).or_insert_with(|| {
+                let mut b = workload.classes[c].clone();
+                b.scheduler_hints.insert("group".into(), workload.groups[g as usize].uuid.clone().into());
+                b
+            }),
+        };
+        let d = self.sched.schedule(fleet, groups, breq, r);
+        if d.status == "ok"
+            && let Some(host) = d.chosen.first().and_then(|n| fleet.index_of(n))
+        {
+            fleet.finish_build(host);
+            self.full_placed[r] = true;
+            self.note(host);
+            return Outcome::Placed { host, fast: false };
+        }
+        let stage = d.failed_stage.clone().unwrap_or_else(|| d.status.clone());
+        let filter = (stage == "filters")
+            .then(|| {
+                d.instances.last().and_then(|i| i.filter_trace.as_ref()).and_then(|t| {
+                    t.iter().find(|(_, n)| *n == 0).map(|(name, _)| name.clone())
+                })
+            })
+            .flatten();
+        Outcome::Rejected { stage, filter }
+    }
+
+    /// Takes request `r`'s server off `host`.
+    pub fn depart(&mut self, fleet: &mut Fleet, r: usize, host: usize, class: usize) {
+        let c = &self.classes[class];
+        fleet.release(host, &c.resources);
+        fleet.unconsume(host, c.memory_mb, c.disk_mb, c.vcpus);
+        if self.track_instances || self.full_placed[r] {
+            fleet.instances.remove(&default_instance_uuid(r, 0));
+        }
+        self.note(host);
+    }
+
+    fn note(&mut self, host: usize) {
+        self.journal.push(host as u32);
+        // Keep the journal short: shapes that fell this far behind rebuild.
+        if self.journal.len() > 1 << 16 {
+            let drop = self.journal.len() / 2;
+            self.journal.drain(..drop);
+            self.journal_base += drop;
+        }
+    }
+}
+
+/// What one request of each workload class claims in Placement
+/// (`(resource class column, amount)`; empty for a request Quiver cannot
+/// express as a placement query).
+pub fn class_demands(sched: &Scheduler, fleet: &Fleet, workload: &Workload) -> Vec<Vec<(usize, i32)>> {
+    workload
+        .classes
+        .iter()
+        .map(|req| sched.placement_query(fleet, req).map(|q| q.prepare(fleet).resources().to_vec()).unwrap_or_default())
+        .collect()
+}
+
+/// One weigher as the tree sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct WeigherSlot {
+    index: usize,
+    minval: Option<f64>,
+    maxval: Option<f64>,
+    multiplier: f64,
+}
+
+/// The fast path's state for one request shape.
+pub(crate) struct ShapeTree {
+    query: PreparedQuery,
+    /// Hosts passing placement's static checks and the static filters.
+    static_ok: Vec<u64>,
+    slots: Vec<WeigherSlot>,
+    /// Leaves start at `size` (a power of two >= hosts).
+    size: usize,
+    count: Vec<u32>,
+    /// `[node * slots + w]`.
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    /// Absolute journal position replayed so far.
+    seen: usize,
+}
+
+impl ShapeTree {
+    /// Builds the tree for `req`, or `None` when the shape needs the full
+    /// pipeline.
+    fn new(sched: &Scheduler, fleet: &Fleet, req: &BootRequest, seen: usize) -> Option<Self> {
+        let conf = sched.config();
+        if conf.host_subset_size > 1
+            || conf.shuffle_best_same_weighed_hosts
+            || !req.scheduler_hints.is_empty()
+            || req.num_instances > 1
+        {
+            return None;
+        }
+        let query = sched.placement_query(fleet, req).ok()?.prepare(fleet);
+        let ctx = RequestContext { fleet, conf, request: req, group: None, instance_uuid: 0, index: 0 };
+        let mut kernels = Vec::new();
+        for f in sched.filters() {
+            let Some(k) = f.prepare(&ctx).ok()? else { continue };
+            let name = f.name();
+            let ok = STATIC_FILTERS.contains(&name)
+                || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
+            if !ok {
+                return None;
+            }
+            kernels.push(k);
+        }
+        let mut static_ok = Vec::with_capacity(fleet.len().div_ceil(64));
+        for b in &fleet.batches {
+            let mut words = vec![0u64; b.len().div_ceil(64)];
+            query.static_candidates(fleet, b, &mut words);
+            for k in &kernels {
+                k(b, &mut words);
+            }
+            static_ok.extend(words);
+        }
+        drop(kernels);
+        let size = fleet.len().next_power_of_two().max(1);
+        let mut t = Self {
+            query,
+            static_ok,
+            slots: Vec::new(),
+            size,
+            count: Vec::new(),
+            lo: Vec::new(),
+            hi: Vec::new(),
+            seen,
+        };
+        let raws = prepare_weighers(sched, &ctx)?;
+        t.slots = slots_of(&raws)?;
+        t.rebuild(fleet, &raws);
+        Some(t)
+    }
+
+    /// Brings the tree up to date and picks the host, or `None` when no
+    /// host fits or the shape must go through the full pipeline this time
+    /// (then the full pipeline decides and explains).
+    fn choose(
+        &mut self,
+        sched: &Scheduler,
+        fleet: &Fleet,
+        req: &BootRequest,
+        journal: &[u32],
+        base: usize,
+    ) -> Option<usize> {
+        let ctx = RequestContext { fleet, conf: sched.config(), request: req, group: None, instance_uuid: 0, index: 0 };
+        let raws = prepare_weighers(sched, &ctx)?;
+        let slots = slots_of(&raws)?;
+        let end = base + journal.len();
+        if slots != self.slots || self.seen < base || end - self.seen > fleet.len() / 8 + 64 {
+            self.slots = slots;
+            self.rebuild(fleet, &raws);
+        } else {
+            let mut buf = [0.0f64; 1];
+            for &h in &journal[self.seen - base..] {
+                self.update(fleet, &raws, h as usize, &mut buf);
+            }
+        }
+        self.seen = end;
+        self.best()
+    }
+
+    fn is_static_ok(&self, h: usize) -> bool {
+        (self.static_ok[h / 64] >> (h % 64)) & 1 == 1
+    }
+
+    fn rebuild(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>]) {
+        let nw = self.slots.len();
+        let nodes = 2 * self.size;
+        self.count = vec![0; nodes];
+        self.lo = vec![f64::INFINITY; nodes * nw];
+        self.hi = vec![f64::NEG_INFINITY; nodes * nw];
+        let mut buf = vec![0.0f64; crate::fleet::BLOCK];
+        for b in &fleet.batches {
+            for row0 in (0..b.len()).step_by(crate::fleet::BLOCK) {
+                let len = (b.len() - row0).min(crate::fleet::BLOCK);
+                for h in b.start + row0..b.start + row0 + len {
+                    self.count[self.size + h] = (self.is_static_ok(h) && self.query.fits(fleet, h)) as u32;
+                }
+                for (w, s) in self.slots.iter().enumerate() {
+                    let Some(r) = &raws[s.index] else { continue };
+                    (r.values)(b, row0, &mut buf[..len]);
+                    for (i, &x) in buf[..len].iter().enumerate() {
+                        let h = b.start + row0 + i;
+                        if self.count[self.size + h] == 1 {
+                            let x = clamp(x, s);
+                            self.lo[(self.size + h) * nw + w] = x;
+                            self.hi[(self.size + h) * nw + w] = x;
+                        }
+                    }
+                }
+            }
+        }
+        for node in (1..self.size).rev() {
+            self.pull(node);
+        }
+    }
+
+    fn update(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>], h: usize, buf: &mut [f64; 1]) {
+        let nw = self.slots.len();
+        let leaf = self.size + h;
+        let member = self.is_static_ok(h) && self.query.fits(fleet, h);
+        self.count[leaf] = member as u32;
+        let (b, row) = fleet.locate(h);
+        for (w, s) in self.slots.iter().enumerate() {
+            let x = match (&raws[s.index], member) {
+                (Some(r), true) => {
+                    (r.values)(b, row, buf);
+                    clamp(buf[0], s)
+                }
+                _ => f64::NAN,
+            };
+            self.lo[leaf * nw + w] = if member { x } else { f64::INFINITY };
+            self.hi[leaf * nw + w] = if member { x } else { f64::NEG_INFINITY };
+        }
+        let mut node = leaf / 2;
+        while node >= 1 {
+            self.pull(node);
+            node /= 2;
+        }
+    }
+
+    fn pull(&mut self, node: usize) {
+        let nw = self.slots.len();
+        let (l, r) = (2 * node, 2 * node + 1);
+        self.count[node] = self.count[l] + self.count[r];
+        for w in 0..nw {
+            self.lo[node * nw + w] = self.lo[l * nw + w].min(self.lo[r * nw + w]);
+            self.hi[node * nw + w] = self.hi[l * nw + w].max(self.hi[r * nw + w]);
+        }
+    }
+
+    /// Nova's choice among the current members.
+    fn best(&self) -> Option<usize> {
+        let nw = self.slots.len();
+        let members = self.count[1];
+        if members == 0 {
+            return None;
+        }
+        // Nova's normalization bounds over the survivors; weighers whose
+        // range is empty add nothing (the engine skips them too).
+        let mut active: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(nw);
+        if members > 1 {
+            for (w, s) in self.slots.iter().enumerate() {
+                let lo = s.minval.unwrap_or(self.lo[nw + w]);
+                let hi = s.maxval.unwrap_or(self.hi[nw + w]);
+                if lo != hi {
+                    active.push((w, lo, hi - lo, s.multiplier));
+                }
+            }
+        }
+        let bound = |node: usize| -> f64 {
+            let mut acc = 0.0;
+            for &(w, lo, range, m) in &active {
+                let x = if m >= 0.0 { self.hi[node * nw + w] } else { self.lo[node * nw + w] };
+                acc += m * ((x - lo) / range);
+            }
+            acc
+        };
+        let levels = self.size.trailing_zeros();
+        let start = |node: usize| {
+            let depth = usize::BITS - 1 - node.leading_zeros();
+            (node - (1 << depth)) << (levels - depth)
+        };
+        let mut best: Option<(f64, usize)> = None;
+        let mut stack: Vec<(usize, f64)> = vec![(1, bound(1))];
+        while let Some((node, b)) = stack.pop() {
+            if self.count[node] == 0 {
+                continue;
+            }
+            if let Some((bw, bh)) = best
+                && (b < bw || (b == bw && start(node) > bh))
+            {
+                continue;
+            }
+            if node >= self.size {
+                // a leaf: its bound is its weight
+                let h = node - self.size;
+                if best.is_none_or(|(bw, bh)| b > bw || (b == bw && h < bh)) {
+                    best = Some((b, h));
+                }
+                continue;
+            }
+            let (l, r) = (2 * node, 2 * node + 1);
+            let (bl, br) = (bound(l), bound(r));
+            // pop the more promising child first (the left one on a tie)
+            if bl >= br {
+                stack.push((r, br));
+                stack.push((l, bl));
+            } else {
+                stack.push((l, bl));
+                stack.push((r, br));
+            }
+        }
+        best.map(|(_, h)| h)
+    }
+}
+
+fn clamp(x: f64, s: &WeigherSlot) -> f64 {
+    if s.minval.is_some() || s.maxval.is_some() {
+        x.clamp(s.minval.unwrap_or(f64::NEG_INFINITY), s.maxval.unwrap_or(f64::INFINITY))
+    } else {
+        x
+    }
+}
+
+/// Every weigher prepared for the shape; `None` when one fails (the full
+/// pipeline then reports it).
+fn prepare_weighers<'a>(sched: &Scheduler, ctx: &RequestContext<'a>) -> Option<Vec<Option<Raw<'a>>>> {
+    sched.weighers().iter().map(|w| w.prepare(ctx).ok()).collect()
+}
+
+/// The slots of the weighers that weigh; `None` when one needs what the
+/// tree does not model (a per-aggregate multiplier, a survivor check).
+fn slots_of(raws: &[Option<Raw<'_>>]) -> Option<Vec<WeigherSlot>> {
+    let mut out = Vec::new();
+    for (index, r) in raws.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let Multiplier::Const(m) = r.multiplier else { return None };
+        if r.check.is_some() {
+            return None;
+        }
+        out.push(WeigherSlot { index, minval: r.minval, maxval: r.maxval, multiplier: m });
+    }
+    Some(out)
+}
