@@ -234,12 +234,26 @@ pub fn class_demands(sched: &Scheduler, fleet: &Fleet, workload: &Workload) -> V
 }
 
 /// One weigher as the tree sees it.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 struct WeigherSlot {
     index: usize,
     minval: Option<f64>,
     maxval: Option<f64>,
-    multiplier: f64,
+    multiplier: Multiplier,
+}
+
+impl WeigherSlot {
+    /// Host `h`'s multiplier (aggregate metadata override, else the option).
+    #[inline]
+    fn multiplier_of(&self, fleet: &Fleet, h: usize) -> f64 {
+        match &self.multiplier {
+            Multiplier::Const(m) => *m,
+            Multiplier::PerAggset(ms) => {
+                let (b, row) = fleet.locate(h);
+                ms[b.aggset[row] as usize]
+            }
+        }
+    }
 }
 
 /// The fast path's state for one request shape.
@@ -250,10 +264,21 @@ pub(crate) struct ShapeTree {
     slots: Vec<WeigherSlot>,
     /// Leaves start at `size` (a power of two >= hosts).
     size: usize,
+    /// Leaf position of each host: hosts of one hardware profile and
+    /// aggregate set sit side by side, so a subtree's per-weigher extremes
+    /// come from similar hosts and its bound is tight.
+    pos: Vec<u32>,
+    /// The host at each leaf position.
+    perm: Vec<u32>,
     count: Vec<u32>,
-    /// `[node * slots + w]`.
+    /// Lowest host index among a node's members (for Nova's tie-break).
+    minidx: Vec<u32>,
+    /// `[node * slots + w]`: extremes of the clamped raw values of the
+    /// node's members, and the largest multiplier of any host under the
+    /// node (members or not: still an upper bound).
     lo: Vec<f64>,
     hi: Vec<f64>,
+    mmax: Vec<f64>,
     /// Absolute journal position replayed so far.
     seen: usize,
 }
@@ -294,14 +319,28 @@ impl ShapeTree {
         }
         drop(kernels);
         let size = fleet.len().next_power_of_two().max(1);
+        let mut perm: Vec<u32> = (0..fleet.len() as u32).collect();
+        perm.sort_by_key(|&h| {
+            let (b, row) = fleet.locate(h as usize);
+            let codes: Vec<u32> = b.rc.iter().map(|c| c.code[row]).collect();
+            (codes, b.aggset[row], b.hypervisor_version[row], b.failed_builds[row], h)
+        });
+        let mut pos = vec![0u32; fleet.len()];
+        for (p, &h) in perm.iter().enumerate() {
+            pos[h as usize] = p as u32;
+        }
         let mut t = Self {
             query,
             static_ok,
             slots: Vec::new(),
             size,
+            pos,
+            perm,
             count: Vec::new(),
+            minidx: Vec::new(),
             lo: Vec::new(),
             hi: Vec::new(),
+            mmax: Vec::new(),
             seen,
         };
         let raws = prepare_weighers(sched, &ctx)?;
@@ -346,24 +385,35 @@ impl ShapeTree {
         let nw = self.slots.len();
         let nodes = 2 * self.size;
         self.count = vec![0; nodes];
+        self.minidx = vec![u32::MAX; nodes];
         self.lo = vec![f64::INFINITY; nodes * nw];
         self.hi = vec![f64::NEG_INFINITY; nodes * nw];
+        self.mmax = vec![f64::NEG_INFINITY; nodes * nw];
+        for h in 0..fleet.len() {
+            let leaf = self.size + self.pos[h] as usize;
+            for (w, s) in self.slots.iter().enumerate() {
+                self.mmax[leaf * nw + w] = s.multiplier_of(fleet, h);
+            }
+        }
         let mut buf = vec![0.0f64; crate::fleet::BLOCK];
         for b in &fleet.batches {
             for row0 in (0..b.len()).step_by(crate::fleet::BLOCK) {
                 let len = (b.len() - row0).min(crate::fleet::BLOCK);
                 for h in b.start + row0..b.start + row0 + len {
-                    self.count[self.size + h] = (self.is_static_ok(h) && self.query.fits(fleet, h)) as u32;
+                    let leaf = self.size + self.pos[h] as usize;
+                    let member = self.is_static_ok(h) && self.query.fits(fleet, h);
+                    self.count[leaf] = member as u32;
+                    self.minidx[leaf] = if member { h as u32 } else { u32::MAX };
                 }
                 for (w, s) in self.slots.iter().enumerate() {
                     let Some(r) = &raws[s.index] else { continue };
                     (r.values)(b, row0, &mut buf[..len]);
                     for (i, &x) in buf[..len].iter().enumerate() {
-                        let h = b.start + row0 + i;
-                        if self.count[self.size + h] == 1 {
+                        let leaf = self.size + self.pos[b.start + row0 + i] as usize;
+                        if self.count[leaf] == 1 {
                             let x = clamp(x, s);
-                            self.lo[(self.size + h) * nw + w] = x;
-                            self.hi[(self.size + h) * nw + w] = x;
+                            self.lo[leaf * nw + w] = x;
+                            self.hi[leaf * nw + w] = x;
                         }
                     }
                 }
@@ -372,13 +422,15 @@ impl ShapeTree {
         for node in (1..self.size).rev() {
             self.pull(node);
         }
+        self.pull_multipliers();
     }
 
     fn update(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>], h: usize, buf: &mut [f64; 1]) {
         let nw = self.slots.len();
-        let leaf = self.size + h;
+        let leaf = self.size + self.pos[h] as usize;
         let member = self.is_static_ok(h) && self.query.fits(fleet, h);
         self.count[leaf] = member as u32;
+        self.minidx[leaf] = if member { h as u32 } else { u32::MAX };
         let (b, row) = fleet.locate(h);
         for (w, s) in self.slots.iter().enumerate() {
             let x = match (&raws[s.index], member) {
@@ -402,9 +454,20 @@ impl ShapeTree {
         let nw = self.slots.len();
         let (l, r) = (2 * node, 2 * node + 1);
         self.count[node] = self.count[l] + self.count[r];
+        self.minidx[node] = self.minidx[l].min(self.minidx[r]);
         for w in 0..nw {
             self.lo[node * nw + w] = self.lo[l * nw + w].min(self.lo[r * nw + w]);
             self.hi[node * nw + w] = self.hi[l * nw + w].max(self.hi[r * nw + w]);
+        }
+    }
+
+    fn pull_multipliers(&mut self) {
+        let nw = self.slots.len();
+        for node in (1..self.size).rev() {
+            let (l, r) = (2 * node, 2 * node + 1);
+            for w in 0..nw {
+                self.mmax[node * nw + w] = self.mmax[l * nw + w].max(self.mmax[r * nw + w]);
+            }
         }
     }
 
@@ -417,28 +480,27 @@ impl ShapeTree {
         }
         // Nova's normalization bounds over the survivors; weighers whose
         // range is empty add nothing (the engine skips them too).
-        let mut active: Vec<(usize, f64, f64, f64)> = Vec::with_capacity(nw);
+        let mut active: Vec<(usize, f64, f64)> = Vec::with_capacity(nw);
         if members > 1 {
             for (w, s) in self.slots.iter().enumerate() {
                 let lo = s.minval.unwrap_or(self.lo[nw + w]);
                 let hi = s.maxval.unwrap_or(self.hi[nw + w]);
                 if lo != hi {
-                    active.push((w, lo, hi - lo, s.multiplier));
+                    active.push((w, lo, hi - lo));
                 }
             }
         }
+        // The engine's term is `m * ((x - lo) / range)` with the normalized
+        // value in [0, 1]: the largest multiplier times the best extreme
+        // bounds it (for a leaf, it is the term).
         let bound = |node: usize| -> f64 {
             let mut acc = 0.0;
-            for &(w, lo, range, m) in &active {
+            for &(w, lo, range) in &active {
+                let m = self.mmax[node * nw + w];
                 let x = if m >= 0.0 { self.hi[node * nw + w] } else { self.lo[node * nw + w] };
                 acc += m * ((x - lo) / range);
             }
             acc
-        };
-        let levels = self.size.trailing_zeros();
-        let start = |node: usize| {
-            let depth = usize::BITS - 1 - node.leading_zeros();
-            (node - (1 << depth)) << (levels - depth)
         };
         let mut best: Option<(f64, usize)> = None;
         let mut stack: Vec<(usize, f64)> = vec![(1, bound(1))];
@@ -447,13 +509,13 @@ impl ShapeTree {
                 continue;
             }
             if let Some((bw, bh)) = best
-                && (b < bw || (b == bw && start(node) > bh))
+                && (b < bw || (b == bw && self.minidx[node] as usize > bh))
             {
                 continue;
             }
             if node >= self.size {
                 // a leaf: its bound is its weight
-                let h = node - self.size;
+                let h = self.perm[node - self.size] as usize;
                 if best.is_none_or(|(bw, bh)| b > bw || (b == bw && h < bh)) {
                     best = Some((b, h));
                 }
@@ -461,8 +523,9 @@ impl ShapeTree {
             }
             let (l, r) = (2 * node, 2 * node + 1);
             let (bl, br) = (bound(l), bound(r));
-            // pop the more promising child first (the left one on a tie)
-            if bl >= br {
+            // pop the more promising child first (on a tie, the one holding
+            // the lower host index)
+            if bl > br || (bl == br && self.minidx[l] <= self.minidx[r]) {
                 stack.push((r, br));
                 stack.push((l, bl));
             } else {
@@ -489,16 +552,15 @@ fn prepare_weighers<'a>(sched: &Scheduler, ctx: &RequestContext<'a>) -> Option<V
 }
 
 /// The slots of the weighers that weigh; `None` when one needs what the
-/// tree does not model (a per-aggregate multiplier, a survivor check).
+/// tree does not model (a check of the survivors).
 fn slots_of(raws: &[Option<Raw<'_>>]) -> Option<Vec<WeigherSlot>> {
     let mut out = Vec::new();
     for (index, r) in raws.iter().enumerate() {
         let Some(r) = r else { continue };
-        let Multiplier::Const(m) = r.multiplier else { return None };
         if r.check.is_some() {
             return None;
         }
-        out.push(WeigherSlot { index, minval: r.minval, maxval: r.maxval, multiplier: m });
+        out.push(WeigherSlot { index, minval: r.minval, maxval: r.maxval, multiplier: r.multiplier.clone() });
     }
     Some(out)
 }
