@@ -1,3 +1,4 @@
 //! The Quiver API crate: the Placement REST API (and the `quiver` binary).
 pub mod compute_api;
 pub mod placement_api;
+pub mod query_output;

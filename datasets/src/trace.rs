@@ -197,3 +197,48 @@ impl TraceRows {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn reads_rows_and_interns_shapes() {
+        let (_d, p) = write(
+            "t.csv",
+            "arrival,lifetime,flavor,vcpus,memory_mb,resources,server_group,required_traits\n\
+             5,10,m1.small,,,,,\n\
+             1,,gpu,4,8192,CUSTOM_GPU_MILLI=500,g1,CUSTOM_GPU_T4\n\
+             2,3,m1.small,,,,g1,\n",
+        );
+        let w = read_trace(&p).unwrap();
+        assert_eq!(w.requests.len(), 3);
+        assert_eq!(w.requests[0].arrival, 1.0, "sorted by arrival");
+        assert_eq!(w.requests[0].departure, None);
+        assert_eq!(w.requests[2].departure, Some(15.0));
+        assert_eq!(w.classes.len(), 2, "two m1.small rows share a shape");
+        let gpu = &w.classes[w.requests[0].class as usize].flavor;
+        assert_eq!(gpu.extra_specs.get("resources:CUSTOM_GPU_MILLI").map(String::as_str), Some("500"));
+        assert_eq!(gpu.extra_specs.get("trait:CUSTOM_GPU_T4").map(String::as_str), Some("required"));
+        assert_eq!(w.groups.len(), 1);
+    }
+
+    #[test]
+    fn malformed_row_is_reported_with_its_number() {
+        let (_d, p) = write("t.csv", "arrival,lifetime,flavor\n0,10,m1.small\n1,10,m1.tiny\n2,ten,m1.small\n");
+        let e = read_trace(&p).unwrap_err().to_string();
+        assert!(e.contains("row 3") && e.contains("lifetime") && e.contains("\"ten\""), "{e}");
+        let (_d, p) = write("t.csv", "arrival,flavor\n0,m1.small\n1,m9.huge\n");
+        let e = read_trace(&p).unwrap_err().to_string();
+        assert!(e.contains("row 2") && e.contains("m9.huge"), "{e}");
+        let (_d, p) = write("t.csv", "arrival,flavor\n0,m1.small,extra\n");
+        assert!(read_trace(&p).unwrap_err().to_string().contains("row 1"));
+    }
+}

@@ -74,3 +74,65 @@ pub fn generate_workload(spec: &WorkloadSpec) -> Result<Workload> {
     }
     Ok(w.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::{FleetSpec, generate};
+    use quiver_engine::sim::{Policy, SimOptions, run_policy};
+
+    fn setup() -> (quiver_engine::Fleet, Workload) {
+        let fleet = generate(&FleetSpec { hosts: 300, seed: 3, with_instances: false }, |_| {}).unwrap();
+        // enough load to fill the fleet and reject some
+        let spec = WorkloadSpec { requests: 4000, rate: 20.0, mean_lifetime: 600.0, seed: 9, ..Default::default() };
+        (fleet, generate_workload(&spec).unwrap())
+    }
+
+    #[test]
+    fn same_seed_same_workload() {
+        let spec = WorkloadSpec { requests: 500, ..Default::default() };
+        let a = generate_workload(&spec).unwrap();
+        let b = generate_workload(&spec).unwrap();
+        assert_eq!(a.requests, b.requests);
+        let c = generate_workload(&WorkloadSpec { seed: 2, ..spec }).unwrap();
+        assert_ne!(a.requests, c.requests);
+    }
+
+    #[test]
+    fn same_seed_same_simulation() {
+        let (fleet, w) = setup();
+        let p = Policy::parse("subset", "[filter_scheduler]\nhost_subset_size = 3\n").unwrap();
+        let opts = SimOptions { seed: 7, sample_interval: None, compaction: false, fast: true };
+        let a = run_policy(&fleet, &w, &p, &opts, &mut |_| {}).unwrap();
+        let b = run_policy(&fleet, &w, &p, &opts, &mut |_| {}).unwrap();
+        assert_eq!(a.counts, b.counts);
+        assert_eq!(a.timeline, b.timeline);
+        assert!(a.counts.accepted > 0 && a.counts.rejected > 0, "{:?}", a.counts);
+    }
+
+    /// The fast path must pick exactly the host the full pipeline picks:
+    /// same counters and the same usage at every sample, for spread, pack
+    /// and Nova's defaults (with the generated fleet's aggregate weight
+    /// overrides).
+    #[test]
+    fn fast_path_decides_like_the_full_pipeline() {
+        let (fleet, w) = setup();
+        for (name, text) in [
+            ("default", ""),
+            ("pack", "[filter_scheduler]\nram_weight_multiplier = -1.0\ncpu_weight_multiplier = -1.0\n"),
+            ("ram", "[filter_scheduler]\nweight_classes = [\"RAMWeigher\", \"IoOpsWeigher\"]\n"),
+        ] {
+            let p = Policy::parse(name, text).unwrap();
+            let run = |fast| {
+                let opts = SimOptions { seed: 1, sample_interval: Some(60.0), compaction: false, fast };
+                run_policy(&fleet, &w, &p, &opts, &mut |_| {}).unwrap()
+            };
+            let (f, s) = (run(true), run(false));
+            assert!(f.counts.fast_decisions > f.counts.accepted / 2, "{name}: fast path barely used");
+            assert_eq!(s.counts.fast_decisions, 0);
+            let strip = |c: &quiver_engine::sim::Counts| quiver_engine::sim::Counts { fast_decisions: 0, ..c.clone() };
+            assert_eq!(strip(&f.counts), strip(&s.counts), "{name}");
+            assert_eq!(f.timeline, s.timeline, "{name}");
+        }
+    }
+}

@@ -17,6 +17,8 @@ pub mod request;
 pub mod scheduler;
 pub mod select;
 pub mod sim;
+#[cfg(feature = "sql")]
+pub mod sql;
 pub mod vocab;
 pub mod weights;
 

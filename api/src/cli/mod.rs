@@ -10,6 +10,7 @@ pub mod decide;
 pub mod fleet;
 pub mod load;
 pub mod plots;
+pub mod query;
 pub mod serve;
 pub mod simulate;
 
@@ -39,7 +40,8 @@ const EXAMPLES: &str = "Examples:
   quiver serve --data ./quiver-data --with-agents 3
   quiver agent --controller http://127.0.0.1:8774 --host compute-a
   quiver bench boot --hosts 1000 --driver fake --servers 2000
-  quiver simulate --trace alibaba:../shared/data/alibaba-gpu-v2023 --policy spread.toml --policy pack.toml --out out/sim";
+  quiver simulate --trace alibaba:../shared/data/alibaba-gpu-v2023 --policy spread.toml --policy pack.toml --out out/sim
+  quiver query --hosts 100000 \"SELECT availability_zone, SUM(vcpu_free) FROM hosts GROUP BY 1\"";
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -64,6 +66,9 @@ pub enum Command {
     /// utilization, hosts in use, stranded capacity, fragmentation and the
     /// smallest fleet that holds the workload.
     Simulate(simulate::SimulateArgs),
+    /// SQL over a fleet (hosts, inventories, usage, traits, aggregates) and
+    /// simulation timelines, through DataFusion; or a JsonFilter query.
+    Query(query::QueryArgs),
 }
 
 /// Sets up structured logging on stderr.
@@ -95,5 +100,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(a) => serve::run(a),
         Command::Agent(a) => agent::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::Query(a) => query::run(a),
     }
 }

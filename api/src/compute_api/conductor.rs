@@ -62,6 +62,16 @@ fn down_hosts(r: &Records, down_time: f64) -> Vec<String> {
     r.services.values().filter(|s| super::is_down(s, down_time)).map(|s| s.host.clone()).collect()
 }
 
+/// A snapshot of the fleet as the scheduler would see it now (for
+/// `GET /v1/fleet` and `POST /v1/query`).
+///
+/// # Errors
+/// A host the engine's builder rejects.
+pub fn snapshot_fleet(api: &ComputeApi) -> Result<Fleet, String> {
+    let r = api.records();
+    build_fleet(api, &r).map(|(f, _)| f)
+}
+
 /// Builds the engine's fleet from the compute services, their providers in
 /// Placement (inventory, usage, traits), aggregates and servers.
 fn build_fleet(api: &ComputeApi, r: &Records) -> Result<(Fleet, u64), String> {

@@ -13,6 +13,7 @@ pub mod http;
 mod hypervisors;
 mod images;
 mod quotas;
+pub mod query;
 pub mod records;
 mod server_groups;
 mod servers;
@@ -332,6 +333,8 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/v2.1", get(version))
         .route("/v2.1/", get(version))
         .route("/metrics", get(metrics))
+        .route("/v1/fleet", get(query::fleet))
+        .route("/v1/query", axum::routing::post(query::query))
         .route("/identity", get(identity_version))
         .route("/identity/v3", get(identity_version))
         .route("/identity/v3/", get(identity_version))

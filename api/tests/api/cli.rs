@@ -84,3 +84,117 @@ fn malformed_fleet_names_the_host_and_field() {
     assert_eq!(code, 2);
     assert!(err.contains("h1") && err.contains("vcpus_total"), "{err}");
 }
+
+/// `quiver simulate` on a small trace with two policies, then `quiver
+/// query` over its timeline and over a fleet.
+#[test]
+fn simulate_writes_summary_timeline_and_plots_then_query_reads_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
+    let mut trace = String::from("arrival,lifetime,flavor\n");
+    for i in 0..400 {
+        let flavor = ["m1.small", "m1.medium", "m1.large"][i % 3];
+        trace += &format!("{},{},{flavor}\n", i as f64 * 0.5, 60 + (i * 7) % 300);
+    }
+    std::fs::write(d("trace.csv"), trace).expect("write");
+    std::fs::write(d("spread.toml"), "[filter_scheduler]\nram_weight_multiplier = 1.0\n").expect("write");
+    std::fs::write(d("pack.toml"), "[filter_scheduler]\nram_weight_multiplier = -1.0\ncpu_weight_multiplier = -1.0\n")
+        .expect("write");
+    let args = [
+        "simulate", "--hosts", "300", "--empty", "--trace", &d("trace.csv"), "--policy", &d("spread.toml"),
+        "--policy", &d("pack.toml"), "--out", &d("out"),
+    ];
+    let (code, out, err) = quiver(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("spread") && out.contains("pack") && out.contains("peak hosts in use"), "{out}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("out/summary.json")).expect("summary")).expect("json");
+    for p in ["spread", "pack"] {
+        let s = &summary[p];
+        for k in ["events", "accepted", "rejected", "peak_hosts_in_use", "compaction_hosts", "wall_seconds", "events_per_second"] {
+            assert!(s[k].is_number(), "{p}.{k} in {s}");
+        }
+        assert_eq!(s["accepted"].as_u64().unwrap() + s["rejected"].as_u64().unwrap(), 400);
+        assert_eq!(s["events"].as_u64(), Some(400 + s["accepted"].as_u64().unwrap()));
+        assert!(s["compaction_hosts"].as_u64().unwrap() <= 300);
+    }
+    assert!(
+        summary["pack"]["peak_hosts_in_use"].as_u64() < summary["spread"]["peak_hosts_in_use"].as_u64(),
+        "{summary}"
+    );
+    for f in ["timeline.parquet", "timeline.csv", "simulation.png", "simulation.svg"] {
+        assert!(std::fs::metadata(d(&format!("out/{f}"))).expect(f).len() > 100, "{f}");
+    }
+    // the same run again: identical decisions
+    let (code, _, err) = quiver(&[&args[..10], &["--out", &d("again")]].concat());
+    assert_eq!(code, 0, "{err}");
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("again/summary.json")).expect("summary")).expect("json");
+    assert_eq!(again["pack"]["decisions_digest"], summary["pack"]["decisions_digest"]);
+    // SQL over the timeline
+    let (code, out, err) = quiver(&[
+        "query", "--hosts", "10", "--timeline", &d("out/timeline.parquet"), "--format", "json",
+        "SELECT policy, MAX(hosts_in_use) AS peak FROM timeline GROUP BY policy ORDER BY policy",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("json rows");
+    assert_eq!(rows[0]["policy"], "pack");
+    assert!(rows[0]["peak"].as_u64().unwrap() <= summary["pack"]["peak_hosts_in_use"].as_u64().unwrap());
+}
+
+#[test]
+fn query_answers_sql_and_json_filter_over_a_generated_fleet() {
+    let (code, out, err) = quiver(&[
+        "query", "--hosts", "2000", "--format", "csv",
+        "SELECT availability_zone, SUM(vcpu_free) AS free_vcpus, COUNT(*) AS hosts FROM hosts GROUP BY 1 ORDER BY 1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "availability_zone,free_vcpus,hosts");
+    let hosts: u64 = lines[1..].iter().map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap()).sum();
+    assert_eq!(hosts, 2000);
+    // the same number from the long tables
+    let (code, a, err) = quiver(&["query", "--hosts", "2000", "--format", "csv", "SELECT SUM(vcpu_free) FROM hosts"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, b, err) = quiver(&[
+        "query", "--hosts", "2000", "--format", "csv",
+        "SELECT SUM(free) FROM inventories WHERE resource_class = 'VCPU'",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(a.lines().nth(1), b.lines().nth(1));
+    // JsonFilter, compiled to SQL
+    let (code, out, err) = quiver(&[
+        "query", "--hosts", "500", "--format", "json", "--json-filter",
+        r#"["and", [">=", "$free_ram_mb", 200000], ["=", "$hypervisor_type", "QEMU"]]"#,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("WHERE ((free_ram_mb >= 200000) AND (hypervisor_type = 'QEMU'))"), "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).expect("json");
+    assert!(!rows.is_empty() && rows.len() < 500, "{}", rows.len());
+    // errors name the problem
+    let (code, _, err) = quiver(&["query", "--hosts", "10", "SELECT nope FROM hosts"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+    let (code, _, err) = quiver(&["query", "--hosts", "10", "DROP TABLE hosts"]);
+    assert_eq!(code, 2);
+    assert!(err.to_lowercase().contains("not supported") || err.contains("DDL"), "{err}");
+}
+
+#[test]
+fn simulate_rejects_bad_policies_and_traces_before_replaying() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
+    std::fs::write(d("bad.toml"), "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"RamFilter\"]\n").expect("w");
+    std::fs::write(d("typo.toml"), "[filter_scheduler]\nram_weight_multipler = -1.0\n").expect("w");
+    std::fs::write(d("trace.csv"), "arrival,flavor\n0,m1.small\n1,m1.small\n-4,m1.small\n").expect("w");
+    let (code, _, err) = quiver(&["simulate", "--policy", &d("bad.toml"), "--out", &d("out")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("RamFilter") && err.contains("bad.toml"), "{err}");
+    assert!(!std::path::Path::new(&d("out")).exists(), "nothing replayed or written");
+    let (code, _, err) = quiver(&["simulate", "--policy", &d("typo.toml")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ram_weight_multipler"), "{err}");
+    let (code, _, err) = quiver(&["simulate", "--hosts", "10", "--trace", &d("trace.csv")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("row 3") && err.contains("arrival"), "{err}");
+}

@@ -443,3 +443,75 @@ fn an_agent_restarted_during_builds_leaves_no_allocation_without_a_guest() {
         }
     }
 }
+
+/// Capacity planning against a running cloud: `POST /v1/query` (JSON and
+/// Arrow IPC, admin only), `GET /v1/fleet`, and the CLI's `--from`.
+#[test]
+fn query_and_fleet_snapshot_of_a_running_cloud() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "2", "--agent-driver", "fake"], false);
+    cloud.wait("two hypervisors", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 2)
+    });
+    cloud.flavor("small", 2, 1024, 1);
+    cloud.boot(json!({"server": {"name": "q", "flavorRef": "small", "min_count": 3, "max_count": 3, "networks": "none"}}));
+    assert!(cloud.settle(60).iter().all(|s| s["status"] == "ACTIVE"));
+    let root = cloud.compute.trim_end_matches("/v2.1").to_owned();
+    let sql = "SELECT name, vcpu_used, num_instances FROM hosts ORDER BY name";
+    let (s, v) = cloud.call("POST", &format!("{root}/v1/query"), Some(json!({ "sql": sql })));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["columns"], json!(["name", "vcpu_used", "num_instances"]));
+    let rows = v["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.iter().map(|r| r["vcpu_used"].as_i64().unwrap()).sum::<i64>(), 6, "{v}");
+    assert_eq!(rows.iter().map(|r| r["num_instances"].as_i64().unwrap()).sum::<i64>(), 3, "{v}");
+    // JsonFilter in SQL form
+    let (s, v) = cloud.call(
+        "POST",
+        &format!("{root}/v1/query"),
+        Some(json!({"json_filter": "[\">=\", \"$num_instances\", 0]"})),
+    );
+    assert_eq!((s, v["rows"].as_array().map(Vec::len)), (200, Some(2)), "{v}");
+    // Arrow IPC
+    let resp = cloud
+        .http
+        .post(format!("{root}/v1/query"))
+        .header("Accept", "application/vnd.apache.arrow.file")
+        .json(&json!({ "sql": sql }))
+        .send()
+        .expect("answer");
+    assert_eq!(resp.headers()["content-type"], "application/vnd.apache.arrow.file");
+    let bytes = resp.bytes().expect("body");
+    assert_eq!(&bytes[..6], b"ARROW1");
+    // errors: bad SQL 400, non-admin 403, both Placement-shaped
+    let (s, v) = cloud.call("POST", &format!("{root}/v1/query"), Some(json!({"sql": "SELECT nope FROM hosts"})));
+    assert_eq!(s, 400);
+    assert!(v["errors"][0]["detail"].as_str().unwrap().contains("nope"), "{v}");
+    let (s, _) = cloud.call("POST", &format!("{root}/v1/query"), Some(json!({"sql": 1})));
+    assert_eq!(s, 400);
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{root}/v1/query"))
+        .header("X-Auth-Token", "demo")
+        .json(&json!({ "sql": sql }))
+        .send()
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 403);
+    // the CLI against the running cloud: a query, and a simulation on its snapshot
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["query", "--from", &root, "--format", "csv", "SELECT COUNT(*) AS n FROM hosts"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "n\n2\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["simulate", "--from", &root, "--requests", "200", "--rate", "1", "--mean-lifetime", "60"])
+        .args(["--no-compaction", "--out", dir.path().to_str().expect("utf8")])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["default"]["fleet_hosts"], 2);
+    assert_eq!(summary["default"]["arrivals"], 200);
+}

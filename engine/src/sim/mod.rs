@@ -99,6 +99,7 @@ impl PolicyRun {
             "stranded_mean": per_rc(&|s, rc| s.stranded[rc], &mean),
             "fragmentation_mean": self.timeline.iter().map(|s| s.fragmentation).sum::<f64>() / n,
             "fast_decisions": c.fast_decisions,
+            "decisions_digest": format!("{:016x}", c.decisions_digest),
             "wall_seconds": self.wall_seconds,
             "events_per_second": self.events_per_second(),
             "compaction_seconds": self.compaction_seconds,
@@ -155,3 +156,6 @@ pub fn run_policy(
         compaction_seconds: t1.elapsed().as_secs_f64(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,6 +40,9 @@ pub struct Counts {
     pub fast_decisions: u64,
     /// Per resource class, the most Placement usage at once.
     pub peak_used: Vec<i64>,
+    /// FNV-1a over every (request, host) placement in order: equal digests
+    /// mean the same decisions.
+    pub decisions_digest: u64,
 }
 
 impl Counts {
@@ -128,7 +131,7 @@ pub fn replay(
 ) -> Result<Counts> {
     let mut groups = Groups::new(&workload.groups)?;
     let mut placer = Placer::new(sched, fleet, workload, fast);
-    let mut c = Counts::default();
+    let mut c = Counts { decisions_digest: 0xcbf2_9ce4_8422_2325, ..Counts::default() };
     let mut hosts_in_use = fleet.usage().num_instances.iter().filter(|&&n| n > 0).count() as u64;
     c.peak_hosts_in_use = hosts_in_use;
     let mut used: Vec<i64> = fleet.usage().used.iter().map(|v| v.iter().sum()).collect();
@@ -171,6 +174,9 @@ pub fn replay(
             match placer.arrive(fleet, &mut groups, workload, r) {
                 Outcome::Placed { host, fast } => {
                     c.accepted += 1;
+                    for x in [r as u64, host as u64] {
+                        c.decisions_digest = (c.decisions_digest ^ x).wrapping_mul(0x0100_0000_01b3);
+                    }
                     c.fast_decisions += fast as u64;
                     active += 1;
                     if fleet.usage().num_instances[host] == 1 {

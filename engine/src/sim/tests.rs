@@ -1,0 +1,96 @@
+//! A hand-computed scenario and the policy checks.
+
+use super::*;
+use crate::host::{HostRecord, Inventory};
+use crate::request::{BootRequest, Flavor};
+
+fn host(name: &str, vcpus: i64, ram: i64) -> HostRecord {
+    HostRecord {
+        name: name.into(),
+        inventories: vec![Inventory::simple("VCPU", vcpus, 1.0), Inventory::simple("MEMORY_MB", ram, 1.0)],
+        free_ram_mb: ram,
+        traits: vec!["OWNER_NOVA".into(), "COMPUTE_NODE".into()],
+        hypervisor_type: "QEMU".into(),
+        cpu_info: "{}".into(),
+        ..Default::default()
+    }
+}
+
+/// h0 and h1: 4 vCPU / 4 GiB, h2: 8 vCPU / 8 GiB; six 2 vCPU / 2 GiB
+/// servers; RAMWeigher only (spread by free RAM, ties to the lower index).
+fn scenario() -> (Fleet, Workload, Policy) {
+    let mut b = crate::FleetBuilder::new();
+    for (n, v, r) in [("h0", 4, 4096), ("h1", 4, 4096), ("h2", 8, 8192)] {
+        b.push(host(n, v, r)).unwrap();
+    }
+    let fleet = b.finish().unwrap();
+    let mut w = WorkloadBuilder::new();
+    let flavor = Flavor { name: "small".into(), vcpus: 2, memory_mb: 2048, ..Default::default() };
+    let c = w.class(BootRequest { flavor, ..Default::default() }).unwrap();
+    for (arrival, departure) in [(0.0, Some(10.0)), (1.0, Some(10.0)), (2.0, Some(10.0)), (3.0, Some(10.0)), (4.0, None), (5.0, Some(6.0))] {
+        w.push(SimRequest { arrival, departure, class: c, group: None });
+    }
+    let policy = Policy::parse("spread", "[filter_scheduler]\nweight_classes = [\"RAMWeigher\"]\n").unwrap();
+    (fleet, w.finish(), policy)
+}
+
+#[test]
+fn hand_computed_scenario() {
+    let (fleet, workload, policy) = scenario();
+    for fast in [true, false] {
+        let opts = SimOptions { seed: 0, sample_interval: Some(1.0), compaction: true, fast };
+        let run = run_policy(&fleet, &workload, &policy, &opts, &mut |_| {}).unwrap();
+        let c = &run.counts;
+        assert_eq!((c.arrivals, c.departures, c.accepted, c.rejected), (6, 5, 6, 0), "fast={fast}");
+        // h2, h2, h0 (tie with h1 and h2: lower index), h1, h2, h0
+        assert_eq!(c.peak_hosts_in_use, 3);
+        assert_eq!(c.peak_used[0], 12, "peak VCPU");
+        assert_eq!(c.fast_decisions, if fast { 6 } else { 0 });
+        let vcpu: Vec<f64> = run.timeline.iter().map(|s| s.utilization[0]).collect();
+        let want: Vec<f64> = [2, 4, 6, 8, 10, 12, 10, 10, 10, 10, 2].iter().map(|&u| u as f64 / 16.0).collect();
+        assert_eq!(vcpu, want);
+        let times: Vec<f64> = run.timeline.iter().map(|s| s.time).collect();
+        assert_eq!(times, (0..=10).map(f64::from).collect::<Vec<_>>());
+        let hosts: Vec<u64> = run.timeline.iter().map(|s| s.hosts_in_use).collect();
+        assert_eq!(hosts, [1, 1, 2, 3, 3, 3, 3, 3, 3, 3, 1]);
+        assert!(run.timeline.iter().all(|s| s.fragmentation == 0.0 && s.stranded.iter().all(|&x| x == 0.0)));
+        // h2 + h0 hold the peak of 12 vCPU and every request
+        assert_eq!(run.compaction_hosts, Some(2));
+    }
+}
+
+#[test]
+fn stranded_capacity_and_fragmentation() {
+    // h0: RAM gone, 3 vCPU left (stranded); h1: 1 vCPU + 3 GiB left.
+    let mut b = crate::FleetBuilder::new();
+    let mut h0 = host("h0", 4, 4096);
+    h0.inventories[0].used = 1;
+    h0.inventories[1].used = 4096;
+    let mut h1 = host("h1", 4, 4096);
+    h1.inventories[0].used = 3;
+    h1.inventories[1].used = 1024;
+    b.push(h0).unwrap();
+    b.push(h1).unwrap();
+    let fleet = b.finish().unwrap();
+    let cap = metrics::Capacity::of(&fleet);
+    // one shape: 2 vCPU / 1 GiB
+    let demands = metrics::Demands::new(&[(vec![(0, 2), (1, 1024)], 1)]);
+    let (stranded, frag) = metrics::stranded_and_fragmentation(&fleet, &cap, &demands);
+    // no host fits 2 vCPU / 1 GiB: all free capacity is stranded
+    assert_eq!(stranded[0], 4.0 / 8.0);
+    assert_eq!(stranded[1], 3072.0 / 8192.0);
+    // pooled, 4 vCPU and 3 GiB would hold two; host by host none
+    assert_eq!(frag, 1.0);
+}
+
+#[test]
+fn unknown_filter_or_option_fails_when_read() {
+    let e = Policy::parse("p", "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"NoSuchFilter\"]\n").unwrap_err();
+    assert!(e.to_string().contains("NoSuchFilter"), "{e}");
+    let e = Policy::parse("p", "[filter_scheduler]\nram_weight_multipler = -1.0\n").unwrap_err();
+    assert!(e.to_string().contains("ram_weight_multipler"), "{e}");
+    let e = Policy::parse("p", "[filter_schedular]\nhost_subset_size = 2\n").unwrap_err();
+    assert!(e.to_string().contains("filter_schedular"), "{e}");
+    let e = Policy::parse("p", "[DEFAULT]\ncpu_allocation_ratio = -2\n").unwrap_err();
+    assert!(e.to_string().contains("cpu_allocation_ratio"), "{e}");
+}
