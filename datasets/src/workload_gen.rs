@@ -84,7 +84,13 @@ mod tests {
     fn setup() -> (quiver_engine::Fleet, Workload) {
         let fleet = generate(&FleetSpec { hosts: 300, seed: 3, with_instances: false }, |_| {}).unwrap();
         // enough load to fill the fleet and reject some
-        let spec = WorkloadSpec { requests: 4000, rate: 20.0, mean_lifetime: 600.0, seed: 9, ..Default::default() };
+        let spec = WorkloadSpec {
+            requests: 6000,
+            rate: 50.0,
+            mean_lifetime: 3000.0,
+            flavors: vec![("m1.large".into(), 1.0), ("m1.xlarge".into(), 2.0)],
+            seed: 9,
+        };
         (fleet, generate_workload(&spec).unwrap())
     }
 
