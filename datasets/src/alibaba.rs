@@ -53,9 +53,11 @@ struct Row<'a> {
 
 impl Row<'_> {
     fn str(&self, col: &str) -> Result<&str> {
-        let i = self.header.iter().position(|h| h == col).ok_or_else(|| {
-            EngineError::invalid(format!("{}: no column {col:?}", self.path.display()))
-        })?;
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == col)
+            .ok_or_else(|| EngineError::invalid(format!("{}: no column {col:?}", self.path.display())))?;
         Ok(self.rec.get(i).unwrap_or(""))
     }
 
@@ -92,8 +94,10 @@ pub fn read_nodes(path: &Path) -> Result<Fleet> {
         if gpus > 0 {
             inventories.push(Inventory::simple(GPU_MILLI, gpus * 1000, 1.0));
             if !model.is_empty() {
-                let t: String =
-                    model.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+                let t: String = model
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                    .collect();
                 traits.push(format!("CUSTOM_GPU_{t}"));
             }
         }

@@ -57,7 +57,8 @@ pub fn read_trace(path: &Path) -> Result<Workload> {
     let mut rows = TraceRows::default();
     match ext.as_str() {
         "csv" => {
-            let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| err(e.to_string()))?;
+            let mut r =
+                csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| err(e.to_string()))?;
             let header: Vec<String> = r.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_owned).collect();
             rows.header(&header).map_err(err)?;
             for (i, rec) in r.records().enumerate() {
@@ -124,7 +125,12 @@ impl TraceRows {
         let bad = |c: &str, v: &str, want: &str| format!("row {n}: column {c}: {v:?} is not {want}");
         let num = |c: &str| -> std::result::Result<Option<f64>, String> {
             get(c)
-                .map(|v| v.parse::<f64>().ok().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| bad(c, v, "a number >= 0")))
+                .map(|v| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite() && *x >= 0.0)
+                        .ok_or_else(|| bad(c, v, "a number >= 0"))
+                })
                 .transpose()
         };
         let int = |c: &str| -> std::result::Result<Option<u32>, String> {
@@ -145,7 +151,9 @@ impl TraceRows {
             Some(v) => flavor.vcpus = v,
             None if !known => {
                 return Err(match get("flavor") {
-                    Some(f) => format!("row {n}: column flavor: {f:?} is not a known flavor (m1.tiny .. m1.xlarge) and the row has no vcpus"),
+                    Some(f) => format!(
+                        "row {n}: column flavor: {f:?} is not a known flavor (m1.tiny .. m1.xlarge) and the row has no vcpus"
+                    ),
                     None => format!("row {n}: column vcpus is empty"),
                 });
             }
@@ -163,7 +171,8 @@ impl TraceRows {
         if let Some(res) = get("resources") {
             for part in res.split(';').map(str::trim).filter(|p| !p.is_empty()) {
                 let (rc, amount) = part.split_once('=').ok_or_else(|| bad("resources", part, "RC=N"))?;
-                let amount: u32 = amount.trim().parse().map_err(|_| bad("resources", part, "RC=N with N an integer"))?;
+                let amount: u32 =
+                    amount.trim().parse().map_err(|_| bad("resources", part, "RC=N with N an integer"))?;
                 let rc = rc.trim();
                 if rc.is_empty() || !rc.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
                     return Err(bad("resources", rc, "a resource class name"));

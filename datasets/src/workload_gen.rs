@@ -60,8 +60,8 @@ pub fn generate_workload(spec: &WorkloadSpec) -> Result<Workload> {
     let mut w = WorkloadBuilder::new();
     let mut classes = Vec::new();
     for (name, _) in &spec.flavors {
-        let flavor =
-            classic_flavor(name).ok_or_else(|| EngineError::invalid(format!("unknown flavor {name:?} (m1.tiny .. m1.xlarge)")))?;
+        let flavor = classic_flavor(name)
+            .ok_or_else(|| EngineError::invalid(format!("unknown flavor {name:?} (m1.tiny .. m1.xlarge)")))?;
         classes.push(w.class(BootRequest { flavor, ..Default::default() })?);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
@@ -108,7 +108,7 @@ mod tests {
     fn same_seed_same_simulation() {
         let (fleet, w) = setup();
         let p = Policy::parse("subset", "[filter_scheduler]\nhost_subset_size = 3\n").unwrap();
-        let opts = SimOptions { seed: 7, sample_interval: None, compaction: false, fast: true };
+        let opts = SimOptions { seed: 7, sample_interval: None, compaction: false, fast: true, until: None };
         let a = run_policy(&fleet, &w, &p, &opts, &mut |_| {}).unwrap();
         let b = run_policy(&fleet, &w, &p, &opts, &mut |_| {}).unwrap();
         assert_eq!(a.counts, b.counts);
@@ -130,7 +130,7 @@ mod tests {
         ] {
             let p = Policy::parse(name, text).unwrap();
             let run = |fast| {
-                let opts = SimOptions { seed: 1, sample_interval: Some(60.0), compaction: false, fast };
+                let opts = SimOptions { seed: 1, sample_interval: Some(60.0), compaction: false, fast, until: None };
                 run_policy(&fleet, &w, &p, &opts, &mut |_| {}).unwrap()
             };
             let (f, s) = (run(true), run(false));

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
 use arrow_array::RecordBatchReader;
+use clap::{Args, ValueEnum};
 use quiver_api::query_output;
 use quiver_datasets::generator::{FleetSpec, generate};
 use quiver_engine::sql::{FleetSql, json_filter_to_sql};

@@ -73,6 +73,11 @@ pub struct SimulateArgs {
     /// of the trace's span).
     #[arg(long)]
     pub sample_interval: Option<f64>,
+    /// Stop the replay at this simulated time (seconds, after the
+    /// speed-up), or at `last-arrival`: departures after it are not
+    /// replayed and the timeline ends there.
+    #[arg(long, value_name = "SECONDS|last-arrival")]
+    pub until: Option<String>,
     /// Skip the compaction search (it replays the workload about
     /// log2(hosts) more times per policy).
     #[arg(long)]
@@ -148,17 +153,31 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         workload.classes.len(),
         policies.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
     );
+    let until = match a.until.as_deref() {
+        None => None,
+        Some("last-arrival") => workload.requests.iter().map(|r| r.arrival).reduce(f64::max),
+        Some(s) => Some(
+            s.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite())
+                .with_context(|| format!("--until {s:?}: expected seconds or last-arrival"))?,
+        ),
+    };
     let opts = SimOptions {
         seed: a.seed,
         sample_interval: a.sample_interval,
         compaction: !a.no_compaction,
         fast: !a.full_pipeline,
+        until,
     };
     let runs = replay_all(&fleet, &workload, &policies, &opts)?;
     println!("{}", summary_table(&runs));
     if let Some(out) = &a.out {
         write_outputs(out, &runs)?;
-        eprintln!("wrote {}/summary.json, timeline.parquet, timeline.csv, simulation.png, simulation.svg", out.display());
+        eprintln!(
+            "wrote {}/summary.json, timeline.parquet, timeline.csv, simulation.png, simulation.svg",
+            out.display()
+        );
     }
     Ok(())
 }
@@ -231,14 +250,16 @@ fn fetch_fleet(url: &str) -> Result<Fleet> {
         bail!("--from: GET {url} answered {}: {}", resp.status(), resp.text().unwrap_or_default());
     }
     let bytes = resp.bytes().with_context(|| format!("--from: reading {url}"))?;
-    Ok(quiver_engine::io::read_ipc_bytes(bytes.to_vec()).with_context(|| format!("--from: {url}"))?)
+    quiver_engine::io::read_ipc_bytes(bytes.to_vec()).with_context(|| format!("--from: {url}"))
 }
 
 /// Replays every policy on its own thread with a progress bar each.
 fn replay_all(fleet: &Fleet, workload: &Workload, policies: &[Policy], opts: &SimOptions) -> Result<Vec<PolicyRun>> {
-    let expected = workload.requests.len() as u64 + workload.requests.iter().filter(|r| r.departure.is_some()).count() as u64;
+    let expected =
+        workload.requests.len() as u64 + workload.requests.iter().filter(|r| r.departure.is_some()).count() as u64;
     let multi = MultiProgress::new();
-    let style = ProgressStyle::with_template("{msg:>12} [{bar:30}] {human_pos}/{human_len} events {per_sec} {elapsed}")?;
+    let style =
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {human_pos}/{human_len} events {per_sec} {elapsed}")?;
     let fleet = Arc::new(fleet.clone());
     std::thread::scope(|s| {
         let handles: Vec<_> = policies
@@ -283,10 +304,8 @@ pub fn summary_table(runs: &[PolicyRun]) -> comfy_table::Table {
     row("events", &|x| int(&x["events"]));
     row("accepted", &|x| int(&x["accepted"]));
     row("rejected", &|x| int(&x["rejected"]));
-    let mut stages: Vec<String> = s
-        .iter()
-        .flat_map(|x| x["rejected_by_stage"].as_object().into_iter().flat_map(|m| m.keys().cloned()))
-        .collect();
+    let mut stages: Vec<String> =
+        s.iter().flat_map(|x| x["rejected_by_stage"].as_object().into_iter().flat_map(|m| m.keys().cloned())).collect();
     stages.sort();
     stages.dedup();
     for st in &stages {
@@ -306,8 +325,9 @@ pub fn summary_table(runs: &[PolicyRun]) -> comfy_table::Table {
     row("fleet hosts", &|x| int(&x["fleet_hosts"]));
     let rcs = runs.first().map(|r| r.resource_classes.clone()).unwrap_or_default();
     for rc in &rcs {
-        if runs.iter().all(|r| r.timeline.iter().all(|x| x.used[r.resource_classes.iter().position(|c| c == rc).unwrap_or(0)] == 0))
-        {
+        if runs.iter().all(|r| {
+            r.timeline.iter().all(|x| x.used[r.resource_classes.iter().position(|c| c == rc).unwrap_or(0)] == 0)
+        }) {
             continue;
         }
         row(&format!("mean util {rc}"), &|x| pct(&x["utilization_mean"][rc]));
@@ -324,7 +344,7 @@ fn group_digits(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

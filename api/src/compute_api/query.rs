@@ -31,7 +31,11 @@ fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response 
 }
 
 fn forbidden() -> Response {
-    error(StatusCode::FORBIDDEN, "quiver.policy.admin", "Policy does not allow quiver:query to be performed (admin only).")
+    error(
+        StatusCode::FORBIDDEN,
+        "quiver.policy.admin",
+        "Policy does not allow quiver:query to be performed (admin only).",
+    )
 }
 
 async fn snapshot(api: &Arc<ComputeApi>) -> Result<quiver_engine::Fleet, Response> {
@@ -98,7 +102,8 @@ pub async fn query(
     };
     let wants_arrow = headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains(ARROW_FILE));
     let encoded = if wants_arrow {
-        crate::query_output::arrow_file(&schema, &batches).map(|b| ([(header::CONTENT_TYPE, ARROW_FILE)], b).into_response())
+        crate::query_output::arrow_file(&schema, &batches)
+            .map(|b| ([(header::CONTENT_TYPE, ARROW_FILE)], b).into_response())
     } else {
         crate::query_output::json_rows(&batches).map(|rows| {
             let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();

@@ -101,8 +101,18 @@ fn simulate_writes_summary_timeline_and_plots_then_query_reads_them() {
     std::fs::write(d("pack.toml"), "[filter_scheduler]\nram_weight_multiplier = -1.0\ncpu_weight_multiplier = -1.0\n")
         .expect("write");
     let args = [
-        "simulate", "--hosts", "300", "--empty", "--trace", &d("trace.csv"), "--policy", &d("spread.toml"),
-        "--policy", &d("pack.toml"), "--out", &d("out"),
+        "simulate",
+        "--hosts",
+        "300",
+        "--empty",
+        "--trace",
+        &d("trace.csv"),
+        "--policy",
+        &d("spread.toml"),
+        "--policy",
+        &d("pack.toml"),
+        "--out",
+        &d("out"),
     ];
     let (code, out, err) = quiver(&args);
     assert_eq!(code, 0, "{err}");
@@ -111,7 +121,15 @@ fn simulate_writes_summary_timeline_and_plots_then_query_reads_them() {
         serde_json::from_str(&std::fs::read_to_string(d("out/summary.json")).expect("summary")).expect("json");
     for p in ["spread", "pack"] {
         let s = &summary[p];
-        for k in ["events", "accepted", "rejected", "peak_hosts_in_use", "compaction_hosts", "wall_seconds", "events_per_second"] {
+        for k in [
+            "events",
+            "accepted",
+            "rejected",
+            "peak_hosts_in_use",
+            "compaction_hosts",
+            "wall_seconds",
+            "events_per_second",
+        ] {
             assert!(s[k].is_number(), "{p}.{k} in {s}");
         }
         assert_eq!(s["accepted"].as_u64().unwrap() + s["rejected"].as_u64().unwrap(), 400);
@@ -133,7 +151,13 @@ fn simulate_writes_summary_timeline_and_plots_then_query_reads_them() {
     assert_eq!(again["pack"]["decisions_digest"], summary["pack"]["decisions_digest"]);
     // SQL over the timeline
     let (code, out, err) = quiver(&[
-        "query", "--hosts", "10", "--timeline", &d("out/timeline.parquet"), "--format", "json",
+        "query",
+        "--hosts",
+        "10",
+        "--timeline",
+        &d("out/timeline.parquet"),
+        "--format",
+        "json",
         "SELECT policy, MAX(hosts_in_use) AS peak FROM timeline GROUP BY policy ORDER BY policy",
     ]);
     assert_eq!(code, 0, "{err}");
@@ -145,7 +169,11 @@ fn simulate_writes_summary_timeline_and_plots_then_query_reads_them() {
 #[test]
 fn query_answers_sql_and_json_filter_over_a_generated_fleet() {
     let (code, out, err) = quiver(&[
-        "query", "--hosts", "2000", "--format", "csv",
+        "query",
+        "--hosts",
+        "2000",
+        "--format",
+        "csv",
         "SELECT availability_zone, SUM(vcpu_free) AS free_vcpus, COUNT(*) AS hosts FROM hosts GROUP BY 1 ORDER BY 1",
     ]);
     assert_eq!(code, 0, "{err}");
@@ -157,14 +185,23 @@ fn query_answers_sql_and_json_filter_over_a_generated_fleet() {
     let (code, a, err) = quiver(&["query", "--hosts", "2000", "--format", "csv", "SELECT SUM(vcpu_free) FROM hosts"]);
     assert_eq!(code, 0, "{err}");
     let (code, b, err) = quiver(&[
-        "query", "--hosts", "2000", "--format", "csv",
+        "query",
+        "--hosts",
+        "2000",
+        "--format",
+        "csv",
         "SELECT SUM(free) FROM inventories WHERE resource_class = 'VCPU'",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(a.lines().nth(1), b.lines().nth(1));
     // JsonFilter, compiled to SQL
     let (code, out, err) = quiver(&[
-        "query", "--hosts", "500", "--format", "json", "--json-filter",
+        "query",
+        "--hosts",
+        "500",
+        "--format",
+        "json",
+        "--json-filter",
         r#"["and", [">=", "$free_ram_mb", 200000], ["=", "$hypervisor_type", "QEMU"]]"#,
     ]);
     assert_eq!(code, 0, "{err}");
@@ -184,7 +221,8 @@ fn query_answers_sql_and_json_filter_over_a_generated_fleet() {
 fn simulate_rejects_bad_policies_and_traces_before_replaying() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
-    std::fs::write(d("bad.toml"), "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"RamFilter\"]\n").expect("w");
+    std::fs::write(d("bad.toml"), "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"RamFilter\"]\n")
+        .expect("w");
     std::fs::write(d("typo.toml"), "[filter_scheduler]\nram_weight_multipler = -1.0\n").expect("w");
     std::fs::write(d("trace.csv"), "arrival,flavor\n0,m1.small\n1,m1.small\n-4,m1.small\n").expect("w");
     let (code, _, err) = quiver(&["simulate", "--policy", &d("bad.toml"), "--out", &d("out")]);

@@ -454,7 +454,9 @@ fn query_and_fleet_snapshot_of_a_running_cloud() {
         cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 2)
     });
     cloud.flavor("small", 2, 1024, 1);
-    cloud.boot(json!({"server": {"name": "q", "flavorRef": "small", "min_count": 3, "max_count": 3, "networks": "none"}}));
+    cloud.boot(
+        json!({"server": {"name": "q", "flavorRef": "small", "min_count": 3, "max_count": 3, "networks": "none"}}),
+    );
     assert!(cloud.settle(60).iter().all(|s| s["status"] == "ACTIVE"));
     let root = cloud.compute.trim_end_matches("/v2.1").to_owned();
     let sql = "SELECT name, vcpu_used, num_instances FROM hosts ORDER BY name";
@@ -511,7 +513,8 @@ fn query_and_fleet_snapshot_of_a_running_cloud() {
         .expect("runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).expect("summary")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("summary.json")).expect("summary"))
+            .expect("json");
     assert_eq!(summary["default"]["fleet_hosts"], 2);
     assert_eq!(summary["default"]["arrivals"], 200);
 }

@@ -39,12 +39,14 @@ pub fn ranking(fleet: &Fleet) -> Vec<usize> {
 ///
 /// # Errors
 /// A fleet that cannot be rebuilt, or a replay error.
+#[allow(clippy::too_many_arguments)]
 pub fn compaction_hosts(
     fleet: &Fleet,
     workload: &Workload,
     policy: &Policy,
     seed: u64,
     fast: bool,
+    until: Option<f64>,
     accepted: u64,
     peak_used: &[i64],
 ) -> Result<usize> {
@@ -69,7 +71,7 @@ pub fn compaction_hosts(
         }
         let mut sub = rebuild(fleet, |h| keep[h], |_| {})?;
         let sched = Scheduler::new(policy.conf.clone(), seed)?;
-        let c = replay(&mut sub, workload, sched, fast, None, &mut |_| {})?;
+        let c = replay(&mut sub, workload, sched, fast, until, None, &mut |_| {})?;
         Ok(c.accepted >= accepted)
     };
     // invariant: hi holds; everything below lo does not

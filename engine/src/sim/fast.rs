@@ -192,9 +192,10 @@ impl Placer {
         let stage = d.failed_stage.clone().unwrap_or_else(|| d.status.clone());
         let filter = (stage == "filters")
             .then(|| {
-                d.instances.last().and_then(|i| i.filter_trace.as_ref()).and_then(|t| {
-                    t.iter().find(|(_, n)| *n == 0).map(|(name, _)| name.clone())
-                })
+                d.instances
+                    .last()
+                    .and_then(|i| i.filter_trace.as_ref())
+                    .and_then(|t| t.iter().find(|(_, n)| *n == 0).map(|(name, _)| name.clone()))
             })
             .flatten();
         Outcome::Rejected { stage, filter }
@@ -301,8 +302,8 @@ impl ShapeTree {
         for f in sched.filters() {
             let Some(k) = f.prepare(&ctx).ok()? else { continue };
             let name = f.name();
-            let ok = STATIC_FILTERS.contains(&name)
-                || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
+            let ok =
+                STATIC_FILTERS.contains(&name) || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
             if !ok {
                 return None;
             }

@@ -35,11 +35,13 @@ pub struct SimOptions {
     pub compaction: bool,
     /// Use the exact incremental fast path where a request allows it.
     pub fast: bool,
+    /// Stop after the events at this time (default: replay everything).
+    pub until: Option<f64>,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        Self { seed: 0, sample_interval: None, compaction: true, fast: true }
+        Self { seed: 0, sample_interval: None, compaction: true, fast: true, until: None }
     }
 }
 
@@ -124,12 +126,13 @@ pub fn run_policy(
     let mut live = base.clone();
     let sched = Scheduler::new(policy.conf.clone(), opts.seed)?;
     let start = workload.requests.first().map_or(0.0, |r| r.arrival);
-    let span = (workload.end_time() - start).max(0.0);
+    let end = opts.until.map_or(workload.end_time(), |u| u.min(workload.end_time()));
+    let span = (end - start).max(0.0);
     let interval = opts.sample_interval.unwrap_or(if span > 0.0 { span / 200.0 } else { 1.0 });
     let demands = fast::class_demands(&sched, &live, workload);
     let mut sampler = replay::Sampler::new(&live, workload, &demands, start, interval);
     let t0 = Instant::now();
-    let counts = replay::replay(&mut live, workload, sched, opts.fast, Some(&mut sampler), progress)?;
+    let counts = replay::replay(&mut live, workload, sched, opts.fast, opts.until, Some(&mut sampler), progress)?;
     let wall_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let compaction_hosts = if opts.compaction {
@@ -139,6 +142,7 @@ pub fn run_policy(
             policy,
             opts.seed,
             opts.fast,
+            opts.until,
             counts.accepted,
             &counts.peak_used,
         )?)

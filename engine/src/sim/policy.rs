@@ -115,11 +115,15 @@ impl Policy {
         if self.ratios.is_empty() {
             return Ok(fleet.clone());
         }
-        rebuild(fleet, |_| true, |inv| {
-            if let Some(r) = self.ratios.for_class(&inv.resource_class) {
-                inv.allocation_ratio = r;
-            }
-        })
+        rebuild(
+            fleet,
+            |_| true,
+            |inv| {
+                if let Some(r) = self.ratios.for_class(&inv.resource_class) {
+                    inv.allocation_ratio = r;
+                }
+            },
+        )
     }
 }
 

@@ -69,11 +69,8 @@ impl Sampler {
     /// Samples every `interval` seconds from `start`.
     pub fn new(fleet: &Fleet, workload: &Workload, demands: &[Vec<(usize, i32)>], start: f64, interval: f64) -> Self {
         let counts = workload.class_counts();
-        let shapes: Vec<(Vec<(usize, i64)>, u64)> = demands
-            .iter()
-            .zip(counts)
-            .map(|(d, n)| (d.iter().map(|&(rc, a)| (rc, a as i64)).collect(), n))
-            .collect();
+        let shapes: Vec<(Vec<(usize, i64)>, u64)> =
+            demands.iter().zip(counts).map(|(d, n)| (d.iter().map(|&(rc, a)| (rc, a as i64)).collect(), n)).collect();
         Self {
             interval: interval.max(f64::MIN_POSITIVE),
             capacity: Capacity::of(fleet),
@@ -116,7 +113,8 @@ impl Sampler {
     }
 }
 
-/// Replays `workload` on `fleet` (changed in place) with `sched`.
+/// Replays `workload` on `fleet` (changed in place) with `sched`, up to
+/// and including the events at time `until` when given.
 /// `progress` is called with the events replayed so far, every 4,096 events.
 ///
 /// # Errors
@@ -126,6 +124,7 @@ pub fn replay(
     workload: &Workload,
     sched: Scheduler,
     fast: bool,
+    until: Option<f64>,
     mut sampler: Option<&mut Sampler>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Counts> {
@@ -151,6 +150,9 @@ pub fn replay(
             (Some(a), _) => (a, false),
             (None, Some(d)) => (d, true),
         };
+        if until.is_some_and(|u| time > u) {
+            break;
+        }
         if let Some(s) = sampler.as_deref_mut() {
             s.until(time, fleet, &c, active, hosts_in_use);
         }
@@ -204,7 +206,7 @@ pub fn replay(
             }
         }
         let events = c.events();
-        if events % 4096 == 0 {
+        if events.is_multiple_of(4096) {
             progress(events);
         }
     }

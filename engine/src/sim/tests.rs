@@ -27,7 +27,9 @@ fn scenario() -> (Fleet, Workload, Policy) {
     let mut w = WorkloadBuilder::new();
     let flavor = Flavor { name: "small".into(), vcpus: 2, memory_mb: 2048, ..Default::default() };
     let c = w.class(BootRequest { flavor, ..Default::default() }).unwrap();
-    for (arrival, departure) in [(0.0, Some(10.0)), (1.0, Some(10.0)), (2.0, Some(10.0)), (3.0, Some(10.0)), (4.0, None), (5.0, Some(6.0))] {
+    for (arrival, departure) in
+        [(0.0, Some(10.0)), (1.0, Some(10.0)), (2.0, Some(10.0)), (3.0, Some(10.0)), (4.0, None), (5.0, Some(6.0))]
+    {
         w.push(SimRequest { arrival, departure, class: c, group: None });
     }
     let policy = Policy::parse("spread", "[filter_scheduler]\nweight_classes = [\"RAMWeigher\"]\n").unwrap();
@@ -38,7 +40,7 @@ fn scenario() -> (Fleet, Workload, Policy) {
 fn hand_computed_scenario() {
     let (fleet, workload, policy) = scenario();
     for fast in [true, false] {
-        let opts = SimOptions { seed: 0, sample_interval: Some(1.0), compaction: true, fast };
+        let opts = SimOptions { seed: 0, sample_interval: Some(1.0), compaction: true, fast, until: None };
         let run = run_policy(&fleet, &workload, &policy, &opts, &mut |_| {}).unwrap();
         let c = &run.counts;
         assert_eq!((c.arrivals, c.departures, c.accepted, c.rejected), (6, 5, 6, 0), "fast={fast}");
@@ -85,7 +87,8 @@ fn stranded_capacity_and_fragmentation() {
 
 #[test]
 fn unknown_filter_or_option_fails_when_read() {
-    let e = Policy::parse("p", "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"NoSuchFilter\"]\n").unwrap_err();
+    let e = Policy::parse("p", "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"NoSuchFilter\"]\n")
+        .unwrap_err();
     assert!(e.to_string().contains("NoSuchFilter"), "{e}");
     let e = Policy::parse("p", "[filter_scheduler]\nram_weight_multipler = -1.0\n").unwrap_err();
     assert!(e.to_string().contains("ram_weight_multipler"), "{e}");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array, Int64Array};
+use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::error::{EngineError, Result};
@@ -23,15 +23,13 @@ pub fn timeline_batch(runs: &[PolicyRun]) -> Result<RecordBatch> {
         return Err(EngineError::invalid("policies replayed fleets with different resource classes"));
     }
     let rows = || runs.iter().flat_map(|r| r.timeline.iter().map(move |s| (r.policy.as_str(), s)));
-    let mut fields = vec![
-        Field::new("policy", DataType::Utf8, false),
-        Field::new("time_s", DataType::Float64, false),
-    ];
+    let mut fields = vec![Field::new("policy", DataType::Utf8, false), Field::new("time_s", DataType::Float64, false)];
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(rows().map(|(p, _)| p).collect::<Vec<_>>())),
         Arc::new(Float64Array::from_iter_values(rows().map(|(_, s)| s.time))),
     ];
-    let counters: [(&str, fn(&crate::sim::Sample) -> u64); 5] = [
+    type Counter = fn(&crate::sim::Sample) -> u64;
+    let counters: [(&str, Counter); 5] = [
         ("arrivals", |s| s.arrivals),
         ("accepted", |s| s.accepted),
         ("rejected", |s| s.rejected),

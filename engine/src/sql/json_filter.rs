@@ -33,9 +33,9 @@ fn column(var: &str) -> Option<&'static str> {
 fn operand(v: &Value) -> Result<String> {
     match v {
         Value::String(s) => match s.strip_prefix('$') {
-            Some(var) => column(var).map(str::to_owned).ok_or_else(|| {
-                EngineError::invalid(format!("JsonFilter variable ${var} has no SQL column"))
-            }),
+            Some(var) => column(var)
+                .map(str::to_owned)
+                .ok_or_else(|| EngineError::invalid(format!("JsonFilter variable ${var} has no SQL column"))),
             None => Ok(format!("'{}'", s.replace('\'', "''"))),
         },
         Value::Number(n) => Ok(n.to_string()),
@@ -46,10 +46,13 @@ fn operand(v: &Value) -> Result<String> {
 }
 
 fn expr(v: &Value) -> Result<String> {
-    let items = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| {
-        EngineError::invalid(format!("JsonFilter expression {v} is not a non-empty list"))
-    })?;
-    let op = items[0].as_str().ok_or_else(|| EngineError::invalid(format!("JsonFilter operator {} is not a string", items[0])))?;
+    let items = v
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| EngineError::invalid(format!("JsonFilter expression {v} is not a non-empty list")))?;
+    let op = items[0]
+        .as_str()
+        .ok_or_else(|| EngineError::invalid(format!("JsonFilter operator {} is not a string", items[0])))?;
     let args = items[1..].iter().map(operand).collect::<Result<Vec<_>>>()?;
     let binary = |sym: &str| -> Result<String> {
         match args.as_slice() {
@@ -66,7 +69,10 @@ fn expr(v: &Value) -> Result<String> {
         "in" if args.len() >= 2 => Ok(format!("({} IN ({}))", args[0], args[1..].join(", "))),
         "not" if args.len() == 1 => Ok(format!("(NOT {})", args[0])),
         "and" | "or" if !args.is_empty() => Ok(format!("({})", args.join(&format!(" {} ", op.to_uppercase())))),
-        _ => Err(EngineError::invalid(format!("JsonFilter operator {op:?} with {} operands is not supported", args.len()))),
+        _ => Err(EngineError::invalid(format!(
+            "JsonFilter operator {op:?} with {} operands is not supported",
+            args.len()
+        ))),
     }
 }
 

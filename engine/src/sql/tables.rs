@@ -88,7 +88,8 @@ fn rc_column_prefix(rc: &str) -> String {
 }
 
 fn host_rc_long_schema(extra: &[(&str, DataType)]) -> SchemaRef {
-    let mut fields = vec![Field::new("host", DataType::Utf8, false), Field::new("resource_class", DataType::Utf8, false)];
+    let mut fields =
+        vec![Field::new("host", DataType::Utf8, false), Field::new("resource_class", DataType::Utf8, false)];
     fields.extend(extra.iter().map(|(n, t)| Field::new(*n, t.clone(), false)));
     Arc::new(Schema::new(fields))
 }
