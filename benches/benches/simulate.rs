@@ -87,7 +87,7 @@ fn query(c: &mut Criterion) {
                 let mut sums = vec![0i64; az.values().len() + 1];
                 for h in batch.range() {
                     let Some(p) = fleet.inventory(vcpu, h) else { continue };
-                    let cap = ((p.total - p.reserved) as f64 * p.allocation_ratio).floor() as i64;
+                    let cap = p.capacity();
                     let k = az.key(h - batch.start).map_or(0, |k| k + 1);
                     sums[k] += cap - used[h];
                 }

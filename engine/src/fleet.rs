@@ -64,6 +64,11 @@ pub struct InventoryProfile {
 type ProfileKey = (i32, i32, i32, i32, i32, u64);
 
 impl InventoryProfile {
+    /// Placement's capacity: `floor((total - reserved) * allocation_ratio)`.
+    pub fn capacity(&self) -> i64 {
+        ((self.total as i64 - self.reserved as i64) as f64 * self.allocation_ratio).floor() as i64
+    }
+
     fn key(&self) -> ProfileKey {
         (self.total, self.reserved, self.min_unit, self.max_unit, self.step_size, self.allocation_ratio.to_bits())
     }

@@ -339,12 +339,25 @@ pub fn read_parquet(path: &Path) -> Result<Fleet> {
 /// An I/O or encoding failure.
 pub fn write_ipc(fleet: &Fleet, path: &Path) -> Result<()> {
     let file = File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
-    let mut w = arrow_ipc::writer::FileWriter::try_new(file, &interchange_schema(fleet))?;
+    write_ipc_to(fleet, file)?;
+    Ok(())
+}
+
+/// Writes the fleet as an Arrow IPC file into `out` and gives it back.
+fn write_ipc_to<W: std::io::Write>(fleet: &Fleet, out: W) -> Result<W> {
+    let mut w = arrow_ipc::writer::FileWriter::try_new(out, &interchange_schema(fleet))?;
     for b in to_batches(fleet)? {
         w.write(&b)?;
     }
     w.finish()?;
-    Ok(())
+    Ok(w.into_inner()?)
+}
+
+/// Reads an Arrow IPC fleet file from `input`.
+fn read_ipc_from<R: std::io::Read + std::io::Seek>(input: R) -> Result<Fleet> {
+    let r = arrow_ipc::reader::FileReader::try_new(input, None)?;
+    let schema = r.schema();
+    from_batches(&schema, r)
 }
 
 /// Reads an Arrow IPC fleet from memory (a `GET /v1/fleet` answer).
@@ -352,9 +365,7 @@ pub fn write_ipc(fleet: &Fleet, path: &Path) -> Result<()> {
 /// # Errors
 /// Bytes that are not an Arrow IPC fleet file.
 pub fn read_ipc_bytes(bytes: Vec<u8>) -> Result<Fleet> {
-    let r = arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)?;
-    let schema = r.schema();
-    from_batches(&schema, r)
+    read_ipc_from(std::io::Cursor::new(bytes))
 }
 
 /// Writes the fleet as Arrow IPC file bytes.
@@ -362,12 +373,7 @@ pub fn read_ipc_bytes(bytes: Vec<u8>) -> Result<Fleet> {
 /// # Errors
 /// An encoding failure.
 pub fn ipc_bytes(fleet: &Fleet) -> Result<Vec<u8>> {
-    let mut w = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &interchange_schema(fleet))?;
-    for b in to_batches(fleet)? {
-        w.write(&b)?;
-    }
-    w.finish()?;
-    Ok(w.into_inner()?)
+    write_ipc_to(fleet, Vec::new())
 }
 
 /// Reads an Arrow IPC fleet.
@@ -376,7 +382,5 @@ pub fn ipc_bytes(fleet: &Fleet) -> Result<Vec<u8>> {
 /// An unreadable or foreign file.
 pub fn read_ipc(path: &Path) -> Result<Fleet> {
     let file = File::open(path).map_err(io_err(format!("opening {}", path.display())))?;
-    let r = arrow_ipc::reader::FileReader::try_new(file, None)?;
-    let schema = r.schema();
-    from_batches(&schema, r)
+    read_ipc_from(file)
 }

@@ -223,7 +223,7 @@ impl Scheduler {
         req: &BootRequest,
     ) -> std::result::Result<PlacementQuery, FilterError> {
         let f = &req.flavor;
-        let amounts: Vec<(&str, i64)> = vec![
+        let mut amounts: Vec<(&str, i64)> = vec![
             ("VCPU", f.vcpus as i64),
             ("MEMORY_MB", f.memory_mb as i64),
             (
@@ -234,7 +234,6 @@ impl Scheduler {
             ),
         ];
         let mut q = PlacementQuery::default();
-        let mut amounts: Vec<(String, i64)> = amounts.into_iter().map(|(rc, a)| (rc.to_owned(), a)).collect();
         for (key, value) in &f.extra_specs {
             // The unnumbered group `resources:RC=N` overrides or adds an
             // amount, as Nova's `ResourceRequest.from_request_spec` does.
@@ -242,9 +241,9 @@ impl Scheduler {
                 let n: i64 = value.trim().parse().ok().filter(|&n| n >= 0).ok_or_else(|| {
                     FilterError::NovaError(format!("flavor extra spec {key}={value}: not a non-negative integer"))
                 })?;
-                match amounts.iter_mut().find(|(r, _)| r == rc) {
+                match amounts.iter_mut().find(|(r, _)| *r == rc) {
                     Some(slot) => slot.1 = n,
-                    None => amounts.push((rc.to_owned(), n)),
+                    None => amounts.push((rc, n)),
                 }
                 continue;
             }
@@ -265,11 +264,11 @@ impl Scheduler {
             q.required.push("OWNER_NOVA".into());
         }
         q.forbidden.push("COMPUTE_STATUS_DISABLED".into());
-        amounts.retain(|(_, a)| *a > 0);
+        amounts.retain(|&(_, a)| a > 0);
         for (rc, a) in amounts {
-            match fleet.rc_index(&rc) {
+            match fleet.rc_index(rc) {
                 Some(i) => q.resources.push((i, a)),
-                None => q.unknown_resources.push(rc),
+                None => q.unknown_resources.push(rc.to_owned()),
             }
         }
         if let Some(az) = req.availability_zone.as_deref().filter(|a| !a.is_empty()) {

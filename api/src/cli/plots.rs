@@ -34,12 +34,9 @@ struct Panel {
 fn panels(runs: &[PolicyRun]) -> Vec<Panel> {
     let mut out = Vec::new();
     let classes = runs.first().map(|r| r.resource_classes.clone()).unwrap_or_default();
-    for (rc, name) in classes.iter().enumerate() {
-        if runs.iter().all(|r| r.timeline.iter().all(|s| s.used[rc] == 0)) {
-            continue;
-        }
+    for rc in quiver_engine::sim::classes_in_use(runs) {
         out.push(Panel {
-            title: format!("{name} utilization"),
+            title: format!("{} utilization", classes[rc]),
             y_desc: "% of capacity",
             percent: true,
             value: Box::new(move |s| s.utilization[rc] * 100.0),

@@ -7,8 +7,7 @@ use anyhow::{Context, Result, bail};
 use arrow_array::RecordBatchReader;
 use clap::{Args, ValueEnum};
 use quiver_api::query_output;
-use quiver_datasets::generator::{FleetSpec, generate};
-use quiver_engine::sql::{FleetSql, json_filter_to_sql};
+use quiver_engine::sql::{FleetSql, json_filter_hosts_sql};
 
 /// Output forms.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -31,7 +30,8 @@ pub struct QueryArgs {
     /// it matches, by way of the SQL it compiles to (printed on stderr).
     #[arg(long, conflicts_with = "sql")]
     pub json_filter: Option<String>,
-    /// Fleet file (.json, .parquet, .arrow). Default: a generated fleet.
+    /// Fleet file (.json, .parquet, .arrow) or `alibaba:DIR`. Default: a
+    /// generated fleet.
     #[arg(long, conflicts_with = "from")]
     pub fleet: Option<PathBuf>,
     /// Ask a running Quiver instead (its Compute URL, e.g.
@@ -82,8 +82,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
     let sql = match (&a.sql, &a.json_filter) {
         (Some(s), None) => s.clone(),
         (None, Some(q)) => {
-            let pred = json_filter_to_sql(q)?;
-            let sql = format!("SELECT name FROM hosts WHERE {pred} ORDER BY name");
+            let sql = json_filter_hosts_sql(q)?;
             eprintln!("{sql}");
             sql
         }
@@ -94,7 +93,7 @@ pub fn run(a: QueryArgs) -> Result<()> {
         None => {
             let fleet = match &a.fleet {
                 Some(p) => super::load::fleet(p)?,
-                None => generate(&FleetSpec { hosts: a.hosts, seed: a.seed, with_instances: false }, |_| {})?,
+                None => super::load::generated(a.hosts, a.seed)?,
             };
             let session = FleetSql::new(Arc::new(fleet))?;
             if let Some(t) = &a.timeline {

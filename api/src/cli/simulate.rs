@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use quiver_datasets::generator::{FleetSpec, generate};
 use quiver_datasets::workload_gen::{WorkloadSpec, generate_workload};
 use quiver_engine::Fleet;
 use quiver_engine::sim::{Policy, PolicyRun, SimOptions, Workload, run_policy};
@@ -185,26 +184,11 @@ pub fn run(a: SimulateArgs) -> Result<()> {
 fn load_inputs(a: &SimulateArgs) -> Result<(Fleet, Workload)> {
     let explicit_fleet = || -> Result<Option<Fleet>> {
         if let Some(p) = &a.fleet {
-            if let Some(dir) = p.to_str().and_then(|s| s.strip_prefix("alibaba:")) {
-                let nodes = Path::new(dir).join(quiver_datasets::alibaba::NODES);
-                return Ok(Some(quiver_datasets::alibaba::read_nodes(&nodes)?));
-            }
             return Ok(Some(super::load::fleet(p)?));
         }
-        if let Some(url) = &a.from {
-            return Ok(Some(fetch_fleet(url)?));
-        }
-        Ok(None)
+        a.from.as_deref().map(fetch_fleet).transpose()
     };
-    let generated = || -> Result<Fleet> {
-        let bar = ProgressBar::new(a.hosts as u64)
-            .with_style(ProgressStyle::with_template("{spinner} fleet {pos}/{len} [{bar:30}]")?);
-        let f = generate(&FleetSpec { hosts: a.hosts, seed: a.fleet_seed, with_instances: false }, |k| {
-            bar.set_position(k as u64)
-        })?;
-        bar.finish_and_clear();
-        Ok(f)
-    };
+    let generated = || super::load::generated(a.hosts, a.fleet_seed);
     match a.trace.as_deref() {
         Some(t) if t.starts_with("alibaba:") => {
             let dir = Path::new(&t["alibaba:".len()..]);
@@ -323,13 +307,8 @@ pub fn summary_table(runs: &[PolicyRun]) -> comfy_table::Table {
     row("peak hosts in use", &|x| int(&x["peak_hosts_in_use"]));
     row("compaction hosts", &|x| int(&x["compaction_hosts"]));
     row("fleet hosts", &|x| int(&x["fleet_hosts"]));
-    let rcs = runs.first().map(|r| r.resource_classes.clone()).unwrap_or_default();
-    for rc in &rcs {
-        if runs.iter().all(|r| {
-            r.timeline.iter().all(|x| x.used[r.resource_classes.iter().position(|c| c == rc).unwrap_or(0)] == 0)
-        }) {
-            continue;
-        }
+    let names = runs.first().map(|r| r.resource_classes.clone()).unwrap_or_default();
+    for rc in quiver_engine::sim::classes_in_use(runs).into_iter().map(|i| &names[i]) {
         row(&format!("mean util {rc}"), &|x| pct(&x["utilization_mean"][rc]));
         row(&format!("peak util {rc}"), &|x| pct(&x["utilization_peak"][rc]));
         row(&format!("stranded {rc}"), &|x| pct(&x["stranded_mean"][rc]));

@@ -81,8 +81,8 @@ pub async fn query(
         (Some(s), None) => s.to_owned(),
         (None, Some(q)) => {
             let text = q.as_str().map(str::to_owned).unwrap_or_else(|| q.to_string());
-            match quiver_engine::sql::json_filter_to_sql(&text) {
-                Ok(pred) => format!("SELECT name FROM hosts WHERE {pred} ORDER BY name"),
+            match quiver_engine::sql::json_filter_hosts_sql(&text) {
+                Ok(sql) => sql,
                 Err(e) => return bad(e.to_string()),
             }
         }

@@ -363,10 +363,14 @@ impl ShapeTree {
     ) -> Option<usize> {
         let ctx = RequestContext { fleet, conf: sched.config(), request: req, group: None, instance_uuid: 0, index: 0 };
         let raws = prepare_weighers(sched, &ctx)?;
-        let slots = slots_of(&raws)?;
         let end = base + journal.len();
-        if slots != self.slots || self.seen < base || end - self.seen > fleet.len() / 8 + 64 {
-            self.slots = slots;
+        // The weighing set changes only when a weigher's answer for the
+        // shape does; compare in place rather than building new slots.
+        let same = slots_match(&self.slots, &raws)?;
+        if !same || self.seen < base || end - self.seen > fleet.len() / 8 + 64 {
+            if !same {
+                self.slots = slots_of(&raws)?;
+            }
             self.rebuild(fleet, &raws);
         } else {
             let mut buf = [0.0f64; 1];
@@ -550,6 +554,25 @@ fn clamp(x: f64, s: &WeigherSlot) -> f64 {
 /// pipeline then reports it).
 fn prepare_weighers<'a>(sched: &Scheduler, ctx: &RequestContext<'a>) -> Option<Vec<Option<Raw<'a>>>> {
     sched.weighers().iter().map(|w| w.prepare(ctx).ok()).collect()
+}
+
+/// Whether `slots` describe `raws`; `None` when a weigher needs what the
+/// tree does not model (a check of the survivors).
+fn slots_match(slots: &[WeigherSlot], raws: &[Option<Raw<'_>>]) -> Option<bool> {
+    let mut it = slots.iter();
+    for (index, r) in raws.iter().enumerate() {
+        let Some(r) = r else { continue };
+        if r.check.is_some() {
+            return None;
+        }
+        let same = it.next().is_some_and(|s| {
+            s.index == index && s.minval == r.minval && s.maxval == r.maxval && s.multiplier == r.multiplier
+        });
+        if !same {
+            return Some(false);
+        }
+    }
+    Some(it.next().is_none())
 }
 
 /// The slots of the weighers that weigh; `None` when one needs what the

@@ -28,14 +28,7 @@ impl Capacity {
     pub fn of(fleet: &Fleet) -> Self {
         let classes: Vec<String> = fleet.resource_classes.names().to_vec();
         let per_host: Vec<Vec<i64>> = (0..classes.len())
-            .map(|rc| {
-                (0..fleet.len())
-                    .map(|h| match fleet.inventory(rc, h) {
-                        Some(p) => ((p.total as i64 - p.reserved as i64) as f64 * p.allocation_ratio).floor() as i64,
-                        None => 0,
-                    })
-                    .collect()
-            })
+            .map(|rc| (0..fleet.len()).map(|h| fleet.inventory(rc, h).map_or(0, |p| p.capacity())).collect())
             .collect();
         let total = per_host.iter().map(|v| v.iter().sum()).collect();
         Self { classes, per_host, total }

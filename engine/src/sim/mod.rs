@@ -109,6 +109,13 @@ impl PolicyRun {
     }
 }
 
+/// Resource classes (timeline column order) that any run used at any sample:
+/// what tables and plots show.
+pub fn classes_in_use(runs: &[PolicyRun]) -> Vec<usize> {
+    let n = runs.first().map_or(0, |r| r.resource_classes.len());
+    (0..n).filter(|&rc| runs.iter().any(|r| r.timeline.iter().any(|s| s.used[rc] != 0))).collect()
+}
+
 /// Replays `workload` on `fleet` under `policy`. `progress` gets the events
 /// replayed so far.
 ///

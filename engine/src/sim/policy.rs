@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::config::SchedulerConfig;
 use crate::error::{EngineError, Result};
 use crate::fleet::{Fleet, FleetBuilder};
+use crate::host::HostRecord;
 
 /// Nova's compute-node overcommit options, applied to every host's
 /// inventory of the class when set.
@@ -118,25 +119,23 @@ impl Policy {
         rebuild(
             fleet,
             |_| true,
-            |inv| {
-                if let Some(r) = self.ratios.for_class(&inv.resource_class) {
-                    inv.allocation_ratio = r;
+            |rec| {
+                for inv in &mut rec.inventories {
+                    if let Some(r) = self.ratios.for_class(&inv.resource_class) {
+                        inv.allocation_ratio = r;
+                    }
                 }
             },
         )
     }
 }
 
-/// A new fleet of the hosts `keep` selects (in fleet order), each inventory
+/// A new fleet of the hosts `keep` selects (in fleet order), each host
 /// passed through `edit`; aggregates and options carried over.
 ///
 /// # Errors
 /// A host the builder rejects.
-pub fn rebuild(
-    fleet: &Fleet,
-    keep: impl Fn(usize) -> bool,
-    edit: impl Fn(&mut crate::host::Inventory),
-) -> Result<Fleet> {
+pub fn rebuild(fleet: &Fleet, keep: impl Fn(usize) -> bool, edit: impl Fn(&mut HostRecord)) -> Result<Fleet> {
     let mut b = FleetBuilder::new();
     for a in &fleet.aggregates {
         b.add_aggregate(a.clone())?;
@@ -147,7 +146,7 @@ pub fn rebuild(
             continue;
         }
         let mut rec = fleet.host_record(h);
-        rec.inventories.iter_mut().for_each(&edit);
+        edit(&mut rec);
         b.push(rec)?;
     }
     b.finish()
@@ -159,22 +158,18 @@ pub fn rebuild(
 /// # Errors
 /// A host the builder rejects.
 pub fn emptied(fleet: &Fleet) -> Result<Fleet> {
-    let mut b = FleetBuilder::new();
-    for a in &fleet.aggregates {
-        b.add_aggregate(a.clone())?;
-    }
-    b.nova_conf(fleet.nova_conf.clone());
-    for h in 0..fleet.len() {
-        let mut rec = fleet.host_record(h);
-        let free = |rec: &crate::host::HostRecord, rc: &str| rec.inventory(rc).map_or(0, |i| i.total - i.reserved);
-        rec.free_ram_mb = free(&rec, "MEMORY_MB");
-        rec.free_disk_mb = free(&rec, "DISK_GB") * 1024;
-        rec.vcpus_used = 0;
-        rec.num_instances = 0;
-        rec.num_io_ops = 0;
-        rec.instances.clear();
-        rec.inventories.iter_mut().for_each(|i| i.used = 0);
-        b.push(rec)?;
-    }
-    b.finish()
+    rebuild(
+        fleet,
+        |_| true,
+        |rec| {
+            let free = |rec: &HostRecord, rc: &str| rec.inventory(rc).map_or(0, |i| i.total - i.reserved);
+            rec.free_ram_mb = free(rec, "MEMORY_MB");
+            rec.free_disk_mb = free(rec, "DISK_GB") * 1024;
+            rec.vcpus_used = 0;
+            rec.num_instances = 0;
+            rec.num_io_ops = 0;
+            rec.instances.clear();
+            rec.inventories.iter_mut().for_each(|i| i.used = 0);
+        },
+    )
 }

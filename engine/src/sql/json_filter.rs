@@ -87,6 +87,14 @@ pub fn json_filter_to_sql(query: &str) -> Result<String> {
     expr(&v)
 }
 
+/// The SQL listing the hosts (by name) a JsonFilter query matches.
+///
+/// # Errors
+/// As [`json_filter_to_sql`].
+pub fn json_filter_hosts_sql(query: &str) -> Result<String> {
+    Ok(format!("SELECT name FROM hosts WHERE {} ORDER BY name", json_filter_to_sql(query)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

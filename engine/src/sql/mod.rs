@@ -27,7 +27,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use json_filter::json_filter_to_sql;
+pub use json_filter::{json_filter_hosts_sql, json_filter_to_sql};
 pub use tables::{FleetTable, TableKind};
 
 use crate::error::{EngineError, Result};

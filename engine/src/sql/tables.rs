@@ -169,7 +169,7 @@ impl FleetTable {
                 }
                 Arc::new(Int64Array::from_iter(hosts.map(|h| {
                     f.inventory(rc, h).map(|p| {
-                        let cap = ((p.total as i64 - p.reserved as i64) as f64 * p.allocation_ratio).floor() as i64;
+                        let cap = p.capacity();
                         match part {
                             0 => p.total as i64,
                             1 => p.reserved as i64,
@@ -232,7 +232,7 @@ impl FleetTable {
                     for (rc, rc_name) in names.iter().enumerate() {
                         let Some(p) = f.inventory(rc, h) else { continue };
                         let used = f.usage().used[rc][h];
-                        let cap = ((p.total as i64 - p.reserved as i64) as f64 * p.allocation_ratio).floor() as i64;
+                        let cap = p.capacity();
                         host.push(f.name(h));
                         rcs.push(rc_name.as_str());
                         for (v, x) in nums.iter_mut().zip([
