@@ -79,21 +79,16 @@ fn query(c: &mut Criterion) {
             let mut per_az: std::collections::BTreeMap<String, i64> = Default::default();
             let used = &fleet.usage().used[vcpu];
             for batch in &fleet.batches {
-                let az = batch.record.column_by_name("availability_zone").expect("az");
-                let az = az
-                    .as_any()
-                    .downcast_ref::<arrow_array::DictionaryArray<arrow_array::types::UInt32Type>>()
-                    .expect("dictionary");
-                let mut sums = vec![0i64; az.values().len() + 1];
+                let mut sums = vec![0i64; fleet.azs.len() + 1];
                 for h in batch.range() {
                     let Some(p) = fleet.inventory(vcpu, h) else { continue };
                     let cap = p.capacity();
-                    let k = az.key(h - batch.start).map_or(0, |k| k + 1);
+                    let code = batch.az[h - batch.start];
+                    let k = if code == quiver_engine::fleet::NO_AZ { 0 } else { code as usize + 1 };
                     sums[k] += cap - used[h];
                 }
-                let names = az.values().as_any().downcast_ref::<arrow_array::StringArray>().expect("strings");
                 for (k, s) in sums.into_iter().enumerate() {
-                    let name = if k == 0 { String::new() } else { names.value(k - 1).to_owned() };
+                    let name = if k == 0 { String::new() } else { fleet.azs.name(k as u32 - 1).to_owned() };
                     *per_az.entry(name).or_default() += s;
                 }
             }

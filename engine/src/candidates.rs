@@ -108,6 +108,10 @@ impl PreparedQuery {
             return;
         }
         crate::filters::and_words_init(mask, n);
+        // Deleted hosts (tombstones) are never candidates.
+        for (m, l) in mask.iter_mut().zip(batch.live.words()) {
+            *m &= l;
+        }
         for &(rc, amount) in &self.resources {
             let c = &batch.rc[rc];
             if !c.units_trivial {

@@ -121,12 +121,12 @@ pub fn coded(fleet: &Fleet, attr: Attr, code: u32) -> Value {
 }
 
 /// The code column of a dictionary-coded attribute.
-pub fn code_column(attr: Attr) -> Option<fn(&crate::fleet::HostBatch) -> &arrow_buffer::ScalarBuffer<u32>> {
+pub fn code_column(attr: Attr) -> Option<fn(&crate::fleet::HostBatch) -> &[u32]> {
     Some(match attr {
-        Attr::CpuInfo => |b| &b.cpu_info,
-        Attr::Stats => |b| &b.stats,
-        Attr::SupportedInstances => |b| &b.supported,
-        Attr::HypervisorType => |b| &b.hypervisor_type,
+        Attr::CpuInfo => |b| &b.cpu_info[..],
+        Attr::Stats => |b| &b.stats[..],
+        Attr::SupportedInstances => |b| &b.supported[..],
+        Attr::HypervisorType => |b| &b.hypervisor_type[..],
         Attr::PerHost(_) => return None,
     })
 }

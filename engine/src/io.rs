@@ -94,8 +94,11 @@ pub fn to_batches(fleet: &Fleet) -> Result<Vec<RecordBatch>> {
     let schema = interchange_schema(fleet);
     let mut out = Vec::new();
     let mut records = fleet.host_records();
-    for _ in (0..fleet.len()).step_by(BATCH_ROWS) {
+    loop {
         let recs: Vec<HostRecord> = records.by_ref().take(BATCH_ROWS).collect();
+        if recs.is_empty() {
+            break;
+        }
         let s = |f: &dyn Fn(&HostRecord) -> Option<String>| -> ArrayRef {
             Arc::new(recs.iter().map(f).collect::<StringArray>())
         };

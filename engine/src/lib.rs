@@ -14,6 +14,7 @@ pub mod io;
 pub mod mask;
 pub mod pyvalue;
 pub mod request;
+pub mod resource_request;
 pub mod scheduler;
 pub mod select;
 pub mod sim;

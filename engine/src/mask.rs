@@ -48,6 +48,15 @@ impl Mask {
         Self { words, len }
     }
 
+    /// Appends one host's bit (a fleet that grows in place).
+    pub fn push(&mut self, v: bool) {
+        if self.len.is_multiple_of(64) {
+            self.words.push(0);
+        }
+        self.len += 1;
+        self.set(self.len - 1, v);
+    }
+
     /// Wraps existing words; bits past `len` are cleared.
     pub fn from_words(words: Vec<u64>, len: usize) -> Self {
         assert_eq!(words.len(), len.div_ceil(64), "word count does not match length");

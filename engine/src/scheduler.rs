@@ -222,36 +222,9 @@ impl Scheduler {
         fleet: &Fleet,
         req: &BootRequest,
     ) -> std::result::Result<PlacementQuery, FilterError> {
-        let f = &req.flavor;
-        let mut amounts: Vec<(&str, i64)> = vec![
-            ("VCPU", f.vcpus as i64),
-            ("MEMORY_MB", f.memory_mb as i64),
-            (
-                "DISK_GB",
-                f.ephemeral_gb as i64
-                    + (f.swap as u64).div_ceil(1024) as i64
-                    + if req.is_bfv { 0 } else { f.root_gb as i64 },
-            ),
-        ];
+        let amounts = crate::resource_request::unnumbered_resources(&req.flavor, req.is_bfv)?;
         let mut q = PlacementQuery::default();
-        for (key, value) in &f.extra_specs {
-            // The unnumbered group `resources:RC=N` overrides or adds an
-            // amount, as Nova's `ResourceRequest.from_request_spec` does.
-            if let Some(rc) = key.strip_prefix("resources:") {
-                let n: i64 = value.trim().parse().ok().filter(|&n| n >= 0).ok_or_else(|| {
-                    FilterError::NovaError(format!("flavor extra spec {key}={value}: not a non-negative integer"))
-                })?;
-                match amounts.iter_mut().find(|(r, _)| *r == rc) {
-                    Some(slot) => slot.1 = n,
-                    None => amounts.push((rc, n)),
-                }
-                continue;
-            }
-            if let Some(rest) = key.strip_prefix("resources") {
-                return Err(FilterError::Unsupported(format!(
-                    "flavor extra spec resources{rest}={value}: numbered request groups are not emulated"
-                )));
-            }
+        for (key, value) in &req.flavor.extra_specs {
             if let Some(t) = key.strip_prefix("trait:") {
                 match value.as_str() {
                     "required" => q.required.push(t.to_owned()),
@@ -264,7 +237,6 @@ impl Scheduler {
             q.required.push("OWNER_NOVA".into());
         }
         q.forbidden.push("COMPUTE_STATUS_DISABLED".into());
-        amounts.retain(|&(_, a)| a > 0);
         for (rc, a) in amounts {
             match fleet.rc_index(rc) {
                 Some(i) => q.resources.push((i, a)),
@@ -289,6 +261,25 @@ impl Scheduler {
     /// Schedules request `index` against `fleet`, claiming and consuming in
     /// place; a failed request leaves the fleet as it was.
     pub fn schedule(&mut self, fleet: &mut Fleet, groups: &mut Groups, req: &BootRequest, index: usize) -> Decision {
+        self.schedule_with(fleet, groups, req, index, true)
+    }
+
+    /// Decides request `index` as [`Scheduler::schedule`] does (instances of
+    /// a multi-create see each other's consumption) but leaves the fleet as
+    /// it was: a live fleet takes the usage from the claim that the store
+    /// commits, not from the decision.
+    pub fn select(&mut self, fleet: &mut Fleet, groups: &mut Groups, req: &BootRequest, index: usize) -> Decision {
+        self.schedule_with(fleet, groups, req, index, false)
+    }
+
+    fn schedule_with(
+        &mut self,
+        fleet: &mut Fleet,
+        groups: &mut Groups,
+        req: &BootRequest,
+        index: usize,
+        keep: bool,
+    ) -> Decision {
         let n = req.num_instances.max(1) as usize;
         let uuids: Vec<u128> = (0..n)
             .map(|k| {
@@ -384,6 +375,18 @@ impl Scheduler {
                     break;
                 }
             }
+        }
+        if !keep && failed.is_none() {
+            // A decision only: undo the consumption, keep the choices.
+            for u in undo.drain(..).rev() {
+                fleet.release(u.host, query.resources());
+                fleet.set_hoststate(u.host, u.hoststate);
+                if let Some(stub) = u.stubbed {
+                    fleet.instances.remove(&stub);
+                }
+            }
+            d.chosen = d.instances.iter().filter_map(|i| i.chosen.clone()).collect();
+            return d;
         }
         match failed {
             None => {

@@ -178,6 +178,9 @@ pub struct State {
     /// Providers that have a parent (Placement's `has_provider_trees`).
     pub nested: usize,
     pub dirty: BTreeSet<Dirty>,
+    /// Providers whose usage the current write changed (with `dirty`, what
+    /// the live fleet must re-read after the commit).
+    pub usage_changed: BTreeSet<RpId>,
     /// Bumped on every committed write.
     pub epoch: u64,
 }
@@ -268,6 +271,7 @@ impl State {
             && let Some(r) = p.inventory_mut(class)
         {
             r.used += delta;
+            self.usage_changed.insert(rp);
         }
     }
 }

@@ -2,16 +2,30 @@
 //! Writers are serialized (one write lock), so generation checks are exact;
 //! readers share the state and never touch SQLite.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::model::State;
+use crate::model::{Dirty, RpId, State};
 use crate::store::{Durability, Store};
 
 pub struct Placement {
     state: RwLock<State>,
     store: Mutex<Store>,
+    feed: Mutex<ProviderChanges>,
+}
+
+/// What committed writes changed since the last [`Placement::take_changes`]:
+/// the providers whose row in a columnar replica must be re-read (created,
+/// deleted, inventory, traits, aggregates, usage). Bounded by the number of
+/// providers, however long nobody reads it.
+#[derive(Debug, Default)]
+pub struct ProviderChanges {
+    /// Changed provider ids (a deleted one no longer resolves).
+    pub providers: HashSet<RpId>,
+    /// The state was reloaded from the store: re-read everything.
+    pub resync: bool,
 }
 
 impl std::fmt::Debug for Placement {
@@ -25,7 +39,25 @@ impl Placement {
     pub fn open(dir: &Path, durability: Durability) -> Result<Placement> {
         let store = Store::open(dir, durability)?;
         let state = store.load()?;
-        Ok(Placement { state: RwLock::new(state), store: Mutex::new(store) })
+        Ok(Placement {
+            state: RwLock::new(state),
+            store: Mutex::new(store),
+            feed: Mutex::new(ProviderChanges::default()),
+        })
+    }
+
+    /// Takes the changes committed since the last call.
+    pub fn take_changes(&self) -> ProviderChanges {
+        std::mem::take(&mut *self.feed.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs `f` on the state together with the changes committed since the
+    /// last call, atomically: no write lands between the two, so a replica
+    /// that applies them is exactly as fresh as the state it read.
+    pub fn read_changes<R>(&self, f: impl FnOnce(&State, ProviderChanges) -> R) -> R {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let changes = self.take_changes();
+        f(&guard, changes)
     }
 
     /// Runs `f` on a shared view of the state.
@@ -43,6 +75,7 @@ impl Placement {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.dirty.clear();
+        state.usage_changed.clear();
         let out = f(&mut state);
         let failed = match &out {
             Ok(_) => store.persist(&state).err(),
@@ -52,6 +85,7 @@ impl Placement {
         if let Some(err) = failed {
             tracing::error!(error = %err, "write not committed; reloading state from the store");
             *state = store.load()?;
+            self.feed.lock().unwrap_or_else(|e| e.into_inner()).resync = true;
             return match out {
                 Err(e) => Err(e),
                 Ok(_) => Err(err),
@@ -59,8 +93,16 @@ impl Placement {
         }
         if out.is_ok() && !state.dirty.is_empty() {
             state.epoch += 1;
+            let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+            let state = &*state;
+            feed.providers.extend(state.dirty.iter().filter_map(|d| match d {
+                Dirty::Provider(id) => Some(*id),
+                _ => None,
+            }));
+            feed.providers.extend(state.usage_changed.iter().copied());
         }
         state.dirty.clear();
+        state.usage_changed.clear();
         out
     }
 }

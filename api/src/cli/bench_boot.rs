@@ -22,10 +22,14 @@ use serde_json::{Value, json};
   p50/p99 ms    one server's time from its POST to ACTIVE
   claims/s      bare PUT /allocations/{consumer} on the same server, same concurrency
                 (Placement alone: the floor under a boot's claim); x = claims/s / boots/s
+  churn         with --churn, a second boot phase in the same run where each client
+                deletes the oldest ACTIVE server before each create once 64 are live;
+                churn cost = 1 - churn boots/s / boots/s
 
 Examples:
   quiver bench boot --hosts 1000 --driver fake --servers 2000
-  quiver bench boot --hosts 10 --driver libvirt --servers 500 --json boot.json")]
+  quiver bench boot --hosts 10 --driver libvirt --servers 500 --json boot.json
+  quiver bench boot --hosts 100000 --driver fake --servers 3000 --churn")]
 pub struct BootBenchArgs {
     /// Compute hosts (embedded agents).
     #[arg(long, default_value_t = 1000)]
@@ -45,6 +49,10 @@ pub struct BootBenchArgs {
     /// Memory per host, MiB.
     #[arg(long, default_value_t = 262_144)]
     pub host_memory_mb: u64,
+    /// Also time boots with churn: a delete before each create once 64
+    /// servers are live (same run, after the plain boots).
+    #[arg(long)]
+    pub churn: bool,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -154,20 +162,61 @@ fn drive(
     Ok((wall, v, failed.into_inner()))
 }
 
+/// Servers kept live in churn mode before each create deletes one.
+const CHURN_LIVE: usize = 64;
+
+fn ok(r: reqwest::blocking::Response) -> Result<Value> {
+    let st = r.status();
+    let v: Value = r.json().unwrap_or(Value::Null);
+    if !st.is_success() {
+        bail!("{st}: {v}");
+    }
+    Ok(v)
+}
+
+/// One boot from POST to ACTIVE, in ms. With `churn`, first deletes the
+/// oldest server it booted once [`CHURN_LIVE`] are live.
+fn boot_one(
+    http: &reqwest::blocking::Client,
+    compute: &str,
+    i: usize,
+    churn: Option<&std::sync::Mutex<std::collections::VecDeque<String>>>,
+) -> Result<f64> {
+    let t0 = Instant::now();
+    if let Some(live) = churn {
+        let victim = {
+            let mut q = live.lock().unwrap_or_else(|p| p.into_inner());
+            if q.len() >= CHURN_LIVE { q.pop_front() } else { None }
+        };
+        if let Some(id) = victim {
+            ok(http.delete(format!("{compute}/servers/{id}")).send()?)?;
+        }
+    }
+    let v = ok(http
+        .post(format!("{compute}/servers"))
+        .json(&json!({"server": {"name": format!("b{i}"), "flavorRef": "bench", "networks": "none"}}))
+        .send()?)?;
+    let id = v["server"]["id"].as_str().context("no server id")?.to_owned();
+    loop {
+        let v = ok(http.get(format!("{compute}/servers/{id}")).send()?)?;
+        match v["server"]["status"].as_str() {
+            Some("ACTIVE") => break,
+            Some("ERROR") => bail!("server {id} went to ERROR: {}", v["server"]["fault"]),
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    if let Some(live) = churn {
+        live.lock().unwrap_or_else(|p| p.into_inner()).push_back(id);
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
 pub fn run(a: BootBenchArgs) -> Result<()> {
     eprintln!("starting quiver serve with {} {} hosts ...", a.hosts, a.driver);
     let t = Instant::now();
     let s = Arc::new(start(&a)?);
     eprintln!("  ready in {:.1} s", t.elapsed().as_secs_f64());
     let http = client()?;
-    let ok = |r: reqwest::blocking::Response| -> Result<Value> {
-        let st = r.status();
-        let v: Value = r.json().unwrap_or(Value::Null);
-        if !st.is_success() {
-            bail!("{st}: {v}");
-        }
-        Ok(v)
-    };
     ok(http
         .post(format!("{}/flavors", s.compute))
         .json(&json!({"flavor": {"name": "bench.small", "ram": 512, "vcpus": 1, "disk": 1, "id": "bench"}}))
@@ -178,25 +227,21 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
         .send()?)?;
     let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}").expect("template");
     // 1. boots
+    let live = std::sync::Mutex::new(std::collections::VecDeque::new());
     let bar = ProgressBar::new(a.servers as u64).with_style(style.clone()).with_message("boots");
-    let (wall, lat, failed) = drive(a.servers, a.concurrency, &bar, |http, i| {
-        let t0 = Instant::now();
-        let v = ok(http
-            .post(format!("{}/servers", s.compute))
-            .json(&json!({"server": {"name": format!("b{i}"), "flavorRef": "bench", "networks": "none"}}))
-            .send()?)?;
-        let id = v["server"]["id"].as_str().context("no server id")?.to_owned();
-        loop {
-            let v = ok(http.get(format!("{}/servers/{id}", s.compute)).send()?)?;
-            match v["server"]["status"].as_str() {
-                Some("ACTIVE") => return Ok(t0.elapsed().as_secs_f64() * 1e3),
-                Some("ERROR") => bail!("server {id} went to ERROR: {}", v["server"]["fault"]),
-                _ => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    })?;
+    let (wall, lat, failed) = drive(a.servers, a.concurrency, &bar, |http, i| boot_one(http, &s.compute, i, None))?;
     bar.finish();
     let boots_per_s = lat.len() as f64 / wall;
+    // 1b. boots with churn: the oldest live server deleted before each create
+    let churn = if a.churn {
+        let bar = ProgressBar::new(a.servers as u64).with_style(style.clone()).with_message("churn");
+        let (wall, lat, failed) =
+            drive(a.servers, a.concurrency, &bar, |http, i| boot_one(http, &s.compute, a.servers + i, Some(&live)))?;
+        bar.finish();
+        Some((lat.len() as f64 / wall, lat, failed))
+    } else {
+        None
+    };
     // 2. bare claims on one provider per host, same concurrency
     let rps: Vec<String> = ok(http.get(format!("{}/resource_providers", s.placement)).send()?)?["resource_providers"]
         .as_array()
@@ -216,6 +261,16 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
     })?;
     bar.finish();
     let claims_per_s = clat.len() as f64 / cwall;
+    if let Some((rate, lat, failed)) = &churn {
+        println!(
+            "  churn:  {:>8.1} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} failed)  churn cost {:.1}% of the boot rate",
+            rate,
+            pct(lat, 0.5),
+            pct(lat, 0.99),
+            failed,
+            100.0 * (1.0 - rate / boots_per_s)
+        );
+    }
     println!(
         "hosts {} ({}), servers {}, clients {}\n  boots:  {:>8.1} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} failed)\n  claims: {:>8.1} /s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} failed)\n  claims/s / boots/s = {:.1}x",
         a.hosts,
@@ -238,6 +293,10 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
             "boots_per_second": boots_per_s, "boot_p50_ms": pct(&lat, 0.5), "boot_p99_ms": pct(&lat, 0.99),
             "boots_failed": failed, "claims_per_second": claims_per_s, "claim_p50_ms": pct(&clat, 0.5),
             "claim_p99_ms": pct(&clat, 0.99),
+            "churn_boots_per_second": churn.as_ref().map(|c| c.0),
+            "churn_boot_p50_ms": churn.as_ref().map(|c| pct(&c.1, 0.5)),
+            "churn_boot_p99_ms": churn.as_ref().map(|c| pct(&c.1, 0.99)),
+            "churn_boots_failed": churn.as_ref().map(|c| c.2),
         });
         std::fs::write(p, serde_json::to_string_pretty(&out)?)?;
     }

@@ -149,7 +149,6 @@ impl ComputeApi {
             let mut r = self.records();
             r.save(&svc).map_err(|e| e.to_string())?;
             r.services.insert(svc.host.clone(), svc.clone());
-            r.topology += 1;
         }
         if let Some(url) = &report.agent_url {
             let client = quiver_compute_agent::client::AgentClient::new(url).map_err(|e| e.to_string())?;
@@ -245,9 +244,6 @@ impl ComputeApi {
             tracing::warn!(consumer = %c, host, "removing allocations no guest explains");
             unclaim(self, c);
         }
-        if !lost.is_empty() || !stale.is_empty() {
-            self.conductor.invalidate();
-        }
         Ok(reply)
     }
 }
@@ -258,13 +254,10 @@ impl Controller for ComputeApi {
     }
 
     fn heartbeat(&self, host: &str) -> Result<(), ControllerError> {
-        let mut r = self.records();
-        match r.services.get_mut(host) {
-            Some(s) => {
-                s.last_seen = unix_now();
-                Ok(())
-            }
-            None => Err(cerr(format!("host {host} is not registered"))),
+        if self.records().heartbeat(host, unix_now()) {
+            Ok(())
+        } else {
+            Err(cerr(format!("host {host} is not registered")))
         }
     }
 

@@ -124,7 +124,6 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
     };
     r.save(&a)?;
     r.aggregates.insert(a.id, a.clone());
-    r.topology += 1;
     reply(StatusCode::OK, json!({"aggregate": view(&a, &ctx)}))
 }
 
@@ -156,7 +155,6 @@ pub async fn update(
     a.updated_at = Some(now_iso());
     r.save(&a)?;
     r.aggregates.insert(a.id, a.clone());
-    r.topology += 1;
     reply(StatusCode::OK, json!({"aggregate": view(&a, &ctx)}))
 }
 
@@ -176,7 +174,6 @@ pub async fn delete(
     }
     r.remove("aggregate", &a.id.to_string())?;
     r.aggregates.remove(&a.id);
-    r.topology += 1;
     empty(StatusCode::OK)
 }
 
@@ -253,7 +250,6 @@ pub async fn action(
     a.updated_at = Some(now_iso());
     r.save(&a)?;
     r.aggregates.insert(a.id, a.clone());
-    r.topology += 1;
     let rp = touched_host.as_ref().and_then(|h| r.services.get(h)).map(|s| s.compute_node_uuid.clone());
     drop(r);
     if let (Some(h), Some(rp)) = (touched_host, rp) {

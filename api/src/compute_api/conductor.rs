@@ -1,6 +1,7 @@
 //! The boot flow of DESIGN.md section 2, after the API has recorded the
-//! servers in BUILD: the engine's scheduler over a columnar replica of the
-//! compute hosts, the claim in Placement (the authority: on a conflict the
+//! servers in BUILD: the engine's scheduler over the process's live
+//! columnar fleet ([`super::live_fleet`], caught up with every committed
+//! write before each decision), the claim in Placement (the authority: on a conflict the
 //! next alternate is tried), dispatch to the chosen host's agent, and a
 //! reschedule to an alternate when a build fails, up to `max_attempts`.
 //! Deletes and power actions run here too.
@@ -13,42 +14,29 @@ use std::time::Instant;
 use quiver_compute_agent::GuestSpec;
 use quiver_compute_agent::protocol::Action;
 use quiver_engine::request::{Flavor as EngineFlavor, Image as EngineImage};
-use quiver_engine::{BootRequest, Decision, Fleet, FleetBuilder, Groups, HostRecord, Scheduler, ServiceRecord};
+use quiver_engine::{BootRequest, Decision, Fleet, Groups, Scheduler};
 use quiver_placement::ops::{AllocationWriteKind, ConsumerWrite};
 use serde_json::Value;
 
 use super::ComputeApi;
-use super::records::{Fault, Records, Server, now_iso, unix_now};
+use super::live_fleet::LiveFleet;
+use super::records::{Fault, Records, Server, now_iso};
 
-/// The scheduler and its fleet replica; one boot request schedules and
-/// claims at a time (claims are fast; builds run outside the lock).
+/// The scheduler and the live fleet; one boot request schedules and claims
+/// at a time (claims are fast; builds run outside the lock).
 pub struct Conductor {
     state: std::sync::Mutex<SchedState>,
 }
 
 struct SchedState {
     scheduler: Scheduler,
-    fleet: Option<FleetCache>,
+    live: LiveFleet,
     requests: usize,
-}
-
-/// The fleet and what it was built from; stale when any of it changed.
-struct FleetCache {
-    fleet: Fleet,
-    /// Placement's epoch after this conductor's last claim.
-    placement_epoch: u64,
-    topology: u64,
-    down: Vec<String>,
 }
 
 impl Conductor {
     pub fn new(scheduler: Scheduler) -> Self {
-        Self { state: std::sync::Mutex::new(SchedState { scheduler, fleet: None, requests: 0 }) }
-    }
-
-    /// Drops the fleet replica; the next request rebuilds it.
-    pub fn invalidate(&self) {
-        self.lock().fleet = None;
+        Self { state: std::sync::Mutex::new(SchedState { scheduler, live: LiveFleet::default(), requests: 0 }) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SchedState> {
@@ -56,103 +44,31 @@ impl Conductor {
     }
 }
 
-/// Hosts whose service is down (forced down, or silent for longer than
-/// `service_down_time`), sorted.
-fn down_hosts(r: &Records, down_time: f64) -> Vec<String> {
-    r.services.values().filter(|s| super::is_down(s, down_time)).map(|s| s.host.clone()).collect()
-}
-
-/// A snapshot of the fleet as the scheduler would see it now (for
+/// A snapshot of the live fleet as the scheduler sees it now (for
 /// `GET /v1/fleet` and `POST /v1/query`).
 ///
 /// # Errors
-/// A host the engine's builder rejects.
+/// A host the engine refuses.
 pub fn snapshot_fleet(api: &ComputeApi) -> Result<Fleet, String> {
+    let mut st = api.conductor.lock();
     let r = api.records();
-    build_fleet(api, &r).map(|(f, _)| f)
+    st.live.catch_up(&api.placement.placement, &r)?;
+    Ok(st.live.fleet.clone())
 }
 
-/// Builds the engine's fleet from the compute services, their providers in
-/// Placement (inventory, usage, traits), aggregates and servers.
-fn build_fleet(api: &ComputeApi, r: &Records) -> Result<(Fleet, u64), String> {
-    let mut b = FleetBuilder::new();
-    for a in r.aggregates.values() {
-        b.add_aggregate(quiver_engine::Aggregate {
-            id: a.id as u32,
-            uuid: quiver_engine::request::parse_uuid(&a.uuid).unwrap_or(0),
-            name: a.name.clone(),
-            metadata: a.metadata.clone(),
-        })
-        .map_err(|e| e.to_string())?;
+/// The engine's flavor for a recorded one.
+fn engine_flavor(f: &super::records::Flavor) -> EngineFlavor {
+    EngineFlavor {
+        name: f.name.clone(),
+        flavorid: Some(f.id.clone()),
+        id: None,
+        vcpus: f.vcpus,
+        memory_mb: f.ram,
+        root_gb: f.disk,
+        ephemeral_gb: f.ephemeral,
+        swap: f.swap,
+        extra_specs: f.extra_specs.clone(),
     }
-    let mut on_host: BTreeMap<&str, Vec<&Server>> = BTreeMap::new();
-    for s in r.servers.values() {
-        if let Some(h) = &s.host {
-            on_host.entry(h.as_str()).or_default().push(s);
-        }
-    }
-    let now = unix_now();
-    let epoch = api.placement.placement.read(|state| -> Result<u64, String> {
-        for svc in r.services.values() {
-            let Some(p) = state.provider_by_uuid(&svc.compute_node_uuid) else { continue };
-            let servers = on_host.get(svc.host.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            let inventories: Vec<quiver_engine::Inventory> = p
-                .inventories
-                .iter()
-                .map(|rec| quiver_engine::Inventory {
-                    resource_class: state.class_name(rec.class).to_owned(),
-                    total: rec.inv.total,
-                    reserved: rec.inv.reserved,
-                    min_unit: rec.inv.min_unit,
-                    max_unit: rec.inv.max_unit,
-                    step_size: rec.inv.step_size,
-                    allocation_ratio: rec.inv.allocation_ratio,
-                    used: rec.used,
-                })
-                .collect();
-            let free = |rc: &str| {
-                inventories.iter().find(|i| i.resource_class == rc).map_or(0, |i| i.total - i.reserved - i.used)
-            };
-            let h = HostRecord {
-                name: svc.host.clone(),
-                nodename: Some(svc.hypervisor.nodename.clone()),
-                uuid: quiver_engine::request::parse_uuid(&svc.compute_node_uuid).unwrap_or(0),
-                cell: "cell1".into(),
-                availability_zone: Some(super::host_zone(r, &svc.host)),
-                aggregates: r
-                    .aggregates
-                    .values()
-                    .filter(|a| a.hosts.contains(&svc.host))
-                    .map(|a| a.id as u32)
-                    .collect(),
-                host_ip: None,
-                traits: p.traits.iter().map(|t| state.traits.name(*t).to_owned()).collect(),
-                vcpus_used: servers.iter().map(|s| s.flavor.vcpus as i64).sum(),
-                free_ram_mb: free("MEMORY_MB"),
-                free_disk_mb: free("DISK_GB") * 1024,
-                num_instances: servers.len() as i64,
-                num_io_ops: servers.iter().filter(|s| s.vm_state == "building").count() as i64,
-                failed_builds: 0,
-                hypervisor_type: svc.hypervisor.hypervisor_type.clone(),
-                hypervisor_version: svc.hypervisor.hypervisor_version,
-                cpu_info: svc.hypervisor.cpu_info.clone(),
-                supported_instances: vec![["x86_64".into(), "qemu".into(), "hvm".into()]],
-                stats: BTreeMap::new(),
-                service: ServiceRecord {
-                    disabled: svc.disabled,
-                    forced_down: svc.forced_down,
-                    last_seen_up_age_s: (now - svc.last_seen).max(0.0),
-                    version: 74,
-                },
-                metrics: Vec::new(),
-                instances: servers.iter().filter_map(|s| quiver_engine::request::parse_uuid(&s.id)).collect(),
-                inventories,
-            };
-            b.push(h).map_err(|e| e.to_string())?;
-        }
-        Ok(state.epoch)
-    })?;
-    Ok((b.finish().map_err(|e| e.to_string())?, epoch))
 }
 
 /// The engine's request for a batch of servers from one create call.
@@ -175,17 +91,7 @@ fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
     }
     BootRequest {
         id: Some(s.reservation_id.clone()),
-        flavor: EngineFlavor {
-            name: f.name.clone(),
-            flavorid: Some(f.id.clone()),
-            id: None,
-            vcpus: f.vcpus,
-            memory_mb: f.ram,
-            root_gb: f.disk,
-            ephemeral_gb: f.ephemeral,
-            swap: f.swap,
-            extra_specs: f.extra_specs.clone(),
-        },
+        flavor: engine_flavor(f),
         image,
         project_id: Some(s.project_id.clone()),
         user_id: Some(s.user_id.clone()),
@@ -242,14 +148,15 @@ fn no_valid_host(d: &Decision) -> String {
     msg
 }
 
-/// Placement's resources for one server of `flavor`.
-fn resources(f: &super::records::Flavor) -> Vec<(String, i64)> {
-    let disk = f.disk as i64 + f.ephemeral as i64 + (f.swap as i64 + 1023) / 1024;
-    [("VCPU", f.vcpus as i64), ("MEMORY_MB", f.ram as i64), ("DISK_GB", disk)]
-        .into_iter()
-        .filter(|(_, a)| *a > 0)
-        .map(|(k, a)| (k.to_owned(), a))
-        .collect()
+/// Placement's resources for one server of `flavor`: the same translation
+/// the scheduler's candidate query used, so the claim allocates exactly
+/// what was checked (extra-spec classes such as `resources:CUSTOM_GPU=1`
+/// included).
+fn resources(f: &super::records::Flavor) -> Result<Vec<(String, i64)>, String> {
+    let ef = engine_flavor(f);
+    quiver_engine::resource_request::unnumbered_resources(&ef, false)
+        .map(|v| v.into_iter().map(|(rc, n)| (rc.to_owned(), n)).collect())
+        .map_err(|e| e.to_string())
 }
 
 /// Claims `s`'s resources on `host`'s provider (a new consumer: a second
@@ -261,7 +168,7 @@ fn claim(api: &ComputeApi, s: &Server, rp: &str) -> Result<(), String> {
         user: Some(s.user_id.clone()),
         generation_check: Some(None),
         consumer_type: Some("INSTANCE".into()),
-        allocations: vec![(rp.to_owned(), resources(&s.flavor))],
+        allocations: vec![(rp.to_owned(), resources(&s.flavor)?)],
     };
     api.placement.placement.write(|st| st.write_allocations(&[w], AllocationWriteKind::Put)).map_err(|e| e.detail)
 }
@@ -328,24 +235,12 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         if servers.is_empty() {
             return;
         }
-        let down_time = api.config.scheduler.service_down_time;
-        let down = down_hosts(&r, down_time);
-        let fresh = st.fleet.as_ref().is_some_and(|c| {
-            c.topology == r.topology && c.down == down && c.placement_epoch == api.placement.placement.read(|s| s.epoch)
-        });
-        if !fresh {
-            match build_fleet(api, &r) {
-                Ok((fleet, epoch)) => {
-                    st.fleet = Some(FleetCache { fleet, placement_epoch: epoch, topology: r.topology, down });
-                }
-                Err(e) => {
-                    drop(r);
-                    for s in &servers {
-                        fail(api, &s.id, "No valid host was found. ".into(), format!("cannot build the fleet: {e}"));
-                    }
-                    return;
-                }
+        if let Err(e) = st.live.catch_up(&api.placement.placement, &r) {
+            drop(r);
+            for s in &servers {
+                fail(api, &s.id, "No valid host was found. ".into(), format!("cannot update the fleet: {e}"));
             }
+            return;
         }
         let req = boot_request(&r, &servers);
         let mut groups = groups_for(&r, &servers);
@@ -354,10 +249,11 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         drop(r);
         st.requests += 1;
         let index = st.requests;
-        let SchedState { scheduler, fleet, .. } = &mut *st;
-        let cache = fleet.as_mut().expect("fleet built above");
+        let SchedState { scheduler, live, .. } = &mut *st;
         scheduler.trace = true;
-        let d = scheduler.schedule(&mut cache.fleet, &mut groups, &req, index);
+        // A decision only: the live fleet takes the usage from the claims
+        // below when it next catches up.
+        let d = scheduler.select(&mut live.fleet, &mut groups, &req, index);
         if d.status != "ok" {
             drop(st);
             let msg = no_valid_host(&d);
@@ -366,7 +262,6 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             }
             return;
         }
-        let mut stale = false;
         let max_attempts = api.config.scheduler.max_attempts.max(1);
         for (s, inst) in servers.into_iter().zip(&d.instances) {
             let mut hosts: Vec<(String, String)> = inst
@@ -386,7 +281,6 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
                     }
                     Err(e) => {
                         tracing::info!(server = %s.id, host = %hosts[0].0, error = %e, "claim failed; next alternate");
-                        stale = true;
                         hosts.remove(0);
                     }
                 }
@@ -401,11 +295,6 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
                     String::new(),
                 );
             }
-        }
-        if stale {
-            st.fleet = None;
-        } else if let Some(c) = st.fleet.as_mut() {
-            c.placement_epoch = api.placement.placement.read(|s| s.epoch);
         }
     }
     // 2. dispatch each to its host's agent; reschedule on failure
@@ -456,7 +345,6 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, String)>) 
                 tracing::warn!(server = %s.id, %host, error = %e, "build failed; rescheduling");
                 errors.push(format!("{host}: {e}"));
                 unclaim(api, &s.id);
-                api.conductor.invalidate();
                 hosts.remove(0);
                 // the next alternate that can still be claimed
                 let mut next = false;
@@ -533,7 +421,6 @@ pub fn delete_now(api: &ComputeApi, id: &str) {
         return;
     }
     r.servers.remove(id);
-    r.topology += 1;
 }
 
 /// Starts a power action in the background.

@@ -12,6 +12,7 @@ mod flavors;
 pub mod http;
 mod hypervisors;
 mod images;
+pub mod live_fleet;
 pub mod query;
 mod quotas;
 pub mod records;

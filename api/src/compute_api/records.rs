@@ -177,9 +177,29 @@ pub struct Records {
     pub aggregates: BTreeMap<i64, Aggregate>,
     pub services: BTreeMap<String, Service>,
     pub quotas: BTreeMap<String, QuotaSet>,
-    /// Bumped when anything the scheduler's fleet depends on changes
-    /// (services, aggregates, servers leaving hosts).
-    pub topology: u64,
+    /// What changed since the live fleet last applied the records: every
+    /// write goes through [`Records::save`], [`Records::save_all`] or
+    /// [`Records::remove`] (and heartbeats through
+    /// [`Records::heartbeat`]), which mark it here.
+    changes: std::cell::RefCell<RecordChanges>,
+}
+
+/// Records written since the last [`Records::take_changes`], by key.
+#[derive(Debug, Default)]
+pub struct RecordChanges {
+    /// Compute services (by host).
+    pub services: std::collections::HashSet<String>,
+    /// Servers (by id).
+    pub servers: std::collections::HashSet<String>,
+    /// Aggregates (by id).
+    pub aggregates: std::collections::HashSet<i64>,
+}
+
+impl RecordChanges {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.servers.is_empty() && self.aggregates.is_empty()
+    }
 }
 
 /// A record kind and its table key.
@@ -238,7 +258,7 @@ impl Records {
             aggregates: BTreeMap::new(),
             services: BTreeMap::new(),
             quotas: BTreeMap::new(),
-            topology: 1,
+            changes: Default::default(),
         };
         let rows: Vec<(String, String)> = {
             let mut st = r.conn.prepare("SELECT kind, body FROM records").map_err(se)?;
@@ -281,6 +301,38 @@ impl Records {
         Ok(r)
     }
 
+    fn mark(&self, kind: &str, key: &str) {
+        let mut c = self.changes.borrow_mut();
+        match kind {
+            "server" => {
+                c.servers.insert(key.to_owned());
+            }
+            "service" => {
+                c.services.insert(key.to_owned());
+            }
+            "aggregate" => {
+                if let Ok(id) = key.parse() {
+                    c.aggregates.insert(id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The changes marked since the last call (the live fleet applies them).
+    pub fn take_changes(&self) -> RecordChanges {
+        std::mem::take(&mut *self.changes.borrow_mut())
+    }
+
+    /// Records a heartbeat of `host`'s service (kept in memory: the next
+    /// registration or service write persists `last_seen`).
+    pub fn heartbeat(&mut self, host: &str, at: f64) -> bool {
+        let Some(s) = self.services.get_mut(host) else { return false };
+        s.last_seen = at;
+        self.mark("service", host);
+        true
+    }
+
     /// Writes one record (insert or replace), committed on return.
     ///
     /// # Errors
@@ -292,8 +344,9 @@ impl Records {
                 "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
                 params![R::KIND, rec.key(), body],
             )
-            .map(|_| ())
-            .map_err(se)
+            .map_err(se)?;
+        self.mark(R::KIND, &rec.key());
+        Ok(())
     }
 
     /// Writes several records in one transaction.
@@ -310,7 +363,11 @@ impl Records {
             )
             .map_err(se)?;
         }
-        tx.commit().map_err(se)
+        tx.commit().map_err(se)?;
+        for rec in recs {
+            self.mark(R::KIND, &rec.key());
+        }
+        Ok(())
     }
 
     /// Deletes one record.
@@ -318,7 +375,9 @@ impl Records {
     /// # Errors
     /// SQLite refused the write.
     pub fn remove(&self, kind: &str, key: &str) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, key]).map(|_| ()).map_err(se)
+        self.conn.execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, key]).map_err(se)?;
+        self.mark(kind, key);
+        Ok(())
     }
 
     /// The next integer id for aggregates or services.

@@ -64,7 +64,6 @@ fn change(api: &ComputeApi, host: &str, f: impl FnOnce(&mut Service)) -> Result<
     s.updated_at = now_iso();
     r.save(&s)?;
     r.services.insert(s.host.clone(), s.clone());
-    r.topology += 1;
     drop(r);
     api.sync_provider_traits(&s.compute_node_uuid, None, s.disabled).map_err(NovaError::internal)?;
     Ok(s)
@@ -171,7 +170,6 @@ pub async fn delete(
     }
     r.remove("service", &s.host)?;
     r.services.remove(&s.host);
-    r.topology += 1;
     drop(r);
     let _ = api.placement.placement.write(|st| st.delete_provider(&s.compute_node_uuid));
     empty(StatusCode::NO_CONTENT)

@@ -518,3 +518,80 @@ fn query_and_fleet_snapshot_of_a_running_cloud() {
     assert_eq!(summary["default"]["fleet_hosts"], 2);
     assert_eq!(summary["default"]["arrivals"], 200);
 }
+
+/// Issue 11: the claim allocates what the flavor asked for (extra-spec
+/// classes included), the live fleet follows every write in place, and
+/// builds that finished no longer count as I/O operations.
+#[test]
+fn gpu_flavor_claims_its_gpu_and_the_live_fleet_follows_boots_and_deletes() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--agent-driver", "fake"], false);
+    cloud.wait("three hypervisors", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 3)
+    });
+    let placement = cloud.placement.clone();
+    let (s, v) = cloud.call("PUT", &format!("{placement}/resource_classes/CUSTOM_GPU"), None);
+    assert!(s == 201 || s == 204, "{s} {v}");
+    // One GPU on each compute node, added through the Placement API.
+    let rps = cloud.providers();
+    for rp in rps.values() {
+        let (_, inv) = cloud.call("GET", &format!("{placement}/resource_providers/{rp}/inventories"), None);
+        let mut inventories = inv["inventories"].clone();
+        inventories["CUSTOM_GPU"] = json!({"total": 1});
+        let body =
+            json!({"resource_provider_generation": inv["resource_provider_generation"], "inventories": inventories});
+        let (s, v) = cloud.call("PUT", &format!("{placement}/resource_providers/{rp}/inventories"), Some(body));
+        assert_eq!(s, 200, "{v}");
+    }
+    cloud.flavor("gpu", 1, 512, 1);
+    cloud.ok("POST", "/flavors/gpu/os-extra_specs", Some(json!({"extra_specs": {"resources:CUSTOM_GPU": "1"}})));
+    cloud.flavor("small", 1, 256, 1);
+    cloud.ok(
+        "PUT",
+        "/os-quota-sets/admin",
+        Some(json!({"quota_set": {"instances": 100, "cores": 1000, "ram": 1_000_000}})),
+    );
+    for i in 0..3 {
+        cloud.boot(json!({"server": {"name": format!("g{i}"), "flavorRef": "gpu", "networks": "none"}}));
+        cloud.settle(60);
+    }
+    assert!(cloud.servers().iter().all(|s| s["status"] == "ACTIVE"), "{:?}", cloud.servers());
+    for rp in rps.values() {
+        let u = cloud.usages(rp);
+        assert_eq!((u.get("CUSTOM_GPU"), u.get("VCPU"), u.get("MEMORY_MB")), (Some(&1), Some(&1), Some(&512)), "{u:?}");
+    }
+    // Every GPU is taken: the fourth GPU server finds no valid host.
+    let fourth = cloud.boot(json!({"server": {"name": "g3", "flavorRef": "gpu", "networks": "none"}}));
+    let id = fourth["server"]["id"].as_str().expect("id").to_owned();
+    cloud.settle(60);
+    let (_, shown) = cloud.nova("GET", &format!("/servers/{id}"), None);
+    assert_eq!(shown["server"]["status"], "ERROR", "{shown}");
+    assert!(shown["server"]["fault"]["message"].as_str().unwrap_or("").contains("No valid host"), "{shown}");
+    // 50 builds; once they finished, no host counts an I/O operation.
+    cloud.boot(
+        json!({"server": {"name": "s", "flavorRef": "small", "min_count": 50, "max_count": 50, "networks": "none"}}),
+    );
+    let servers = cloud.settle(120);
+    assert_eq!(servers.iter().filter(|s| s["status"] == "ACTIVE").count(), 53);
+    let root = cloud.compute.trim_end_matches("/v2.1").to_owned();
+    let sums = |cloud: &Cloud| {
+        let sql = "SELECT SUM(num_io_ops) AS io, SUM(num_instances) AS n, SUM(custom_gpu_used) AS gpu, SUM(vcpu_used) AS vcpu FROM hosts";
+        let (s, v) = cloud.call("POST", &format!("{root}/v1/query"), Some(json!({ "sql": sql })));
+        assert_eq!(s, 200, "{v}");
+        let row = v["rows"][0].clone();
+        [row["io"].as_i64(), row["n"].as_i64(), row["gpu"].as_i64(), row["vcpu"].as_i64()]
+    };
+    assert_eq!(sums(&cloud), [Some(0), Some(53), Some(3), Some(53)]);
+    let total_ram: i64 = rps.values().map(|rp| cloud.usages(rp).get("MEMORY_MB").copied().unwrap_or(0)).sum();
+    assert_eq!(total_ram, 3 * 512 + 50 * 256);
+    // Deletes: usages, instances and GPUs all come back.
+    for s in cloud.servers() {
+        cloud.ok("DELETE", &format!("/servers/{}", s["id"].as_str().expect("id")), None);
+    }
+    cloud.wait("every server to go", 60, || cloud.servers().is_empty());
+    cloud.wait("allocations to go", 30, || rps.values().all(|rp| cloud.usages(rp).values().all(|&v| v == 0)));
+    assert_eq!(sums(&cloud), [Some(0), Some(0), Some(0), Some(0)]);
+    // And the GPUs can be had again.
+    cloud.boot(json!({"server": {"name": "again", "flavorRef": "gpu", "networks": "none"}}));
+    assert!(cloud.settle(60).iter().all(|s| s["status"] == "ACTIVE"));
+}

@@ -44,6 +44,6 @@ impl HostFilter for AggregateImagePropertiesIsolation {
                 })
             })
             .collect();
-        Ok(lut_kernel(|b| &b.aggset, lut))
+        Ok(lut_kernel(|b| &b.aggset[..], lut))
     }
 }

@@ -44,6 +44,6 @@ impl HostFilter for AggregateInstanceExtraSpecsFilter {
                 })
             })
             .collect();
-        Ok(lut_kernel(|b| &b.aggset, lut))
+        Ok(lut_kernel(|b| &b.aggset[..], lut))
     }
 }

@@ -29,6 +29,6 @@ impl HostFilter for AggregateMultiTenancyIsolation {
                 tenants.is_empty() || tenants.contains(&project)
             })
             .collect();
-        Ok(lut_kernel(|b| &b.aggset, lut))
+        Ok(lut_kernel(|b| &b.aggset[..], lut))
     }
 }

@@ -11,8 +11,6 @@
 
 use std::collections::HashSet;
 
-use arrow_buffer::ScalarBuffer;
-
 use crate::config::SchedulerConfig;
 use crate::fleet::{Fleet, HostBatch};
 use crate::request::BootRequest;
@@ -184,7 +182,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn HostFilter>, crate::EngineError> {
 /// Keeps a host when `lut[code]` is true, `code` read from a per-host code
 /// column (aggregate set, trait set, dictionary key). `None` when the table
 /// passes every code.
-pub fn lut_kernel<'a>(codes: fn(&HostBatch) -> &ScalarBuffer<u32>, lut: Vec<bool>) -> Option<Kernel<'a>> {
+pub fn lut_kernel<'a>(codes: fn(&HostBatch) -> &[u32], lut: Vec<bool>) -> Option<Kernel<'a>> {
     if lut.iter().all(|&b| b) {
         return None;
     }

@@ -23,6 +23,6 @@ impl HostFilter for AggregateTypeAffinityFilter {
                 vals.is_empty() || vals.iter().any(|v| v.split(',').any(|x| x.trim() == flavor))
             })
             .collect();
-        Ok(lut_kernel(|b| &b.aggset, lut))
+        Ok(lut_kernel(|b| &b.aggset[..], lut))
     }
 }

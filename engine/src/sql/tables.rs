@@ -202,18 +202,25 @@ impl FleetTable {
             .batches
             .iter()
             .map(|b| {
-                let cols: Vec<ArrayRef> = projection
+                let cols = projection
                     .iter()
                     .map(|&i| {
                         if i < self.static_cols {
-                            b.record.column(i).clone()
+                            crate::fleet::schema::column(&self.fleet, b, i)
+                                .map_err(|e| DataFusionError::External(Box::new(e)))
                         } else {
-                            self.derived_column(b, self.derived[i - self.static_cols])
+                            Ok(self.derived_column(b, self.derived[i - self.static_cols]))
                         }
                     })
-                    .collect();
+                    .collect::<DfResult<Vec<ArrayRef>>>()?;
                 let opts = arrow_array::RecordBatchOptions::new().with_row_count(Some(b.len()));
-                Ok(vec![RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?])
+                let batch = RecordBatch::try_new_with_options(schema.clone(), cols, &opts)?;
+                if b.live.count() == b.len() {
+                    return Ok(vec![batch]);
+                }
+                // Deleted hosts are not rows of the table.
+                let live = arrow_array::BooleanArray::from_iter((0..b.len()).map(|r| Some(b.live.get(r))));
+                Ok(vec![datafusion::arrow::compute::filter_record_batch(&batch, &live)?])
             })
             .collect()
     }
