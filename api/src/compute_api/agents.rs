@@ -28,6 +28,30 @@ const RECONCILE_GRACE_S: f64 = 5.0;
 /// Traits Nova's compute puts on every compute node provider.
 const COMPUTE_TRAITS: [&str; 2] = ["COMPUTE_NODE", "OWNER_NOVA"];
 
+/// Sets a compute node provider's traits inside a Placement write (see
+/// [`ComputeApi::sync_provider_traits`]).
+fn set_compute_traits(
+    st: &mut quiver_placement::State,
+    rp: &str,
+    reported: Option<&[String]>,
+    disabled: bool,
+) -> quiver_placement::error::Result<()> {
+    let p = st.get_provider(rp)?;
+    let generation = p.generation;
+    let mut names: BTreeSet<String> = match reported {
+        Some(r) => r.iter().cloned().collect(),
+        None => p.traits.iter().map(|t| st.traits.name(*t).to_owned()).collect(),
+    };
+    names.extend(COMPUTE_TRAITS.iter().map(|s| s.to_string()));
+    if disabled {
+        names.insert("COMPUTE_STATUS_DISABLED".into());
+    } else {
+        names.remove("COMPUTE_STATUS_DISABLED");
+    }
+    let known: Vec<String> = names.into_iter().filter(|n| st.traits.get(n).is_some()).collect();
+    st.set_provider_traits(rp, generation, &known).map(|_| ())
+}
+
 fn cerr(e: impl std::fmt::Display) -> ControllerError {
     ControllerError(e.to_string())
 }
@@ -37,25 +61,7 @@ impl ComputeApi {
     /// and `COMPUTE_STATUS_DISABLED` while the service is disabled.
     /// `reported: None` keeps the provider's other traits as they are.
     pub fn sync_provider_traits(&self, rp: &str, reported: Option<&[String]>, disabled: bool) -> Result<(), String> {
-        self.placement
-            .placement
-            .write(|st| {
-                let p = st.get_provider(rp)?;
-                let generation = p.generation;
-                let mut names: BTreeSet<String> = match reported {
-                    Some(r) => r.iter().cloned().collect(),
-                    None => p.traits.iter().map(|t| st.traits.name(*t).to_owned()).collect(),
-                };
-                names.extend(COMPUTE_TRAITS.iter().map(|s| s.to_string()));
-                if disabled {
-                    names.insert("COMPUTE_STATUS_DISABLED".into());
-                } else {
-                    names.remove("COMPUTE_STATUS_DISABLED");
-                }
-                let known: Vec<String> = names.into_iter().filter(|n| st.traits.get(n).is_some()).collect();
-                st.set_provider_traits(rp, generation, &known).map(|_| ())
-            })
-            .map_err(|e| e.detail)
+        self.placement.placement.write(|st| set_compute_traits(st, rp, reported, disabled)).map_err(|e| e.detail)
     }
 
     /// Puts a compute node provider in the Placement aggregates of the Nova
@@ -105,15 +111,6 @@ impl ComputeApi {
         };
         let rp = svc.compute_node_uuid.clone();
         let name = report.info.nodename.clone();
-        self.placement
-            .placement
-            .write(|st| {
-                if st.provider_by_uuid(&rp).is_none() {
-                    st.create_provider(rp.clone(), name.clone(), None)?;
-                }
-                Ok(())
-            })
-            .map_err(|e| e.detail)?;
         let inventory: Vec<(String, Inventory)> = report
             .inventory
             .iter()
@@ -131,15 +128,34 @@ impl ComputeApi {
                 )
             })
             .collect();
-        if let Err(e) = self.placement.placement.write(|st| {
-            let generation = st.get_provider(&rp)?.generation;
-            st.set_inventories(&rp, generation, &inventory, false).map(|_| ())
-        }) {
-            // Nova's resource tracker logs and keeps the old inventory too.
-            tracing::warn!(host = %report.host, error = %e.detail, "inventory not updated");
+        let aggs: Vec<String> = self
+            .records()
+            .aggregates
+            .values()
+            .filter(|a| a.hosts.iter().any(|h| h == &report.host))
+            .map(|a| a.uuid.clone())
+            .collect();
+        // One Placement transaction: provider, inventory, traits, aggregates.
+        let mut inventory_refused = None;
+        self.placement
+            .placement
+            .write(|st| {
+                if st.provider_by_uuid(&rp).is_none() {
+                    st.create_provider(rp.clone(), name.clone(), None)?;
+                }
+                let generation = st.get_provider(&rp)?.generation;
+                // Validated before it changes anything: a refusal (inventory
+                // in use) keeps the old inventory, as Nova's resource tracker does.
+                if let Err(e) = st.set_inventories(&rp, generation, &inventory, false) {
+                    inventory_refused = Some(e.detail);
+                }
+                set_compute_traits(st, &rp, Some(&report.traits), svc.disabled)?;
+                st.set_provider_aggregates(&rp, &aggs, None).map(|_| ())
+            })
+            .map_err(|e| e.detail)?;
+        if let Some(e) = inventory_refused {
+            tracing::warn!(host = %report.host, error = %e, "inventory not updated");
         }
-        self.sync_provider_traits(&rp, Some(&report.traits), svc.disabled)?;
-        self.sync_provider_aggregates(&report.host, &rp)?;
         let mut svc = svc;
         svc.hypervisor = HostInfo { ..report.info.clone() };
         svc.agent_url = report.agent_url.clone();

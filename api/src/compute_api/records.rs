@@ -182,6 +182,9 @@ pub struct Records {
     /// [`Records::remove`] (and heartbeats through
     /// [`Records::heartbeat`]), which mark it here.
     changes: std::cell::RefCell<RecordChanges>,
+    /// The largest service id handed out (so a registration is O(1), not a
+    /// scan of every service).
+    last_service_id: std::cell::Cell<i64>,
 }
 
 /// Records written since the last [`Records::take_changes`], by key.
@@ -259,6 +262,7 @@ impl Records {
             services: BTreeMap::new(),
             quotas: BTreeMap::new(),
             changes: Default::default(),
+            last_service_id: std::cell::Cell::new(0),
         };
         let rows: Vec<(String, String)> = {
             let mut st = r.conn.prepare("SELECT kind, body FROM records").map_err(se)?;
@@ -298,6 +302,7 @@ impl Records {
                 _ => {}
             }
         }
+        r.last_service_id.set(r.services.values().map(|s| s.id).max().unwrap_or(0));
         Ok(r)
     }
 
@@ -384,7 +389,11 @@ impl Records {
     pub fn next_id(&self, kind: &str) -> i64 {
         match kind {
             "aggregate" => self.aggregates.keys().max().copied().unwrap_or(0) + 1,
-            _ => self.services.values().map(|s| s.id).max().unwrap_or(0) + 1,
+            _ => {
+                let id = self.last_service_id.get() + 1;
+                self.last_service_id.set(id);
+                id
+            }
         }
     }
 }
