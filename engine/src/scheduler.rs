@@ -148,6 +148,17 @@ struct Undo {
     stubbed: Option<u128>,
 }
 
+/// Undoes the claims and consumption of placed instances, last first.
+fn rollback(fleet: &mut Fleet, undo: Vec<Undo>, resources: &[(usize, i32)]) {
+    for u in undo.into_iter().rev() {
+        fleet.release(u.host, resources);
+        fleet.set_hoststate(u.host, u.hoststate);
+        if let Some(stub) = u.stubbed {
+            fleet.instances.remove(&stub);
+        }
+    }
+}
+
 /// The scheduler: Nova's configured filters and weighers over a fleet.
 pub struct Scheduler {
     conf: SchedulerConfig,
@@ -378,13 +389,7 @@ impl Scheduler {
         }
         if !keep && failed.is_none() {
             // A decision only: undo the consumption, keep the choices.
-            for u in undo.drain(..).rev() {
-                fleet.release(u.host, query.resources());
-                fleet.set_hoststate(u.host, u.hoststate);
-                if let Some(stub) = u.stubbed {
-                    fleet.instances.remove(&stub);
-                }
-            }
+            rollback(fleet, undo, query.resources());
             d.chosen = d.instances.iter().filter_map(|i| i.chosen.clone()).collect();
             return d;
         }
@@ -396,13 +401,7 @@ impl Scheduler {
                 d.chosen = d.instances.iter().filter_map(|i| i.chosen.clone()).collect();
             }
             Some((stage, err)) => {
-                for u in undo.into_iter().rev() {
-                    fleet.release(u.host, query.resources());
-                    fleet.set_hoststate(u.host, u.hoststate);
-                    if let Some(stub) = u.stubbed {
-                        fleet.instances.remove(&stub);
-                    }
-                }
+                rollback(fleet, undo, query.resources());
                 match err {
                     Some(e) => {
                         d.instances.clear();

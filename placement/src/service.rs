@@ -16,7 +16,7 @@ pub struct Placement {
     feed: Mutex<ProviderChanges>,
 }
 
-/// What committed writes changed since the last [`Placement::take_changes`]:
+/// What committed writes changed since the last [`Placement::read_changes`]:
 /// the providers whose row in a columnar replica must be re-read (created,
 /// deleted, inventory, traits, aggregates, usage). Bounded by the number of
 /// providers, however long nobody reads it.
@@ -46,8 +46,7 @@ impl Placement {
         })
     }
 
-    /// Takes the changes committed since the last call.
-    pub fn take_changes(&self) -> ProviderChanges {
+    fn take_changes(&self) -> ProviderChanges {
         std::mem::take(&mut *self.feed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 

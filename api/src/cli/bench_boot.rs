@@ -227,13 +227,13 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
         .send()?)?;
     let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}").expect("template");
     // 1. boots
-    let live = std::sync::Mutex::new(std::collections::VecDeque::new());
     let bar = ProgressBar::new(a.servers as u64).with_style(style.clone()).with_message("boots");
     let (wall, lat, failed) = drive(a.servers, a.concurrency, &bar, |http, i| boot_one(http, &s.compute, i, None))?;
     bar.finish();
     let boots_per_s = lat.len() as f64 / wall;
     // 1b. boots with churn: the oldest live server deleted before each create
     let churn = if a.churn {
+        let live = std::sync::Mutex::new(std::collections::VecDeque::new());
         let bar = ProgressBar::new(a.servers as u64).with_style(style.clone()).with_message("churn");
         let (wall, lat, failed) =
             drive(a.servers, a.concurrency, &bar, |http, i| boot_one(http, &s.compute, a.servers + i, Some(&live)))?;

@@ -67,17 +67,22 @@ impl ComputeApi {
     /// Puts a compute node provider in the Placement aggregates of the Nova
     /// aggregates its host belongs to.
     pub fn sync_provider_aggregates(&self, host: &str, rp: &str) -> Result<(), String> {
-        let aggs: Vec<String> = self
-            .records()
-            .aggregates
-            .values()
-            .filter(|a| a.hosts.iter().any(|h| h == host))
-            .map(|a| a.uuid.clone())
-            .collect();
+        let aggs = self.host_aggregate_uuids(host);
         self.placement
             .placement
             .write(|st| st.set_provider_aggregates(rp, &aggs, None).map(|_| ()))
             .map_err(|e| e.detail)
+    }
+
+    /// Uuids of the Nova aggregates `host` belongs to (its provider's
+    /// Placement aggregates).
+    fn host_aggregate_uuids(&self, host: &str) -> Vec<String> {
+        self.records()
+            .aggregates
+            .values()
+            .filter(|a| a.hosts.iter().any(|h| h == host))
+            .map(|a| a.uuid.clone())
+            .collect()
     }
 
     fn register_host(&self, report: &HostReport) -> Result<Registered, String> {
@@ -128,13 +133,7 @@ impl ComputeApi {
                 )
             })
             .collect();
-        let aggs: Vec<String> = self
-            .records()
-            .aggregates
-            .values()
-            .filter(|a| a.hosts.iter().any(|h| h == &report.host))
-            .map(|a| a.uuid.clone())
-            .collect();
+        let aggs = self.host_aggregate_uuids(&report.host);
         // One Placement transaction: provider, inventory, traits, aggregates.
         let mut inventory_refused = None;
         self.placement

@@ -244,8 +244,6 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         }
         let req = boot_request(&r, &servers);
         let mut groups = groups_for(&r, &servers);
-        let hosts_rp: BTreeMap<String, String> =
-            r.services.values().map(|s| (s.host.clone(), s.compute_node_uuid.clone())).collect();
         drop(r);
         st.requests += 1;
         let index = st.requests;
@@ -263,6 +261,16 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             return;
         }
         let max_attempts = api.config.scheduler.max_attempts.max(1);
+        // Providers of the chosen hosts and alternates only (not a map of
+        // every service per request).
+        let hosts_rp: BTreeMap<String, String> = {
+            let r = api.records();
+            d.instances
+                .iter()
+                .flat_map(|i| i.chosen.iter().chain(&i.alternates))
+                .filter_map(|h| r.services.get(h).map(|s| (h.clone(), s.compute_node_uuid.clone())))
+                .collect()
+        };
         for (s, inst) in servers.into_iter().zip(&d.instances) {
             let mut hosts: Vec<(String, String)> = inst
                 .chosen

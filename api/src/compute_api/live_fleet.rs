@@ -22,8 +22,9 @@ use super::records::{RecordChanges, Records, Service, unix_now};
 pub struct LiveFleet {
     /// The fleet itself.
     pub fleet: Fleet,
-    /// Placement provider id -> host row.
+    /// Placement provider id -> host row, and back.
     rows: HashMap<RpId, usize>,
+    row_rp: HashMap<usize, RpId>,
     /// Compute node provider uuid -> service host, for every service.
     host_of_rp: HashMap<String, String>,
     /// Server id -> (host row, still building), as last applied.
@@ -39,6 +40,7 @@ impl Default for LiveFleet {
         LiveFleet {
             fleet: Fleet::empty(),
             rows: HashMap::new(),
+            row_rp: HashMap::new(),
             host_of_rp: HashMap::new(),
             servers: HashMap::new(),
             agg_members: HashMap::new(),
@@ -139,7 +141,7 @@ impl LiveFleet {
             h.instances = servers.iter().filter_map(|s| quiver_engine::request::parse_uuid(&s.id)).collect();
             let row = b.len();
             b.push(h).map_err(|e| e.to_string())?;
-            self.rows.insert(p.id, row);
+            self.bind(row, p.id);
             for s in servers {
                 self.servers.insert(s.id.clone(), (row, s.vm_state == "building"));
             }
@@ -156,6 +158,24 @@ impl LiveFleet {
         }
         self.loaded = true;
         Ok(())
+    }
+
+    /// Row `row` is the compute node of provider `rp` from now on.
+    fn bind(&mut self, row: usize, rp: RpId) {
+        if let Some(old) = self.row_rp.insert(row, rp) {
+            self.rows.remove(&old);
+        }
+        self.rows.insert(rp, row);
+    }
+
+    /// A compute node leaves the fleet: its row becomes a tombstone and its
+    /// servers are forgotten (O(servers): node deletions are rare).
+    fn remove_row(&mut self, row: usize) {
+        if let Some(rp) = self.row_rp.remove(&row) {
+            self.rows.remove(&rp);
+        }
+        self.fleet.remove_host(row);
+        self.servers.retain(|_, (r, _)| *r != row);
     }
 
     fn host_record(&self, state: &State, r: &Records, svc: &Service, p: &Provider, now: f64) -> HostRecord {
@@ -242,8 +262,7 @@ impl LiveFleet {
         let Some(svc) = r.services.get(host) else {
             // A deleted service: its node leaves the fleet.
             if let Some(row) = self.fleet.index_of(host) {
-                self.rows.retain(|_, v| *v != row);
-                self.fleet.remove_host(row);
+                self.remove_row(row);
             }
             return Ok(());
         };
@@ -271,14 +290,13 @@ impl LiveFleet {
                     h.num_instances = ni;
                     h.num_io_ops = io;
                     self.fleet.update_host(row, &h).map_err(|e| e.to_string())?;
-                    self.rows.retain(|_, v| *v != row);
-                    self.rows.insert(p.id, row);
+                    self.bind(row, p.id);
                 }
             }
             None => {
                 let h = self.host_record(state, r, svc, p, now);
                 let row = self.fleet.append(h).map_err(|e| e.to_string())?;
-                self.rows.insert(p.id, row);
+                self.bind(row, p.id);
                 // Servers recorded on the host before its row existed.
                 let ids: Vec<String> =
                     r.servers.values().filter(|s| s.host.as_deref() == Some(host)).map(|s| s.id.clone()).collect();
@@ -307,11 +325,7 @@ impl LiveFleet {
                 s[2] = vcpus.clamp(i32::MIN as i64, i32::MAX as i64) as i32;
                 self.fleet.set_hoststate(row, s);
             }
-            (Some(row), None) => {
-                self.rows.remove(&id);
-                self.fleet.remove_host(row);
-                self.servers.retain(|_, (r, _)| *r != row);
-            }
+            (Some(row), None) => self.remove_row(row),
             (None, Some(p)) => {
                 // A compute node's provider created after its service.
                 if let Some(host) = self.host_of_rp.get(&p.uuid).cloned() {

@@ -198,13 +198,6 @@ pub struct RecordChanges {
     pub aggregates: std::collections::HashSet<i64>,
 }
 
-impl RecordChanges {
-    /// True when nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.services.is_empty() && self.servers.is_empty() && self.aggregates.is_empty()
-    }
-}
-
 /// A record kind and its table key.
 pub trait Record: Serialize {
     const KIND: &'static str;
