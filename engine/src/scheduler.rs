@@ -233,22 +233,34 @@ impl Scheduler {
         fleet: &Fleet,
         req: &BootRequest,
     ) -> std::result::Result<PlacementQuery, FilterError> {
-        let amounts = crate::resource_request::unnumbered_resources(&req.flavor, req.is_bfv)?;
-        let mut q = PlacementQuery::default();
-        for (key, value) in &req.flavor.extra_specs {
-            if let Some(t) = key.strip_prefix("trait:") {
-                match value.as_str() {
-                    "required" => q.required.push(t.to_owned()),
-                    "forbidden" => q.forbidden.push(t.to_owned()),
-                    _ => {}
-                }
-            }
+        self.placement_query_for(fleet, req, false)
+    }
+
+    /// [`Scheduler::placement_query`]; `numbered_ok`: the caller restricts
+    /// the hosts to Placement's candidates for the numbered groups, so the
+    /// fleet checks the unnumbered group on the root only.
+    fn placement_query_for(
+        &self,
+        fleet: &Fleet,
+        req: &BootRequest,
+        numbered_ok: bool,
+    ) -> std::result::Result<PlacementQuery, FilterError> {
+        let rr = crate::resource_request::from_flavor(&req.flavor, req.is_bfv)?;
+        if !rr.numbered.is_empty() && !numbered_ok {
+            return Err(FilterError::Unsupported(
+                "numbered request groups (resourcesN:) need Placement's allocation candidates for provider trees: \
+                 schedule them through quiver serve"
+                    .into(),
+            ));
         }
+        let mut q = PlacementQuery::default();
+        q.required.extend(rr.unnumbered.required.iter().map(|t| t.to_string()));
+        q.forbidden.extend(rr.unnumbered.forbidden.iter().map(|t| t.to_string()));
         if fleet.min_service_version >= 73 {
             q.required.push("OWNER_NOVA".into());
         }
         q.forbidden.push("COMPUTE_STATUS_DISABLED".into());
-        for (rc, a) in amounts {
+        for &(rc, a) in &rr.unnumbered.resources {
             match fleet.rc_index(rc) {
                 Some(i) => q.resources.push((i, a)),
                 None => q.unknown_resources.push(rc.to_owned()),
@@ -272,15 +284,27 @@ impl Scheduler {
     /// Schedules request `index` against `fleet`, claiming and consuming in
     /// place; a failed request leaves the fleet as it was.
     pub fn schedule(&mut self, fleet: &mut Fleet, groups: &mut Groups, req: &BootRequest, index: usize) -> Decision {
-        self.schedule_with(fleet, groups, req, index, true)
+        self.schedule_with(fleet, groups, req, index, true, None)
     }
 
     /// Decides request `index` as [`Scheduler::schedule`] does (instances of
     /// a multi-create see each other's consumption) but leaves the fleet as
     /// it was: a live fleet takes the usage from the claim that the store
     /// commits, not from the decision.
-    pub fn select(&mut self, fleet: &mut Fleet, groups: &mut Groups, req: &BootRequest, index: usize) -> Decision {
-        self.schedule_with(fleet, groups, req, index, false)
+    ///
+    /// `within`: the hosts Placement's allocation candidates returned for a
+    /// request with numbered groups (provider trees the fleet's root rows
+    /// cannot check); the fleet still checks the unnumbered group, traits,
+    /// aggregates and every filter.
+    pub fn select(
+        &mut self,
+        fleet: &mut Fleet,
+        groups: &mut Groups,
+        req: &BootRequest,
+        index: usize,
+        within: Option<&Mask>,
+    ) -> Decision {
+        self.schedule_with(fleet, groups, req, index, false, within)
     }
 
     fn schedule_with(
@@ -290,6 +314,7 @@ impl Scheduler {
         req: &BootRequest,
         index: usize,
         keep: bool,
+        within: Option<&Mask>,
     ) -> Decision {
         let n = req.num_instances.max(1) as usize;
         let uuids: Vec<u128> = (0..n)
@@ -333,11 +358,20 @@ impl Scheduler {
             }
         }
         // 2. placement
-        let query = match self.placement_query(fleet, req) {
+        let query = match self.placement_query_for(fleet, req, within.is_some()) {
             Ok(q) => q.prepare(fleet),
             Err(e) => return fail_with(d, e),
         };
         let mut candidates = self.candidate_masks(fleet, &query);
+        if let Some(w) = within {
+            for (b, m) in fleet.batches.iter().zip(&mut candidates) {
+                let first = b.start / 64;
+                // Hosts past the end of `within` are not allowed.
+                for (i, word) in m.words_mut().iter_mut().enumerate() {
+                    *word &= w.words().get(first + i).copied().unwrap_or(0);
+                }
+            }
+        }
         let count: usize = candidates.iter().map(Mask::count).sum();
         d.placement_candidates = Some(count);
         if count == 0 {
@@ -834,6 +868,25 @@ mod tests {
             num_instances: n,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn select_decides_within_the_given_hosts_and_leaves_the_fleet_as_it_was() {
+        let mut f = fleet(3, 4);
+        let before = (f.usage().used.clone(), f.usage().free_ram_mb.clone(), f.instances.len());
+        let mut s = Scheduler::new(SchedulerConfig::default(), 0).unwrap();
+        let d = s.select(&mut f, &mut Groups::default(), &req(2, 1), 0, None);
+        assert_eq!(d.chosen, vec!["h0", "h1"], "the second instance saw the first one's consumption");
+        let within = Mask::from_fn(3, |h| h == 2);
+        let d = s.select(&mut f, &mut Groups::default(), &req(1, 1), 1, Some(&within));
+        assert_eq!(d.chosen, vec!["h2"]);
+        assert_eq!((f.usage().used.clone(), f.usage().free_ram_mb.clone(), f.instances.len()), before);
+        // Numbered groups: only with Placement's hosts.
+        let mut numbered = req(1, 1);
+        numbered.flavor.extra_specs.insert("resources1:VGPU".into(), "1".into());
+        assert_eq!(s.select(&mut f, &mut Groups::default(), &numbered, 2, None).status, "unsupported");
+        let d = s.select(&mut f, &mut Groups::default(), &numbered, 3, Some(&within));
+        assert_eq!(d.chosen, vec!["h2"]);
     }
 
     #[test]

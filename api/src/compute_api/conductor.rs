@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::ComputeApi;
 use super::live_fleet::LiveFleet;
 use super::records::{Fault, Records, Server, now_iso};
+use super::tree_candidates::{Allocations, tree_candidates};
 
 /// The scheduler and the live fleet; one boot request schedules and claims
 /// at a time (claims are fast; builds run outside the lock).
@@ -148,27 +149,19 @@ fn no_valid_host(d: &Decision) -> String {
     msg
 }
 
-/// Placement's resources for one server of `flavor`: the same translation
-/// the scheduler's candidate query used, so the claim allocates exactly
-/// what was checked (extra-spec classes such as `resources:CUSTOM_GPU=1`
-/// included).
-fn resources(f: &super::records::Flavor) -> Result<Vec<(String, i64)>, String> {
-    let ef = engine_flavor(f);
-    quiver_engine::resource_request::unnumbered_resources(&ef, false)
-        .map(|v| v.into_iter().map(|(rc, n)| (rc.to_owned(), n)).collect())
-        .map_err(|e| e.to_string())
-}
-
-/// Claims `s`'s resources on `host`'s provider (a new consumer: a second
-/// claim for the same server fails rather than doubling it).
-fn claim(api: &ComputeApi, s: &Server, rp: &str) -> Result<(), String> {
+/// Claims `allocations` for `s` (a new consumer: a second claim for the
+/// same server fails rather than doubling it). The amounts come from the
+/// same translation the scheduler's candidate query used, so the claim
+/// allocates exactly what was checked (`resources:CUSTOM_GPU=1` and the
+/// providers of numbered groups included).
+fn claim(api: &ComputeApi, s: &Server, allocations: &Allocations) -> Result<(), String> {
     let w = ConsumerWrite {
         consumer: s.id.clone(),
         project: Some(s.project_id.clone()),
         user: Some(s.user_id.clone()),
         generation_check: Some(None),
         consumer_type: Some("INSTANCE".into()),
-        allocations: vec![(rp.to_owned(), resources(&s.flavor)?)],
+        allocations: allocations.clone(),
     };
     api.placement.placement.write(|st| st.write_allocations(&[w], AllocationWriteKind::Put)).map_err(|e| e.detail)
 }
@@ -227,7 +220,7 @@ pub fn start_build(api: &Arc<ComputeApi>, ids: Vec<String>) {
 /// Schedules, claims and dispatches the servers of one create call.
 fn build(api: &Arc<ComputeApi>, ids: &[String]) {
     // 1. schedule and claim, one request at a time
-    let mut placed: Vec<(Server, Vec<(String, String)>)> = Vec::new(); // server, [(host, rp)] chosen first
+    let mut placed: Vec<(Server, Vec<(String, Allocations)>)> = Vec::new(); // server, [(host, claim)] chosen first
     {
         let mut st = api.conductor.lock();
         let r = api.records();
@@ -249,9 +242,29 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         let index = st.requests;
         let SchedState { scheduler, live, .. } = &mut *st;
         scheduler.trace = true;
+        // Numbered groups: Placement's candidates pick the trees (Nova's flow).
+        let rr = quiver_engine::resource_request::from_flavor(&req.flavor, req.is_bfv);
+        let tree = match rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty()) {
+            Some(rr) => match api.placement.placement.read(|state| tree_candidates(state, live, rr)) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    drop(st);
+                    for s in &servers {
+                        fail(
+                            api,
+                            &s.id,
+                            format!("No valid host was found. {e}"),
+                            "Placement refused the request".into(),
+                        );
+                    }
+                    return;
+                }
+            },
+            None => None,
+        };
         // A decision only: the live fleet takes the usage from the claims
         // below when it next catches up.
-        let d = scheduler.select(&mut live.fleet, &mut groups, &req, index);
+        let d = scheduler.select(&mut live.fleet, &mut groups, &req, index, tree.as_ref().map(|t| &t.within));
         if d.status != "ok" {
             drop(st);
             let msg = no_valid_host(&d);
@@ -261,22 +274,33 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             return;
         }
         let max_attempts = api.config.scheduler.max_attempts.max(1);
-        // Providers of the chosen hosts and alternates only (not a map of
-        // every service per request).
-        let hosts_rp: BTreeMap<String, String> = {
+        // What to claim on each chosen host and alternate (not a map of
+        // every service per request): the tree's allocation request, or
+        // the unnumbered group on the compute node's provider.
+        let unnumbered: Vec<(String, i64)> = match &rr {
+            Ok(rr) => rr.unnumbered.resources.iter().map(|&(rc, n)| (rc.to_owned(), n)).collect(),
+            Err(_) => Vec::new(),
+        };
+        let claims: BTreeMap<String, Allocations> = {
             let r = api.records();
             d.instances
                 .iter()
                 .flat_map(|i| i.chosen.iter().chain(&i.alternates))
-                .filter_map(|h| r.services.get(h).map(|s| (h.clone(), s.compute_node_uuid.clone())))
+                .filter_map(|h| {
+                    let a = match &tree {
+                        Some(t) => t.allocations.get(&live.fleet.index_of(h)?)?.clone(),
+                        None => vec![(r.services.get(h)?.compute_node_uuid.clone(), unnumbered.clone())],
+                    };
+                    Some((h.clone(), a))
+                })
                 .collect()
         };
         for (s, inst) in servers.into_iter().zip(&d.instances) {
-            let mut hosts: Vec<(String, String)> = inst
+            let mut hosts: Vec<(String, Allocations)> = inst
                 .chosen
                 .iter()
                 .chain(&inst.alternates)
-                .filter_map(|h| hosts_rp.get(h).map(|rp| (h.clone(), rp.clone())))
+                .filter_map(|h| claims.get(h).map(|a| (h.clone(), a.clone())))
                 .take(max_attempts)
                 .collect();
             // The claim is the authority: on a conflict, the next alternate.
@@ -313,7 +337,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
 
 /// Builds `s` on `hosts[0]` (already claimed), moving to the next
 /// alternate on a build failure.
-fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, String)>) {
+fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocations)>) {
     let mut errors = Vec::new();
     let image_path = s.image_id.as_ref().map(|i| api.image_path(i)).filter(|p| p.exists());
     let spec = GuestSpec {

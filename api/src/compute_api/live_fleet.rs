@@ -160,6 +160,11 @@ impl LiveFleet {
         Ok(())
     }
 
+    /// The host row of compute node provider `rp`.
+    pub fn row_of_provider(&self, rp: RpId) -> Option<usize> {
+        self.rows.get(&rp).copied()
+    }
+
     /// Row `row` is the compute node of provider `rp` from now on.
     fn bind(&mut self, row: usize, rp: RpId) {
         if let Some(old) = self.row_rp.insert(row, rp) {

@@ -19,6 +19,7 @@ pub mod records;
 mod server_groups;
 mod servers;
 mod services;
+pub mod tree_candidates;
 mod zones;
 
 use std::collections::{BTreeSet, HashMap, HashSet};

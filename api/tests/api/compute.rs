@@ -595,3 +595,72 @@ fn gpu_flavor_claims_its_gpu_and_the_live_fleet_follows_boots_and_deletes() {
     cloud.boot(json!({"server": {"name": "again", "flavorRef": "gpu", "networks": "none"}}));
     assert!(cloud.settle(60).iter().all(|s| s["status"] == "ACTIVE"));
 }
+
+/// Issue 11: a numbered request group (`resources1:VGPU=1`) lands on the
+/// host whose child provider has VGPU inventory, and the allocation names
+/// the child (Placement's candidates pick the tree, as in Nova).
+#[test]
+fn numbered_group_lands_on_the_child_provider_that_has_it() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--agent-driver", "fake"], false);
+    cloud.wait("three hypervisors", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 3)
+    });
+    let placement = cloud.placement.clone();
+    let rps = cloud.providers();
+    let root = rps["compute-2"].clone();
+    let child = "5c4e2a3b-9d7f-4c1e-8a6b-000000000001";
+    let (s, v) = cloud.call(
+        "POST",
+        &format!("{placement}/resource_providers"),
+        Some(json!({"name": "compute-2_pgpu0", "uuid": child, "parent_provider_uuid": root})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = cloud.call(
+        "PUT",
+        &format!("{placement}/resource_providers/{child}/inventories"),
+        Some(json!({"resource_provider_generation": 0, "inventories": {"VGPU": {"total": 2}}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    cloud.flavor("vgpu", 1, 512, 1);
+    cloud.ok("POST", "/flavors/vgpu/os-extra_specs", Some(json!({"extra_specs": {"resources1:VGPU": "1"}})));
+    cloud.flavor("vgpu-nvidia", 1, 512, 1);
+    cloud.ok(
+        "POST",
+        "/flavors/vgpu-nvidia/os-extra_specs",
+        Some(json!({"extra_specs": {"resources1:VGPU": "1", "trait1:CUSTOM_VGPU_NVIDIA": "required"}})),
+    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let v = cloud.boot(json!({"server": {"name": format!("v{i}"), "flavorRef": "vgpu", "networks": "none"}}));
+        ids.push(v["server"]["id"].as_str().expect("id").to_owned());
+        cloud.settle(60);
+    }
+    for id in &ids[..2] {
+        let (_, shown) = cloud.nova("GET", &format!("/servers/{id}"), None);
+        assert_eq!(shown["server"]["status"], "ACTIVE", "{shown}");
+        assert_eq!(shown["server"]["OS-EXT-SRV-ATTR:host"], "compute-2", "{shown}");
+        let (s, a) = cloud.call("GET", &format!("{placement}/allocations/{id}"), None);
+        assert_eq!(s, 200, "{a}");
+        assert_eq!(a["allocations"][child]["resources"], json!({"VGPU": 1}), "{a}");
+        assert_eq!(a["allocations"][&root]["resources"]["VCPU"], 1, "{a}");
+    }
+    // Two VGPUs, two servers: the third finds no valid host.
+    let (_, third) = cloud.nova("GET", &format!("/servers/{}", ids[2]), None);
+    assert_eq!(third["server"]["status"], "ERROR", "{third}");
+    assert!(third["server"]["fault"]["message"].as_str().unwrap_or("").contains("No valid host"), "{third}");
+    assert_eq!(cloud.usages(child).get("VGPU"), Some(&2));
+    // A trait no VGPU provider has: no valid host either.
+    cloud.ok("DELETE", &format!("/servers/{}", ids[0]), None);
+    cloud.wait("a VGPU to be free", 30, || cloud.usages(child).get("VGPU") == Some(&1));
+    let v = cloud.boot(json!({"server": {"name": "n", "flavorRef": "vgpu-nvidia", "networks": "none"}}));
+    let id = v["server"]["id"].as_str().expect("id").to_owned();
+    cloud.settle(60);
+    let (_, shown) = cloud.nova("GET", &format!("/servers/{id}"), None);
+    assert_eq!(shown["server"]["status"], "ERROR", "{shown}");
+    for s in cloud.servers() {
+        cloud.ok("DELETE", &format!("/servers/{}", s["id"].as_str().expect("id")), None);
+    }
+    cloud.wait("every server to go", 60, || cloud.servers().is_empty());
+    cloud.wait("the VGPUs to be free", 30, || cloud.usages(child).get("VGPU") == Some(&0));
+}
