@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::controller::Controller;
 use crate::driver::{ComputeDriver, DriverError, GuestInfo, GuestSpec, cpu_traits};
 use crate::protocol::{Action, AgentApi, AgentError, HostReport, InventoryReport};
+use crate::provider_config::ProviderConfig;
 
 /// Nova's resource-tracker options, by their Nova names.
 #[derive(Clone, Debug, Deserialize)]
@@ -61,13 +62,37 @@ pub struct Agent {
     config: AgentConfig,
     agent_url: Option<String>,
     controller: OnceLock<Arc<dyn Controller>>,
+    provider_config: ProviderConfig,
 }
 
 impl Agent {
     /// An agent for `hosts`; `agent_url` is where its HTTP API listens
     /// (`None` when the conductor calls it in process).
     pub fn new(hosts: Vec<(String, Arc<dyn ComputeDriver>)>, config: AgentConfig, agent_url: Option<String>) -> Self {
-        Self { hosts: hosts.into_iter().collect(), config, agent_url, controller: OnceLock::new() }
+        Self {
+            hosts: hosts.into_iter().collect(),
+            config,
+            agent_url,
+            controller: OnceLock::new(),
+            provider_config: ProviderConfig::default(),
+        }
+    }
+
+    /// Adds the inventory and traits of Nova's provider config files
+    /// (`[compute] provider_config_location`) to what the hosts report.
+    ///
+    /// # Errors
+    /// A config that does not fit one of the hosts (it would override
+    /// inventory the hypervisor reports), or a hypervisor that does not
+    /// answer: checked here, so a bad config stops the agent at start-up.
+    pub fn with_provider_config(mut self, c: ProviderConfig) -> Result<Self, AgentError> {
+        self.provider_config = c;
+        if !self.provider_config.is_empty() {
+            for host in self.hosts.keys() {
+                self.report(host)?;
+            }
+        }
+        Ok(self)
     }
 
     /// Host names this agent runs.
@@ -120,7 +145,10 @@ impl Agent {
         let mut traits = cpu_traits(&info.cpu_features);
         traits.push("COMPUTE_NODE".into());
         let guests = driver.list_guests()?;
-        Ok(HostReport { host: host.to_owned(), agent_url: self.agent_url.clone(), info, inventory, traits, guests })
+        let mut report =
+            HostReport { host: host.to_owned(), agent_url: self.agent_url.clone(), info, inventory, traits, guests };
+        self.provider_config.apply(&mut report)?;
+        Ok(report)
     }
 
     /// Registers every host with `controller` and keeps it for heartbeats.

@@ -19,6 +19,7 @@ pub mod driver;
 pub mod fake_driver;
 pub mod libvirt_driver;
 pub mod protocol;
+pub mod provider_config;
 
 pub use agent::{Agent, AgentConfig};
 pub use driver::{ComputeDriver, DriverError, GuestInfo, GuestSpec, HostInfo, PowerState};

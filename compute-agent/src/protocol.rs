@@ -98,6 +98,9 @@ pub enum AgentError {
     /// fate is unknown to the caller.
     #[error("agent unreachable: {0}")]
     Unreachable(String),
+    /// A provider config file that does not fit the host.
+    #[error(transparent)]
+    ProviderConfig(#[from] crate::provider_config::ProviderConfigError),
 }
 
 impl AgentError {

@@ -80,9 +80,13 @@ pub struct AgentArgs {
     /// Seconds between reconciles (`update_resources_interval`).
     #[arg(long)]
     pub update_resources_interval: Option<f64>,
-    /// TOML config file with a `[DEFAULT]` section.
+    /// TOML config file with `[DEFAULT]` and `[compute]` sections.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Directory of Nova provider config files (`[compute]
+    /// provider_config_location`): extra inventory and traits per node.
+    #[arg(long)]
+    pub provider_config_location: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -90,16 +94,22 @@ pub struct AgentArgs {
 struct AgentFile {
     #[serde(default, rename = "DEFAULT")]
     default: AgentConfig,
+    #[serde(default)]
+    compute: super::serve::ComputeSection,
 }
 
 pub fn run(args: AgentArgs) -> Result<()> {
-    let mut config = match &args.config {
+    let file = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str::<AgentFile>(&text).with_context(|| format!("config file {}", p.display()))?.default
+            toml::from_str::<AgentFile>(&text).with_context(|| format!("config file {}", p.display()))?
         }
-        None => AgentConfig::default(),
+        None => AgentFile::default(),
     };
+    let (mut config, mut compute) = (file.default, file.compute);
+    if let Some(dir) = &args.provider_config_location {
+        compute.provider_config_location = Some(dir.clone());
+    }
     if let Some(v) = args.report_interval {
         config.report_interval = v;
     }
@@ -130,7 +140,11 @@ pub fn run(args: AgentArgs) -> Result<()> {
         hosts.push((host.clone(), Arc::new(d)));
     }
     let advertise = args.advertise.clone().unwrap_or_else(|| format!("http://{}", args.listen));
-    let agent = Arc::new(Agent::new(hosts, config, Some(advertise)));
+    let agent = Arc::new(
+        Agent::new(hosts, config, Some(advertise))
+            .with_provider_config(compute.provider_config()?)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("quiver-agent").build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen)

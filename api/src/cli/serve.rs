@@ -63,6 +63,8 @@ Config file (TOML; every key optional; Nova's and Placement's option names):
   host_subset_size = 1
   [scheduler]
   max_attempts = 3
+  [compute]
+  provider_config_location = \"/etc/nova/provider_config/\"   # Nova provider.yaml files: extra inventory, traits
   [quota]
   instances = 10
   cores = 20
@@ -135,6 +137,31 @@ struct Config {
     metrics: toml::Table,
     #[serde(default)]
     quota: QuotaSection,
+    #[serde(default)]
+    compute: ComputeSection,
+}
+
+/// Nova's `[compute]` options the embedded agents read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSection {
+    /// `provider_config_location`: a directory of provider config YAML
+    /// files (Nova's default `/etc/nova/provider_config/`).
+    pub provider_config_location: Option<PathBuf>,
+}
+
+impl ComputeSection {
+    /// The provider configs of `provider_config_location`, read and checked.
+    ///
+    /// # Errors
+    /// A file that cannot be used (it names the file and the reason).
+    pub fn provider_config(&self) -> Result<quiver_compute_agent::provider_config::ProviderConfig> {
+        let dir = self
+            .provider_config_location
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(quiver_compute_agent::provider_config::DEFAULT_LOCATION));
+        Ok(quiver_compute_agent::provider_config::ProviderConfig::load_dir(&dir)?)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,7 +348,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
     );
     let agent = if args.with_agents > 0 {
         let hosts = embedded_hosts(&args, &data)?;
-        let agent = Arc::new(Agent::new(hosts, agent_config, None));
+        let agent = Arc::new(
+            Agent::new(hosts, agent_config, None)
+                .with_provider_config(config.compute.provider_config()?)
+                .map_err(|e| anyhow::anyhow!("agent: {e}"))?,
+        );
         for host in agent.host_names() {
             compute.attach_local_agent(host, Arc::clone(&agent) as Arc<dyn AgentApi>);
         }

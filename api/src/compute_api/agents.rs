@@ -142,6 +142,16 @@ impl ComputeApi {
                 if st.provider_by_uuid(&rp).is_none() {
                     st.create_provider(rp.clone(), name.clone(), None)?;
                 }
+                // Custom classes and traits the node reports (provider config
+                // files) are created, as Nova's report client does.
+                for (rc, _) in &inventory {
+                    if rc.starts_with("CUSTOM_") {
+                        st.ensure_class(rc)?;
+                    }
+                }
+                for t in report.traits.iter().filter(|t| t.starts_with("CUSTOM_")) {
+                    st.ensure_trait(t);
+                }
                 let generation = st.get_provider(&rp)?.generation;
                 // Validated before it changes anything: a refusal (inventory
                 // in use) keeps the old inventory, as Nova's resource tracker does.

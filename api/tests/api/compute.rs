@@ -664,3 +664,69 @@ fn numbered_group_lands_on_the_child_provider_that_has_it() {
     cloud.wait("every server to go", 60, || cloud.servers().is_empty());
     cloud.wait("the VGPUs to be free", 30, || cloud.usages(child).get("VGPU") == Some(&0));
 }
+
+/// Issue 11: Nova's provider config files give compute nodes custom
+/// inventory and traits; a bad file stops `quiver serve` naming it.
+#[test]
+fn provider_config_files_add_gpus_that_flavors_can_claim() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let dir = data.path().join("provider_config");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("gpu.yaml"),
+        "meta: {schema_version: '1.0'}\nproviders:\n  - identification: {uuid: $COMPUTE_NODE}\n    \
+         inventories:\n      additional:\n        - CUSTOM_GPU: {total: 1}\n    \
+         traits:\n      additional: [CUSTOM_GPU_A100]\n",
+    )
+    .expect("write");
+    let conf = data.path().join("quiver.toml");
+    std::fs::write(&conf, format!("[compute]\nprovider_config_location = {:?}\n", dir.display().to_string()))
+        .expect("write");
+    let cloud = Cloud::start(
+        &data.path().join("data"),
+        &["--with-agents", "2", "--agent-driver", "fake", "--config", conf.to_str().expect("utf8")],
+        false,
+    );
+    let rps = cloud.providers();
+    assert_eq!(rps.len(), 2);
+    for rp in rps.values() {
+        let (_, inv) = cloud.call("GET", &format!("{}/resource_providers/{rp}/inventories", cloud.placement), None);
+        assert_eq!(inv["inventories"]["CUSTOM_GPU"]["total"], 1, "{inv}");
+        let (_, t) = cloud.call("GET", &format!("{}/resource_providers/{rp}/traits", cloud.placement), None);
+        assert!(t["traits"].as_array().expect("traits").contains(&json!("CUSTOM_GPU_A100")), "{t}");
+    }
+    cloud.flavor("a100", 1, 512, 1);
+    cloud.ok(
+        "POST",
+        "/flavors/a100/os-extra_specs",
+        Some(json!({"extra_specs": {"resources:CUSTOM_GPU": "1", "trait:CUSTOM_GPU_A100": "required"}})),
+    );
+    for i in 0..3 {
+        cloud.boot(json!({"server": {"name": format!("a{i}"), "flavorRef": "a100", "networks": "none"}}));
+        cloud.settle(60);
+    }
+    let servers = cloud.servers();
+    assert_eq!(servers.iter().filter(|s| s["status"] == "ACTIVE").count(), 2, "{servers:?}");
+    assert_eq!(servers.iter().filter(|s| s["status"] == "ERROR").count(), 1, "{servers:?}");
+    for rp in rps.values() {
+        assert_eq!(cloud.usages(rp).get("CUSTOM_GPU"), Some(&1));
+    }
+    drop(cloud);
+    // A file that overrides what the hypervisor reports stops the service.
+    std::fs::write(
+        dir.join("vcpu.yaml"),
+        "meta: {schema_version: '1.0'}\nproviders:\n  - identification: {name: compute-1}\n    \
+         inventories:\n      additional:\n        - VCPU: {total: 512}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["serve", "--data", data.path().join("data2").to_str().expect("utf8")])
+        .args(["--listen", &format!("127.0.0.1:{}", port()), "--compute-listen", &format!("127.0.0.1:{}", port())])
+        .args(["--image-listen", &format!("127.0.0.1:{}", port())])
+        .args(["--with-agents", "1", "--agent-driver", "fake", "--config", conf.to_str().expect("utf8")])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vcpu.yaml") && err.contains("cannot be overridden"), "{err}");
+}
