@@ -16,6 +16,8 @@ pub enum BenchCommand {
     /// Boot servers through the Compute API against embedded agents and
     /// report boots per second and the latency of one boot.
     Boot(super::bench_boot::BootBenchArgs),
+    /// Time GET /allocation_candidates on Placement's nested perf shape.
+    Candidates(super::bench_candidates::CandidatesBenchArgs),
 }
 
 /// Arguments of `quiver bench`.
@@ -60,8 +62,10 @@ pub struct BenchArgs {
 /// # Errors
 /// A bad profile or size, or an unwritable JSON file.
 pub fn run(a: BenchArgs) -> Result<()> {
-    if let Some(BenchCommand::Boot(b)) = a.command {
-        return super::bench_boot::run(b);
+    match a.command {
+        Some(BenchCommand::Boot(b)) => return super::bench_boot::run(b),
+        Some(BenchCommand::Candidates(c)) => return super::bench_candidates::run(c),
+        None => {}
     }
     for p in &a.profiles {
         if quiver_engine::config::profile_filters(p).is_none() {

@@ -3,8 +3,6 @@
 //! started for the run; beside it, in the same run, the rate of bare
 //! Placement claims over HTTP (the floor a boot's claim alone costs).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -12,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use super::bench_serve::{client, ok, pct, start};
 
 /// Arguments of `quiver bench boot`.
 #[derive(Debug, Args)]
@@ -58,70 +58,6 @@ pub struct BootBenchArgs {
     pub json: Option<std::path::PathBuf>,
 }
 
-struct Server {
-    child: Child,
-    _dir: tempfile::TempDir,
-    compute: String,
-    placement: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn start(a: &BootBenchArgs) -> Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let (p, c, i) = (free_port()?, free_port()?, free_port()?);
-    let child = Command::new(std::env::current_exe()?)
-        .args(["serve", "--data"])
-        .arg(dir.path())
-        .args(["--listen", &format!("127.0.0.1:{p}"), "--compute-listen", &format!("127.0.0.1:{c}")])
-        .args(["--image-listen", &format!("127.0.0.1:{i}")])
-        .args(["--with-agents", &a.hosts.to_string(), "--agent-driver", &a.driver])
-        .args(["--agent-vcpus", &a.host_vcpus.to_string(), "--agent-memory-mb", &a.host_memory_mb.to_string()])
-        .env("QUIVER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start quiver serve")?;
-    let s = Server {
-        child,
-        _dir: dir,
-        compute: format!("http://127.0.0.1:{c}/v2.1"),
-        placement: format!("http://127.0.0.1:{p}"),
-    };
-    let http = client()?;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while Instant::now() < deadline {
-        if http.get(format!("{}/os-hypervisors", s.compute)).send().is_ok_and(|r| r.status().is_success()) {
-            return Ok(s);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("quiver serve did not come up")
-}
-
-fn client() -> Result<reqwest::blocking::Client> {
-    let mut h = reqwest::header::HeaderMap::new();
-    h.insert("X-Auth-Token", "admin".parse()?);
-    h.insert("OpenStack-API-Version", "compute 2.90, placement 1.39".parse()?);
-    Ok(reqwest::blocking::Client::builder().default_headers(h).timeout(Duration::from_secs(120)).build()?)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Runs `n` jobs on `k` client threads; returns wall seconds and each
 /// job's latency in ms (or its error).
 fn drive(
@@ -165,15 +101,6 @@ fn drive(
 /// Servers kept live in churn mode before each create deletes one.
 const CHURN_LIVE: usize = 64;
 
-fn ok(r: reqwest::blocking::Response) -> Result<Value> {
-    let st = r.status();
-    let v: Value = r.json().unwrap_or(Value::Null);
-    if !st.is_success() {
-        bail!("{st}: {v}");
-    }
-    Ok(v)
-}
-
 /// One boot from POST to ACTIVE, in ms. With `churn`, first deletes the
 /// oldest server it booted once [`CHURN_LIVE`] are live.
 fn boot_one(
@@ -214,7 +141,16 @@ fn boot_one(
 pub fn run(a: BootBenchArgs) -> Result<()> {
     eprintln!("starting quiver serve with {} {} hosts ...", a.hosts, a.driver);
     let t = Instant::now();
-    let s = Arc::new(start(&a)?);
+    let s = Arc::new(start(&[
+        "--with-agents".into(),
+        a.hosts.to_string(),
+        "--agent-driver".into(),
+        a.driver.clone(),
+        "--agent-vcpus".into(),
+        a.host_vcpus.to_string(),
+        "--agent-memory-mb".into(),
+        a.host_memory_mb.to_string(),
+    ])?);
     eprintln!("  ready in {:.1} s", t.elapsed().as_secs_f64());
     let http = client()?;
     ok(http

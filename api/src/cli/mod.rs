@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 pub mod agent;
 pub mod bench;
 pub mod bench_boot;
+pub mod bench_candidates;
+pub mod bench_serve;
 pub mod decide;
 pub mod fleet;
 pub mod load;

@@ -236,3 +236,19 @@ fn simulate_rejects_bad_policies_and_traces_before_replaying() {
     assert_eq!(code, 2);
     assert!(err.contains("row 3") && err.contains("arrival"), "{err}");
 }
+
+/// `quiver bench candidates` builds Placement's nested perf shape and its
+/// query answers as Placement's does: per tree, the COMPUTE group can only
+/// be the CUSTOM_FOO NUMA node and FPGA one of its two FPGAs.
+#[test]
+fn bench_candidates_builds_the_nested_perf_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("nested.json");
+    let (code, out, err) =
+        quiver(&["bench", "candidates", "--trees", "3", "--repeat", "2", "--json", json.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("3 trees (21 providers)"), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(doc["queries"][0]["candidates"], 6, "{doc}");
+    assert_eq!(doc["queries"][1]["candidates"], 5, "{doc}");
+}
