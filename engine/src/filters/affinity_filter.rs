@@ -24,9 +24,6 @@ fn hosts_of(ctx: &RequestContext<'_>, key: &str) -> Option<HashSet<u32>> {
 pub struct SameHostFilter;
 
 impl HostFilter for SameHostFilter {
-    fn name(&self) -> &'static str {
-        "SameHostFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }
@@ -40,9 +37,6 @@ impl HostFilter for SameHostFilter {
 pub struct DifferentHostFilter;
 
 impl HostFilter for DifferentHostFilter {
-    fn name(&self) -> &'static str {
-        "DifferentHostFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }
@@ -61,9 +55,6 @@ impl HostFilter for DifferentHostFilter {
 pub struct ServerGroupAntiAffinityFilter;
 
 impl HostFilter for ServerGroupAntiAffinityFilter {
-    fn name(&self) -> &'static str {
-        "ServerGroupAntiAffinityFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let Some(g) = ctx.group.filter(|g| g.policy == "anti-affinity") else {
             return Ok(None);
@@ -84,9 +75,6 @@ impl HostFilter for ServerGroupAntiAffinityFilter {
 pub struct ServerGroupAffinityFilter;
 
 impl HostFilter for ServerGroupAffinityFilter {
-    fn name(&self) -> &'static str {
-        "ServerGroupAffinityFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let Some(g) = ctx.group.filter(|g| g.policy == "affinity") else {
             return Ok(None);
@@ -117,9 +105,6 @@ fn in_network(ip: IpAddr, net: IpAddr, prefix: u32) -> bool {
 }
 
 impl HostFilter for SimpleCIDRAffinityFilter {
-    fn name(&self) -> &'static str {
-        "SimpleCIDRAffinityFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -15,9 +15,6 @@ use crate::image_props::canonical_image_properties;
 pub struct AggregateImagePropertiesIsolation;
 
 impl HostFilter for AggregateImagePropertiesIsolation {
-    fn name(&self) -> &'static str {
-        "AggregateImagePropertiesIsolation"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -14,9 +14,6 @@ const SCOPE: &str = "aggregate_instance_extra_specs";
 pub struct AggregateInstanceExtraSpecsFilter;
 
 impl HostFilter for AggregateInstanceExtraSpecsFilter {
-    fn name(&self) -> &'static str {
-        "AggregateInstanceExtraSpecsFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -10,9 +10,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext, aggset_metadata, lu
 pub struct AggregateMultiTenancyIsolation;
 
 impl HostFilter for AggregateMultiTenancyIsolation {
-    fn name(&self) -> &'static str {
-        "AggregateMultiTenancyIsolation"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

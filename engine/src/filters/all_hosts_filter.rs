@@ -7,9 +7,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext};
 pub struct AllHostsFilter;
 
 impl HostFilter for AllHostsFilter {
-    fn name(&self) -> &'static str {
-        "AllHostsFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -55,9 +55,6 @@ fn passes(value: Option<Value>, req: &str) -> bool {
 pub struct ComputeCapabilitiesFilter;
 
 impl HostFilter for ComputeCapabilitiesFilter {
-    fn name(&self) -> &'static str {
-        "ComputeCapabilitiesFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -11,9 +11,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext, and_words};
 pub struct ComputeFilter;
 
 impl HostFilter for ComputeFilter {
-    fn name(&self) -> &'static str {
-        "ComputeFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

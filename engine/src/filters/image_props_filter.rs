@@ -17,9 +17,6 @@ use crate::image_props::{VersionPredicate, canonical_image_properties, version_c
 pub struct ImagePropertiesFilter;
 
 impl HostFilter for ImagePropertiesFilter {
-    fn name(&self) -> &'static str {
-        "ImagePropertiesFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

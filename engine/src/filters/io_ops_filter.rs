@@ -13,18 +13,12 @@ pub struct IoOpsFilter;
 pub struct AggregateIoOpsFilter;
 
 impl HostFilter for IoOpsFilter {
-    fn name(&self) -> &'static str {
-        "IoOpsFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_io_ops, ctx.conf.max_io_ops_per_host, None)))
     }
 }
 
 impl HostFilter for AggregateIoOpsFilter {
-    fn name(&self) -> &'static str {
-        "AggregateIoOpsFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let max = ctx.conf.max_io_ops_per_host;
         Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_io_ops, max, Some("max_io_ops_per_host"))))

@@ -10,9 +10,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext, host_set_kernel};
 pub struct IsolatedHostsFilter;
 
 impl HostFilter for IsolatedHostsFilter {
-    fn name(&self) -> &'static str {
-        "IsolatedHostsFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -135,9 +135,6 @@ fn eval(fleet: &Fleet, i: usize, q: &[Value]) -> Result<Py, String> {
 pub struct JsonFilter;
 
 impl HostFilter for JsonFilter {
-    fn name(&self) -> &'static str {
-        "JsonFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let Some(text) = ctx.request.hint_str("query") else {
             return Ok(None);

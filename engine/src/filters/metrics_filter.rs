@@ -8,9 +8,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext};
 pub struct MetricsFilter;
 
 impl HostFilter for MetricsFilter {
-    fn name(&self) -> &'static str {
-        "MetricsFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let setting = &ctx.conf.metrics_weight_setting;
         if setting.is_empty() {

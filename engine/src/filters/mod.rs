@@ -94,8 +94,6 @@ pub type Kernel<'a> = Box<dyn Fn(&HostBatch, &mut [u64]) + Send + Sync + 'a>;
 
 /// A Nova host filter.
 pub trait HostFilter: Send + Sync {
-    /// Nova class name.
-    fn name(&self) -> &'static str;
     /// Nova's `run_filter_once_per_request`.
     fn run_filter_once_per_request(&self) -> bool {
         false
@@ -107,74 +105,79 @@ pub trait HostFilter: Send + Sync {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError>;
 }
 
-/// Every filter Nova 34 ships, by class name.
-pub const FILTER_NAMES: [&str; 22] = [
-    "AggregateImagePropertiesIsolation",
-    "AggregateInstanceExtraSpecsFilter",
-    "AggregateIoOpsFilter",
-    "AggregateMultiTenancyIsolation",
-    "AggregateNumInstancesFilter",
-    "AggregateTypeAffinityFilter",
-    "AllHostsFilter",
-    "ComputeCapabilitiesFilter",
-    "ComputeFilter",
-    "DifferentHostFilter",
-    "ImagePropertiesFilter",
-    "IoOpsFilter",
-    "IsolatedHostsFilter",
-    "JsonFilter",
-    "MetricsFilter",
-    "NUMATopologyFilter",
-    "NumInstancesFilter",
-    "PciPassthroughFilter",
-    "SameHostFilter",
-    "ServerGroupAffinityFilter",
-    "ServerGroupAntiAffinityFilter",
-    "SimpleCIDRAffinityFilter",
+/// One registered filter: its Nova class name (the config key, defined
+/// here only) and its constructor.
+#[derive(Debug)]
+pub struct FilterEntry {
+    /// Nova class name.
+    pub name: &'static str,
+    /// A new instance.
+    pub make: fn() -> Box<dyn HostFilter>,
+}
+
+/// Every filter Nova 34 ships, by class name: the one registry.
+pub static FILTERS: [FilterEntry; 22] = [
+    FilterEntry {
+        name: "AggregateImagePropertiesIsolation",
+        make: || Box::new(aggregate_image_properties_isolation::AggregateImagePropertiesIsolation),
+    },
+    FilterEntry {
+        name: "AggregateInstanceExtraSpecsFilter",
+        make: || Box::new(aggregate_instance_extra_specs::AggregateInstanceExtraSpecsFilter),
+    },
+    FilterEntry { name: "AggregateIoOpsFilter", make: || Box::new(io_ops_filter::AggregateIoOpsFilter) },
+    FilterEntry {
+        name: "AggregateMultiTenancyIsolation",
+        make: || Box::new(aggregate_multitenancy_isolation::AggregateMultiTenancyIsolation),
+    },
+    FilterEntry {
+        name: "AggregateNumInstancesFilter",
+        make: || Box::new(num_instances_filter::AggregateNumInstancesFilter),
+    },
+    FilterEntry { name: "AggregateTypeAffinityFilter", make: || Box::new(type_filter::AggregateTypeAffinityFilter) },
+    FilterEntry { name: "AllHostsFilter", make: || Box::new(all_hosts_filter::AllHostsFilter) },
+    FilterEntry {
+        name: "ComputeCapabilitiesFilter",
+        make: || Box::new(compute_capabilities_filter::ComputeCapabilitiesFilter),
+    },
+    FilterEntry { name: "ComputeFilter", make: || Box::new(compute_filter::ComputeFilter) },
+    FilterEntry { name: "DifferentHostFilter", make: || Box::new(affinity_filter::DifferentHostFilter) },
+    FilterEntry { name: "ImagePropertiesFilter", make: || Box::new(image_props_filter::ImagePropertiesFilter) },
+    FilterEntry { name: "IoOpsFilter", make: || Box::new(io_ops_filter::IoOpsFilter) },
+    FilterEntry { name: "IsolatedHostsFilter", make: || Box::new(isolated_hosts_filter::IsolatedHostsFilter) },
+    FilterEntry { name: "JsonFilter", make: || Box::new(json_filter::JsonFilter) },
+    FilterEntry { name: "MetricsFilter", make: || Box::new(metrics_filter::MetricsFilter) },
+    FilterEntry { name: "NUMATopologyFilter", make: || Box::new(numa_topology_filter::NUMATopologyFilter) },
+    FilterEntry { name: "NumInstancesFilter", make: || Box::new(num_instances_filter::NumInstancesFilter) },
+    FilterEntry { name: "PciPassthroughFilter", make: || Box::new(pci_passthrough_filter::PciPassthroughFilter) },
+    FilterEntry { name: "SameHostFilter", make: || Box::new(affinity_filter::SameHostFilter) },
+    FilterEntry { name: "ServerGroupAffinityFilter", make: || Box::new(affinity_filter::ServerGroupAffinityFilter) },
+    FilterEntry {
+        name: "ServerGroupAntiAffinityFilter",
+        make: || Box::new(affinity_filter::ServerGroupAntiAffinityFilter),
+    },
+    FilterEntry { name: "SimpleCIDRAffinityFilter", make: || Box::new(affinity_filter::SimpleCIDRAffinityFilter) },
 ];
 
+/// The registered filter names, in registry order.
+pub fn filter_names() -> impl Iterator<Item = &'static str> {
+    FILTERS.iter().map(|e| e.name)
+}
+
 /// Looks a filter up by Nova class name (a dotted path is accepted and its
-/// last component used).
+/// last component used); returns the registered name with the filter.
 ///
 /// # Errors
 /// An unknown name, with the list of known ones.
-pub fn by_name(name: &str) -> Result<Box<dyn HostFilter>, crate::EngineError> {
+pub fn by_name(name: &str) -> Result<crate::weights::Named<dyn HostFilter>, crate::EngineError> {
     let short = name.rsplit('.').next().unwrap_or(name);
-    let f: Box<dyn HostFilter> = match short {
-        "AggregateImagePropertiesIsolation" => {
-            Box::new(aggregate_image_properties_isolation::AggregateImagePropertiesIsolation)
-        }
-        "AggregateInstanceExtraSpecsFilter" => {
-            Box::new(aggregate_instance_extra_specs::AggregateInstanceExtraSpecsFilter)
-        }
-        "AggregateIoOpsFilter" => Box::new(io_ops_filter::AggregateIoOpsFilter),
-        "AggregateMultiTenancyIsolation" => Box::new(aggregate_multitenancy_isolation::AggregateMultiTenancyIsolation),
-        "AggregateNumInstancesFilter" => Box::new(num_instances_filter::AggregateNumInstancesFilter),
-        "AggregateTypeAffinityFilter" => Box::new(type_filter::AggregateTypeAffinityFilter),
-        "AllHostsFilter" => Box::new(all_hosts_filter::AllHostsFilter),
-        "ComputeCapabilitiesFilter" => Box::new(compute_capabilities_filter::ComputeCapabilitiesFilter),
-        "ComputeFilter" => Box::new(compute_filter::ComputeFilter),
-        "DifferentHostFilter" => Box::new(affinity_filter::DifferentHostFilter),
-        "ImagePropertiesFilter" => Box::new(image_props_filter::ImagePropertiesFilter),
-        "IoOpsFilter" => Box::new(io_ops_filter::IoOpsFilter),
-        "IsolatedHostsFilter" => Box::new(isolated_hosts_filter::IsolatedHostsFilter),
-        "JsonFilter" => Box::new(json_filter::JsonFilter),
-        "MetricsFilter" => Box::new(metrics_filter::MetricsFilter),
-        "NUMATopologyFilter" => Box::new(numa_topology_filter::NUMATopologyFilter),
-        "NumInstancesFilter" => Box::new(num_instances_filter::NumInstancesFilter),
-        "PciPassthroughFilter" => Box::new(pci_passthrough_filter::PciPassthroughFilter),
-        "SameHostFilter" => Box::new(affinity_filter::SameHostFilter),
-        "ServerGroupAffinityFilter" => Box::new(affinity_filter::ServerGroupAffinityFilter),
-        "ServerGroupAntiAffinityFilter" => Box::new(affinity_filter::ServerGroupAntiAffinityFilter),
-        "SimpleCIDRAffinityFilter" => Box::new(affinity_filter::SimpleCIDRAffinityFilter),
-        _ => {
-            return Err(crate::EngineError::invalid(format!(
-                "unknown filter {name:?}; Nova 34 filters are: {}",
-                FILTER_NAMES.join(", ")
-            )));
-        }
-    };
-    Ok(f)
+    match FILTERS.iter().find(|e| e.name == short) {
+        Some(e) => Ok((e.name, (e.make)())),
+        None => Err(crate::EngineError::invalid(format!(
+            "unknown filter {name:?}; Nova 34 filters are: {}",
+            filter_names().collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 // ---- kernel helpers shared by the filters -------------------------------
@@ -335,4 +338,32 @@ pub fn aggset_min_values<T: std::str::FromStr + PartialOrd + Copy>(fleet: &Fleet
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_have_unique_names_that_resolve_and_unknown_ones_list_the_known() {
+        for names in [
+            FILTERS.iter().map(|e| e.name).collect::<Vec<_>>(),
+            crate::weights::WEIGHERS.iter().map(|e| e.name).collect::<Vec<_>>(),
+        ] {
+            let unique: HashSet<&str> = names.iter().copied().collect();
+            assert_eq!(unique.len(), names.len(), "{names:?}");
+        }
+        for e in &FILTERS {
+            assert_eq!(by_name(e.name).map(|(n, _)| n).ok(), Some(e.name));
+        }
+        let (name, _) = by_name("nova.scheduler.filters.compute_filter.ComputeFilter").expect("dotted path");
+        assert_eq!(name, "ComputeFilter");
+        let err = by_name("RamFilter").err().expect("unknown").to_string();
+        assert!(
+            err.contains("RamFilter") && err.contains("ComputeFilter") && err.contains("NUMATopologyFilter"),
+            "{err}"
+        );
+        let err = crate::weights::by_name("FooWeigher").err().expect("unknown").to_string();
+        assert!(err.contains("RAMWeigher"), "{err}");
+    }
 }

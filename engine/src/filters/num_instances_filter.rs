@@ -13,18 +13,12 @@ pub struct NumInstancesFilter;
 pub struct AggregateNumInstancesFilter;
 
 impl HostFilter for NumInstancesFilter {
-    fn name(&self) -> &'static str {
-        "NumInstancesFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_instances, ctx.conf.max_instances_per_host, None)))
     }
 }
 
 impl HostFilter for AggregateNumInstancesFilter {
-    fn name(&self) -> &'static str {
-        "AggregateNumInstancesFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let max = ctx.conf.max_instances_per_host;
         Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_instances, max, Some("max_instances_per_host"))))

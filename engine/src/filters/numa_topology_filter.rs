@@ -21,9 +21,6 @@ const NUMA_IMAGE_PROPS: [&str; 4] = ["hw_numa_nodes", "hw_cpu_policy", "hw_mem_p
 pub struct NUMATopologyFilter;
 
 impl HostFilter for NUMATopologyFilter {
-    fn name(&self) -> &'static str {
-        "NUMATopologyFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let specs = &ctx.request.flavor.extra_specs;
         let props = ctx.request.image_properties();

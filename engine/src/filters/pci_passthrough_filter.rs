@@ -9,9 +9,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext};
 pub struct PciPassthroughFilter;
 
 impl HostFilter for PciPassthroughFilter {
-    fn name(&self) -> &'static str {
-        "PciPassthroughFilter"
-    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let asks = ctx.request.flavor.extra_specs.keys().find(|k| k.as_str() == "pci_passthrough:alias");
         match asks {

@@ -9,9 +9,6 @@ use super::{FilterError, HostFilter, Kernel, RequestContext, aggset_values, lut_
 pub struct AggregateTypeAffinityFilter;
 
 impl HostFilter for AggregateTypeAffinityFilter {
-    fn name(&self) -> &'static str {
-        "AggregateTypeAffinityFilter"
-    }
     fn run_filter_once_per_request(&self) -> bool {
         true
     }

@@ -18,7 +18,7 @@ use crate::fleet::{BLOCK, Fleet};
 use crate::mask::Mask;
 use crate::request::{BootRequest, default_instance_uuid, format_uuid, parse_uuid};
 use crate::select::{Scored, TopK, weight_then_index};
-use crate::weights::{self, HostWeigher, Multiplier, Raw};
+use crate::weights::{self, HostWeigher, Multiplier, Named, Raw};
 
 mod decision;
 mod groups;
@@ -74,8 +74,10 @@ fn rollback(fleet: &mut Fleet, undo: Vec<Undo>, resources: &[(usize, i32)]) {
 /// The scheduler: Nova's configured filters and weighers over a fleet.
 pub struct Scheduler {
     conf: SchedulerConfig,
-    filters: Vec<Box<dyn HostFilter>>,
-    weighers: Vec<Box<dyn HostWeigher>>,
+    /// Filters with their registered names, in order.
+    filters: Vec<Named<dyn HostFilter>>,
+    /// Weighers with their registered names, in weighing order.
+    weighers: Vec<Named<dyn HostWeigher>>,
     rng: ChaCha8Rng,
     pool: Arc<rayon::ThreadPool>,
     /// Pass A's per-block summaries of request-independent weighers.
@@ -110,12 +112,12 @@ impl Scheduler {
     }
 
     /// The filters, in order (the simulator's fast path prepares them).
-    pub(crate) fn filters(&self) -> &[Box<dyn HostFilter>] {
+    pub(crate) fn filters(&self) -> &[Named<dyn HostFilter>] {
         &self.filters
     }
 
     /// The weighers, in order.
-    pub(crate) fn weighers(&self) -> &[Box<dyn HostWeigher>] {
+    pub(crate) fn weighers(&self) -> &[Named<dyn HostWeigher>] {
         &self.weighers
     }
 
@@ -126,12 +128,12 @@ impl Scheduler {
 
     /// Filter class names in order.
     pub fn filter_names(&self) -> Vec<&'static str> {
-        self.filters.iter().map(|f| f.name()).collect()
+        self.filters.iter().map(|(name, _)| *name).collect()
     }
 
     /// Dotted weigher class paths in weighing order.
     pub fn weigher_paths(&self) -> Vec<String> {
-        self.weighers.iter().map(|w| format!("{}.{}", w.module(), w.name())).collect()
+        self.weighers.iter().map(|(name, w)| format!("{}.{name}", w.module())).collect()
     }
 
     /// Schedules request `index` against `fleet`, claiming and consuming in
@@ -336,11 +338,11 @@ impl Scheduler {
         let ctx = RequestContext { fleet, conf: &self.conf, request: req, group, instance_uuid: uuid, index: k };
         // filters
         let mut kernels = Vec::new();
-        for f in &self.filters {
+        for (name, f) in &self.filters {
             if k > 0 && f.run_filter_once_per_request() {
                 continue;
             }
-            kernels.push((f.name(), f.prepare(&ctx)?));
+            kernels.push((*name, f.prepare(&ctx)?));
         }
         let per_batch: Vec<Vec<usize>> = self.pool.install(|| {
             candidates
@@ -389,7 +391,7 @@ impl Scheduler {
         let mut survivors: Option<Mask> = None;
         let mut raws: Vec<Raw<'_>> = Vec::new();
         if passed > 1 {
-            for w in &self.weighers {
+            for (_, w) in &self.weighers {
                 if let Some(r) = w.prepare(&ctx)? {
                     if let Some(check) = &r.check {
                         let all = survivors.get_or_insert_with(|| {

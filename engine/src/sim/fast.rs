@@ -299,9 +299,8 @@ impl ShapeTree {
         let query = sched.placement_query(fleet, req).ok()?.prepare(fleet);
         let ctx = RequestContext { fleet, conf, request: req, group: None, instance_uuid: 0, index: 0 };
         let mut kernels = Vec::new();
-        for f in sched.filters() {
+        for &(name, ref f) in sched.filters() {
             let Some(k) = f.prepare(&ctx).ok()? else { continue };
-            let name = f.name();
             let ok =
                 STATIC_FILTERS.contains(&name) || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
             if !ok {
@@ -553,7 +552,7 @@ fn clamp(x: f64, s: &WeigherSlot) -> f64 {
 /// Every weigher prepared for the shape; `None` when one fails (the full
 /// pipeline then reports it).
 fn prepare_weighers<'a>(sched: &Scheduler, ctx: &RequestContext<'a>) -> Option<Vec<Option<Raw<'a>>>> {
-    sched.weighers().iter().map(|w| w.prepare(ctx).ok()).collect()
+    sched.weighers().iter().map(|(_, w)| w.prepare(ctx).ok()).collect()
 }
 
 /// Whether `slots` describe `raws`; `None` when a weigher needs what the

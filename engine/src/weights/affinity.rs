@@ -32,9 +32,6 @@ fn prepare<'a>(ctx: &RequestContext<'a>, policy: &str, sign: f64, option: &str, 
 }
 
 impl HostWeigher for ServerGroupSoftAffinityWeigher {
-    fn name(&self) -> &'static str {
-        "ServerGroupSoftAffinityWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.affinity"
     }
@@ -45,9 +42,6 @@ impl HostWeigher for ServerGroupSoftAffinityWeigher {
 }
 
 impl HostWeigher for ServerGroupSoftAntiAffinityWeigher {
-    fn name(&self) -> &'static str {
-        "ServerGroupSoftAntiAffinityWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.affinity"
     }

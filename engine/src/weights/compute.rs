@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct BuildFailureWeigher;
 
 impl HostWeigher for BuildFailureWeigher {
-    fn name(&self) -> &'static str {
-        "BuildFailureWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.compute"
     }

@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct CPUWeigher;
 
 impl HostWeigher for CPUWeigher {
-    fn name(&self) -> &'static str {
-        "CPUWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.cpu"
     }

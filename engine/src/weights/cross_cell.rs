@@ -8,9 +8,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct CrossCellWeigher;
 
 impl HostWeigher for CrossCellWeigher {
-    fn name(&self) -> &'static str {
-        "CrossCellWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.cross_cell"
     }

@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct DiskWeigher;
 
 impl HostWeigher for DiskWeigher {
-    fn name(&self) -> &'static str {
-        "DiskWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.disk"
     }

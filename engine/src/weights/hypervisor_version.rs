@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct HypervisorVersionWeigher;
 
 impl HostWeigher for HypervisorVersionWeigher {
-    fn name(&self) -> &'static str {
-        "HypervisorVersionWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.hypervisor_version"
     }

@@ -10,9 +10,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct ImagePropertiesWeigher;
 
 impl HostWeigher for ImagePropertiesWeigher {
-    fn name(&self) -> &'static str {
-        "ImagePropertiesWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.image_props"
     }

@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct IoOpsWeigher;
 
 impl HostWeigher for IoOpsWeigher {
-    fn name(&self) -> &'static str {
-        "IoOpsWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.io_ops"
     }

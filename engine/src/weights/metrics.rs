@@ -9,9 +9,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct MetricsWeigher;
 
 impl HostWeigher for MetricsWeigher {
-    fn name(&self) -> &'static str {
-        "MetricsWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.metrics"
     }

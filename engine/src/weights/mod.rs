@@ -89,8 +89,6 @@ impl Multiplier {
 
 /// A Nova host weigher.
 pub trait HostWeigher: Send + Sync {
-    /// Nova class name.
-    fn name(&self) -> &'static str;
     /// Nova module (for the dotted class path in decision headers).
     fn module(&self) -> &'static str;
     /// Request-level work; `None` when it adds nothing to any host.
@@ -100,52 +98,57 @@ pub trait HostWeigher: Send + Sync {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Raw<'a>>, FilterError>;
 }
 
+/// A filter or weigher with its registered Nova class name.
+pub type Named<T> = (&'static str, Box<T>);
+
+/// One registered weigher: its Nova class name (the config key, defined
+/// here only) and its constructor.
+#[derive(Debug)]
+pub struct WeigherEntry {
+    /// Nova class name.
+    pub name: &'static str,
+    /// A new instance.
+    pub make: fn() -> Box<dyn HostWeigher>,
+}
+
 /// All 13 Nova 34 weighers in the order the parity harness sums them
-/// (module file, then class name).
-pub const WEIGHER_NAMES: [&str; 13] = [
-    "ServerGroupSoftAffinityWeigher",
-    "ServerGroupSoftAntiAffinityWeigher",
-    "BuildFailureWeigher",
-    "CPUWeigher",
-    "CrossCellWeigher",
-    "DiskWeigher",
-    "HypervisorVersionWeigher",
-    "ImagePropertiesWeigher",
-    "IoOpsWeigher",
-    "MetricsWeigher",
-    "NumInstancesWeigher",
-    "PCIWeigher",
-    "RAMWeigher",
+/// (module file, then class name): the one registry.
+pub static WEIGHERS: [WeigherEntry; 13] = [
+    WeigherEntry {
+        name: "ServerGroupSoftAffinityWeigher",
+        make: || Box::new(affinity::ServerGroupSoftAffinityWeigher),
+    },
+    WeigherEntry {
+        name: "ServerGroupSoftAntiAffinityWeigher",
+        make: || Box::new(affinity::ServerGroupSoftAntiAffinityWeigher),
+    },
+    WeigherEntry { name: "BuildFailureWeigher", make: || Box::new(compute::BuildFailureWeigher) },
+    WeigherEntry { name: "CPUWeigher", make: || Box::new(cpu::CPUWeigher) },
+    WeigherEntry { name: "CrossCellWeigher", make: || Box::new(cross_cell::CrossCellWeigher) },
+    WeigherEntry { name: "DiskWeigher", make: || Box::new(disk::DiskWeigher) },
+    WeigherEntry { name: "HypervisorVersionWeigher", make: || Box::new(hypervisor_version::HypervisorVersionWeigher) },
+    WeigherEntry { name: "ImagePropertiesWeigher", make: || Box::new(image_props::ImagePropertiesWeigher) },
+    WeigherEntry { name: "IoOpsWeigher", make: || Box::new(io_ops::IoOpsWeigher) },
+    WeigherEntry { name: "MetricsWeigher", make: || Box::new(metrics::MetricsWeigher) },
+    WeigherEntry { name: "NumInstancesWeigher", make: || Box::new(num_instances::NumInstancesWeigher) },
+    WeigherEntry { name: "PCIWeigher", make: || Box::new(pci::PCIWeigher) },
+    WeigherEntry { name: "RAMWeigher", make: || Box::new(ram::RAMWeigher) },
 ];
 
-/// Looks a weigher up by Nova class name (dotted paths accepted).
+/// Looks a weigher up by Nova class name (dotted paths accepted); returns
+/// the registered name with the weigher.
 ///
 /// # Errors
 /// An unknown name, with the list of known ones.
-pub fn by_name(name: &str) -> Result<Box<dyn HostWeigher>, crate::EngineError> {
+pub fn by_name(name: &str) -> Result<Named<dyn HostWeigher>, crate::EngineError> {
     let short = name.rsplit('.').next().unwrap_or(name);
-    let w: Box<dyn HostWeigher> = match short {
-        "ServerGroupSoftAffinityWeigher" => Box::new(affinity::ServerGroupSoftAffinityWeigher),
-        "ServerGroupSoftAntiAffinityWeigher" => Box::new(affinity::ServerGroupSoftAntiAffinityWeigher),
-        "BuildFailureWeigher" => Box::new(compute::BuildFailureWeigher),
-        "CPUWeigher" => Box::new(cpu::CPUWeigher),
-        "CrossCellWeigher" => Box::new(cross_cell::CrossCellWeigher),
-        "DiskWeigher" => Box::new(disk::DiskWeigher),
-        "HypervisorVersionWeigher" => Box::new(hypervisor_version::HypervisorVersionWeigher),
-        "ImagePropertiesWeigher" => Box::new(image_props::ImagePropertiesWeigher),
-        "IoOpsWeigher" => Box::new(io_ops::IoOpsWeigher),
-        "MetricsWeigher" => Box::new(metrics::MetricsWeigher),
-        "NumInstancesWeigher" => Box::new(num_instances::NumInstancesWeigher),
-        "PCIWeigher" => Box::new(pci::PCIWeigher),
-        "RAMWeigher" => Box::new(ram::RAMWeigher),
-        _ => {
-            return Err(crate::EngineError::invalid(format!(
-                "unknown weigher {name:?}; Nova 34 weighers are: {}",
-                WEIGHER_NAMES.join(", ")
-            )));
-        }
-    };
-    Ok(w)
+    match WEIGHERS.iter().find(|e| e.name == short) {
+        Some(e) => Ok((e.name, (e.make)())),
+        None => Err(crate::EngineError::invalid(format!(
+            "unknown weigher {name:?}; Nova 34 weighers are: {}",
+            WEIGHERS.iter().map(|e| e.name).collect::<Vec<_>>().join(", ")
+        ))),
+    }
 }
 
 /// The weighers `[filter_scheduler] weight_classes` selects (all when empty),
@@ -153,9 +156,9 @@ pub fn by_name(name: &str) -> Result<Box<dyn HostWeigher>, crate::EngineError> {
 ///
 /// # Errors
 /// An unknown weigher name.
-pub fn from_config(conf: &SchedulerConfig) -> Result<Vec<Box<dyn HostWeigher>>, crate::EngineError> {
+pub fn from_config(conf: &SchedulerConfig) -> Result<Vec<Named<dyn HostWeigher>>, crate::EngineError> {
     if conf.weight_classes.is_empty() {
-        return WEIGHER_NAMES.iter().map(|n| by_name(n)).collect();
+        return Ok(WEIGHERS.iter().map(|e| (e.name, (e.make)())).collect());
     }
     conf.weight_classes.iter().map(|n| by_name(n)).collect()
 }

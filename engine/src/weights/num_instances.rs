@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct NumInstancesWeigher;
 
 impl HostWeigher for NumInstancesWeigher {
-    fn name(&self) -> &'static str {
-        "NumInstancesWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.num_instances"
     }

@@ -9,9 +9,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct PCIWeigher;
 
 impl HostWeigher for PCIWeigher {
-    fn name(&self) -> &'static str {
-        "PCIWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.pci"
     }

@@ -7,9 +7,6 @@ use crate::filters::{FilterError, RequestContext};
 pub struct RAMWeigher;
 
 impl HostWeigher for RAMWeigher {
-    fn name(&self) -> &'static str {
-        "RAMWeigher"
-    }
     fn module(&self) -> &'static str {
         "nova.scheduler.weights.ram"
     }
