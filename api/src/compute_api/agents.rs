@@ -240,7 +240,7 @@ impl ComputeApi {
                 });
                 s.updated = now_iso();
                 if r.save(&s).is_ok() {
-                    r.servers.insert(id.clone(), s);
+                    r.put_server(s);
                 }
             }
         }

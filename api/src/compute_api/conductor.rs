@@ -183,7 +183,7 @@ fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) -> Option<Ser
     if let Err(e) = r.save(&s) {
         tracing::error!(server = id, error = %e, "cannot record server state");
     }
-    r.servers.insert(id.to_owned(), s.clone());
+    r.put_server(s.clone());
     Some(s)
 }
 
@@ -452,7 +452,7 @@ pub fn delete_now(api: &ComputeApi, id: &str) {
         tracing::error!(server = id, error = %e, "cannot delete server record");
         return;
     }
-    r.servers.remove(id);
+    r.drop_server(id);
 }
 
 /// Starts a power action in the background.

@@ -551,12 +551,12 @@ mod tests {
                         let id = uuid(200 + rng.random_range(0..10usize));
                         if rng.random_bool(0.3) {
                             r.remove("server", &id).expect("remove");
-                            r.servers.remove(&id);
+                            r.drop_server(&id);
                         } else {
                             let state = if rng.random_bool(0.5) { "building" } else { "active" };
                             let s = server(&id, Some(host.clone()), state);
                             r.save(&s).expect("save");
-                            r.servers.insert(id, s);
+                            r.put_server(s);
                         }
                     }
                     // an aggregate with a zone, hosts joining and leaving it

@@ -44,12 +44,8 @@ pub fn usage(api: &ComputeApi, project: &str) -> (BTreeMap<String, i64>, BTreeMa
     if let Some(q) = r.quotas.get(project) {
         limits.extend(q.limits.clone());
     }
-    let mut used: BTreeMap<String, i64> = COUNTED.iter().map(|k| (k.to_string(), 0)).collect();
-    for s in r.servers.values().filter(|s| s.project_id == project) {
-        *used.entry("instances".into()).or_default() += 1;
-        *used.entry("cores".into()).or_default() += s.flavor.vcpus as i64;
-        *used.entry("ram".into()).or_default() += s.flavor.ram as i64;
-    }
+    // project_usage counts in COUNTED's order
+    let used = COUNTED.iter().zip(r.project_usage(project)).map(|(k, v)| (k.to_string(), v)).collect();
     (limits, used)
 }
 

@@ -172,7 +172,12 @@ pub struct Records {
     conn: Connection,
     pub flavors: BTreeMap<String, Flavor>,
     pub images: BTreeMap<String, Image>,
+    /// Servers by id; change them through [`Records::put_server`] and
+    /// [`Records::drop_server`], which keep the quota tally in step.
     pub servers: HashMap<String, Server>,
+    /// Per project: instances, cores, ram of its servers (the quota check
+    /// reads this instead of scanning every server).
+    project_usage: HashMap<String, [i64; 3]>,
     pub groups: BTreeMap<String, ServerGroup>,
     pub aggregates: BTreeMap<i64, Aggregate>,
     pub services: BTreeMap<String, Service>,
@@ -250,6 +255,7 @@ impl Records {
             flavors: BTreeMap::new(),
             images: BTreeMap::new(),
             servers: HashMap::new(),
+            project_usage: HashMap::new(),
             groups: BTreeMap::new(),
             aggregates: BTreeMap::new(),
             services: BTreeMap::new(),
@@ -274,7 +280,7 @@ impl Records {
                 }
                 "server" => {
                     let v: Server = serde_json::from_str(&body).map_err(bad)?;
-                    r.servers.insert(v.id.clone(), v);
+                    r.put_server(v);
                 }
                 "server_group" => {
                     let v: ServerGroup = serde_json::from_str(&body).map_err(bad)?;
@@ -315,6 +321,34 @@ impl Records {
             }
             _ => {}
         }
+    }
+
+    fn tally(&mut self, s: &Server, sign: i64) {
+        let u = self.project_usage.entry(s.project_id.clone()).or_default();
+        for (slot, v) in u.iter_mut().zip([1, s.flavor.vcpus as i64, s.flavor.ram as i64]) {
+            *slot += sign * v;
+        }
+    }
+
+    /// Puts (inserts or replaces) a server in memory, with its quota tally.
+    pub fn put_server(&mut self, s: Server) {
+        if let Some(old) = self.servers.remove(&s.id) {
+            self.tally(&old, -1);
+        }
+        self.tally(&s, 1);
+        self.servers.insert(s.id.clone(), s);
+    }
+
+    /// Drops a server from memory, with its quota tally.
+    pub fn drop_server(&mut self, id: &str) -> Option<Server> {
+        let s = self.servers.remove(id)?;
+        self.tally(&s, -1);
+        Some(s)
+    }
+
+    /// `[instances, cores, ram]` of `project`'s servers.
+    pub fn project_usage(&self, project: &str) -> [i64; 3] {
+        self.project_usage.get(project).copied().unwrap_or_default()
     }
 
     /// The changes marked since the last call (the live fleet applies them).

@@ -420,7 +420,7 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
             r.groups.insert(g.id.clone(), g);
         }
         for s in servers {
-            r.servers.insert(s.id.clone(), s);
+            r.put_server(s);
         }
     }
     api.metrics.boots_requested.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -447,7 +447,7 @@ pub async fn delete(
         s.task_state = Some("deleting".into());
         s.updated = now_iso();
         r.save(&s)?;
-        r.servers.insert(id.clone(), s);
+        r.put_server(s);
     }
     conductor::start_delete(&api, id);
     empty(StatusCode::NO_CONTENT)
@@ -499,7 +499,7 @@ pub async fn action(
         s.task_state = Some(task.into());
         s.updated = now_iso();
         r.save(&s)?;
-        r.servers.insert(id.clone(), s);
+        r.put_server(s);
     }
     conductor::start_action(&api, id, act);
     empty(StatusCode::ACCEPTED)
