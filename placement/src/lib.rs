@@ -9,6 +9,7 @@
 //! be run against Quiver.
 
 pub mod candidates;
+pub mod columns;
 pub mod error;
 pub mod model;
 pub mod ops;

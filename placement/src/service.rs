@@ -90,6 +90,20 @@ impl Placement {
                 Ok(_) => Err(err),
             };
         }
+        if out.is_ok() {
+            let changed: Vec<RpId> = state
+                .dirty
+                .iter()
+                .filter_map(|d| match d {
+                    Dirty::Provider(id) => Some(*id),
+                    _ => None,
+                })
+                .chain(state.usage_changed.iter().copied())
+                .collect();
+            let mut columns = std::mem::take(&mut state.columns);
+            columns.refresh(&state, changed);
+            state.columns = columns;
+        }
         if out.is_ok() && !state.dirty.is_empty() {
             state.epoch += 1;
             let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());

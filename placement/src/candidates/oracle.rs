@@ -1,58 +1,17 @@
-//! `GET /allocation_candidates`: Placement's search (objects/
-//! allocation_candidate.py and research_context.py) over the in-memory
-//! replica. Per request group it finds providers with capacity (single
-//! providers, or whole trees plus sharing providers for the unnumbered
-//! group), then merges the groups per anchor root with group_policy,
-//! same_subtree and capacity checks.
+//! The test oracle: Placement's search (objects/allocation_candidate.py
+//! and research_context.py) transcribed set by set over the in-memory
+//! maps, as Quiver answered `GET /allocation_candidates` before the
+//! columnar search. Per request group it finds providers with capacity
+//! (single providers, or whole trees plus sharing providers for the
+//! unnumbered group), then merges the groups per anchor root with
+//! group_policy, same_subtree and capacity checks. Only tests call it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use super::{AllocationRequest, Candidates, Resource, Summary};
 use crate::error::{Error, Result};
 use crate::model::{AggId, ClassId, RpId, State, TraitId};
 use crate::request::{RequestGroup, RequestWide};
-
-/// One provider's share of an allocation request.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Resource {
-    pub rp: RpId,
-    pub class: ClassId,
-    pub amount: i64,
-}
-
-/// An allocation request: what to claim, where, and which request group
-/// each provider satisfies (microversion 1.34 mappings).
-#[derive(Clone, Debug)]
-pub struct AllocationRequest {
-    pub anchor: RpId,
-    pub use_same_provider: bool,
-    pub resources: Vec<Resource>,
-    pub mappings: BTreeMap<String, BTreeSet<RpId>>,
-}
-
-impl AllocationRequest {
-    fn key(&self) -> (Vec<Resource>, Vec<(String, Vec<RpId>)>) {
-        let mut r = self.resources.clone();
-        r.sort();
-        (r, self.mappings.iter().map(|(k, v)| (k.clone(), v.iter().copied().collect())).collect())
-    }
-}
-
-/// A provider in the summaries: capacity and usage per class, traits.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    pub rp: RpId,
-    pub root: RpId,
-    pub parent: Option<RpId>,
-    /// (class, capacity, used, max_unit)
-    pub resources: Vec<(ClassId, i64, i64, i64)>,
-    pub traits: Vec<TraitId>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Candidates {
-    pub requests: Vec<AllocationRequest>,
-    pub summaries: Vec<Summary>,
-}
 
 struct Wide<'a> {
     limit: Option<usize>,
@@ -104,9 +63,8 @@ struct FlatPredicates {
 struct NoResults;
 
 impl State {
-    /// Answers `GET /allocation_candidates`. `nested_aware` is microversion
-    /// 1.29 or later.
-    pub fn allocation_candidates(
+    /// What the old search answers for `GET /allocation_candidates`.
+    pub fn allocation_candidates_oracle(
         &self,
         groups: &[RequestGroup],
         wide: &RequestWide,
