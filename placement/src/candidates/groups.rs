@@ -458,13 +458,15 @@ fn plan_tree(
 impl GroupPlan<'_> {
     /// The group's allocation requests anchored at root `anchor`, in
     /// Placement's order.
-    pub fn at(&self, ctx: &Ctx, anchor: RpId) -> Vec<AllocationRequest> {
+    /// `tree` is the tree rooted at `anchor` (the caller walks it once for
+    /// every group).
+    pub fn at(&self, ctx: &Ctx, anchor: RpId, tree: &[RpId]) -> Vec<AllocationRequest> {
         match &self.kind {
             Kind::Single { rps, shared_at, .. } => {
                 if !ctx.in_anchors(anchor) {
                     return vec![];
                 }
-                let mut list: Vec<RpId> = ctx.tree(anchor).into_iter().filter(|&rp| rps.get(rp as usize)).collect();
+                let mut list: Vec<RpId> = tree.iter().copied().filter(|&rp| rps.get(rp as usize)).collect();
                 if let Some(sps) = shared_at.get(&anchor) {
                     list.extend(sps);
                 }
@@ -483,7 +485,6 @@ impl GroupPlan<'_> {
                 if !anchors.get(anchor as usize) {
                     return vec![];
                 }
-                let tree = ctx.tree(anchor);
                 let lists: Vec<Vec<RpId>> = classes
                     .iter()
                     .map(|c| {
@@ -584,7 +585,7 @@ impl GroupPlan<'_> {
     /// Whether the group has no allocation request at all (full scan).
     pub fn is_empty(&self, ctx: &Ctx) -> bool {
         let anchors: Vec<RpId> = self.anchors(ctx).collect();
-        anchors.into_iter().all(|a| self.at(ctx, a).is_empty())
+        anchors.into_iter().all(|a| self.at(ctx, a, &ctx.tree(a)).is_empty())
     }
 }
 

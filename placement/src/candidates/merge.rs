@@ -5,7 +5,9 @@
 //! product is enumerated anchor by anchor and stops at `limit`, so a small
 //! limit pays for the first trees it returns, not for the fleet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::{HashMap, HashSet};
 
 use super::groups::{Ctx, GroupPlan, odometer};
 use super::{AllocationRequest, Candidates, Resource};
@@ -63,9 +65,10 @@ pub(super) fn merge(ctx: &Ctx, plans: &[GroupPlan], rq: &RequestWide, nested_awa
         if out.len() >= stop_at {
             break;
         }
+        let tree = ctx.tree(anchor);
         let mut lists = Vec::with_capacity(plans.len());
         for p in plans {
-            let l = p.at(ctx, anchor);
+            let l = p.at(ctx, anchor, &tree);
             if l.is_empty() {
                 continue 'anchors;
             }
@@ -97,7 +100,10 @@ pub(super) fn merge(ctx: &Ctx, plans: &[GroupPlan], rq: &RequestWide, nested_awa
             }) {
                 continue;
             }
-            if seen.insert(a.key()) {
+            // The same request can come from two anchors only when all its
+            // providers are sharing providers (anchored away from home).
+            let shared_only = a.resources.iter().all(|r| ctx.sharing_all.get(r.rp as usize));
+            if !shared_only || seen.insert(a.key()) {
                 out.push(a);
                 if out.len() >= stop_at {
                     break 'anchors;
@@ -164,29 +170,24 @@ fn overall_capacity_ok(
 /// descend from one of them.
 fn same_subtree_ok(ctx: &Ctx, combo: &[&AllocationRequest], same_subtrees: &[BTreeSet<String>]) -> bool {
     for group in same_subtrees {
-        let rps: BTreeSet<RpId> =
+        let mut rps: Vec<RpId> =
             combo.iter().flat_map(|a| group.iter().filter_map(|s| a.mappings.get(s)).flatten().copied()).collect();
+        rps.sort_unstable();
+        rps.dedup();
         if rps.len() <= 1 {
             continue;
         }
-        let ancestors = |rp: RpId| {
-            let mut set = BTreeSet::from([rp]);
-            let mut cur = ctx.cols.parent[rp as usize];
-            while cur != crate::columns::NO_PARENT {
-                set.insert(cur);
-                cur = ctx.cols.parent[cur as usize];
+        // One of them must be an ancestor (or self) of all of them.
+        let descends = |mut rp: RpId, from: RpId| loop {
+            if rp == from {
+                return true;
             }
-            set
+            rp = ctx.cols.parent[rp as usize];
+            if rp == crate::columns::NO_PARENT {
+                return false;
+            }
         };
-        let mut common: Option<BTreeSet<RpId>> = None;
-        for &rp in &rps {
-            let a = ancestors(rp);
-            common = Some(match common {
-                None => a,
-                Some(c) => c.intersection(&a).copied().collect(),
-            });
-        }
-        if !common.unwrap_or_default().iter().any(|rp| rps.contains(rp)) {
+        if !rps.iter().any(|&top| rps.iter().all(|&rp| descends(rp, top))) {
             return false;
         }
     }

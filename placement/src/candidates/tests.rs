@@ -311,3 +311,4 @@ proptest! {
         p.read(same_table)?;
     }
 }
+
