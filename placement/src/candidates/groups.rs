@@ -149,14 +149,8 @@ pub(super) fn search(s: &State, groups: &[RequestGroup], rq: &RequestWide, neste
         Some(t) => kernels::gather(cols, &cols.traitset, &cols.traitsets.table(|set| set.binary_search(&t).is_ok())),
         None => Mask::zeros(cols.len()),
     };
-    let mut ctx = Ctx {
-        s,
-        cols,
-        has_trees: s.nested > 0,
-        anchor_roots: None,
-        sharing: sharing_all.clone(),
-        sharing_all,
-    };
+    let mut ctx =
+        Ctx { s, cols, has_trees: s.nested > 0, anchor_roots: None, sharing: sharing_all.clone(), sharing_all };
     if let [g] = groups
         && g.suffix.is_empty()
         && !ctx.has_trees
@@ -217,30 +211,47 @@ fn flat(ctx: &Ctx, g: &RequestGroup, rq: &RequestWide) -> Result<Candidates> {
         },
         None => None,
     };
-    let mut m = ctx.cols.live.clone();
-    for &(class, amount) in &resources {
-        m.and_assign(&kernels::fits(ctx.cols, class, amount));
-    }
     let forbidden_all: BTreeSet<TraitId> = forbidden.union(&root_forbidden).copied().collect();
-    m.and_assign(&ctx.traits_table(|set| {
+    let traits_ok = ctx.cols.traitsets.table(|set| {
         required.iter().all(|any| any.iter().any(|t| set.binary_search(t).is_ok()))
             && root_required.iter().all(|t| set.binary_search(t).is_ok())
             && !set.iter().any(|t| forbidden_all.contains(t))
-    }));
-    if let Some(r) = tree_root {
-        m.and_assign(&kernels::in_tree(ctx.cols, r));
-    }
-    if !member_of.is_empty() {
-        m.and_assign(&ctx.in_all_agg_groups(&member_of));
-    }
+    });
     let forbidden_aggs: BTreeSet<AggId> = g.forbidden_aggs.iter().filter_map(|a| s.aggs.get(a)).collect();
-    if !forbidden_aggs.is_empty() {
-        kernels::and_not(&mut m, &ctx.in_any_agg(&forbidden_aggs));
-    }
+    let aggs_ok = ctx.cols.aggsets.table(|set| {
+        member_of.iter().all(|any| any.iter().any(|a| set.binary_search(a).is_ok()))
+            && !set.iter().any(|a| forbidden_aggs.contains(a))
+    });
+    // Chunk by chunk (4,096 rows), so `limit` bounds the rows evaluated.
+    const CHUNK: usize = 64;
     let limit = rq.limit.unwrap_or(usize::MAX);
+    let n_words = ctx.cols.live.words().len();
+    let mut hits: Vec<RpId> = vec![];
+    let (mut m, mut tmp) = ([0u64; CHUNK], [0u64; CHUNK]);
+    let mut start = 0;
+    while start < n_words && hits.len() < limit {
+        let words = start..(start + CHUNK).min(n_words);
+        let (m, tmp) = (&mut m[..words.len()], &mut tmp[..words.len()]);
+        kernels::gather_words(ctx.cols, &ctx.cols.traitset, &traits_ok, words.clone(), m);
+        kernels::gather_words(ctx.cols, &ctx.cols.aggset, &aggs_ok, words.clone(), tmp);
+        m.iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a &= b);
+        for &(class, amount) in &resources {
+            kernels::fits_words(ctx.cols, class, amount, words.clone(), tmp);
+            m.iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a &= b);
+        }
+        for (w, &word) in m.iter().enumerate() {
+            let base = (words.start + w) * 64;
+            for rp in quiver_engine::mask::BitIter::new(word, base) {
+                if tree_root.is_none_or(|r| ctx.cols.root[rp] == r) {
+                    hits.push(rp as RpId);
+                }
+            }
+        }
+        start = words.end;
+    }
+    hits.truncate(limit);
     let mut out = Candidates::default();
-    for rp in m.iter_ones().take(limit) {
-        let rp = rp as RpId;
+    for rp in hits {
         out.requests.push(AllocationRequest {
             anchor: rp,
             use_same_provider: false,
@@ -476,7 +487,11 @@ impl GroupPlan<'_> {
                     .map(|rp| AllocationRequest {
                         anchor,
                         use_same_provider: self.g.use_same_provider,
-                        resources: self.resources.iter().map(|&(class, amount)| Resource { rp, class, amount }).collect(),
+                        resources: self
+                            .resources
+                            .iter()
+                            .map(|&(class, amount)| Resource { rp, class, amount })
+                            .collect(),
                         mappings: [(self.g.suffix.clone(), BTreeSet::from([rp]))].into(),
                     })
                     .collect()

@@ -156,7 +156,8 @@ fn overall_capacity_ok(
     if multi_group_rcs.is_empty() {
         return true;
     }
-    let rps: BTreeSet<RpId> = lists.iter().flat_map(|l| l.iter().flat_map(|a| a.resources.iter().map(|r| r.rp))).collect();
+    let rps: BTreeSet<RpId> =
+        lists.iter().flat_map(|l| l.iter().flat_map(|a| a.resources.iter().map(|r| r.rp))).collect();
     for &class in multi_group_rcs {
         let available: i64 = rps.iter().filter_map(|&rp| sums.psum(rp, class).map(|p| p.0)).sum();
         if rcs_amounts[&class] > available {

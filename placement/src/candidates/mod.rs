@@ -62,7 +62,6 @@ pub struct Candidates {
     pub summaries: Vec<Summary>,
 }
 
-
 impl State {
     /// Answers `GET /allocation_candidates`. `nested_aware` is microversion
     /// 1.29 or later.

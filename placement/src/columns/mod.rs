@@ -35,6 +35,9 @@ pub struct ClassColumn {
     pub min_unit: Vec<i64>,
     pub max_unit: Vec<i64>,
     pub step_size: Vec<i64>,
+    /// Rows with this class whose `step_size` is not 1: while none, the
+    /// kernels skip the (costly) divisibility check.
+    pub stepped: usize,
 }
 
 impl ClassColumn {
@@ -45,6 +48,7 @@ impl ClassColumn {
             min_unit: vec![1; len],
             max_unit: vec![0; len],
             step_size: vec![1; len],
+            stepped: 0,
         }
     }
 
@@ -59,6 +63,14 @@ impl ClassColumn {
     }
 
     fn set(&mut self, row: usize, inv: Option<(&Inventory, i64)>) {
+        if self.has.get(row) && self.step_size[row] != 1 {
+            self.stepped -= 1;
+        }
+        if let Some((inv, _)) = inv
+            && inv.step_size.max(1) != 1
+        {
+            self.stepped += 1;
+        }
         match inv {
             Some((inv, used)) => {
                 self.has.set(row, true);
