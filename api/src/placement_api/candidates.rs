@@ -29,13 +29,27 @@ pub fn list(req: &mut Req) -> Result<Resp, ApiError> {
     Ok(Resp::raw_json(200, body.into_bytes()).cache_now(req))
 }
 
+/// `"text"`; the names written here (UUIDs, resource classes, traits,
+/// request-group suffixes checked by the query schema) need no escaping.
+fn push_str(out: &mut String, text: &str) {
+    out.push('"');
+    out.push_str(text);
+    out.push('"');
+}
+
+fn push_int(out: &mut String, n: i64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
 /// `"VCPU": 2, "MEMORY_MB": 1024` for the lines of `a` on provider `rp`.
 fn write_amounts(out: &mut String, s: &State, a: &AllocationRequest, rp: u32) {
     for (i, r) in a.resources.iter().filter(|r| r.rp == rp).enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "\"{}\": {}", s.class_name(r.class), r.amount);
+        push_str(out, s.class_name(r.class));
+        out.push_str(": ");
+        push_int(out, r.amount);
     }
 }
 
@@ -59,7 +73,8 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
                 if j > 0 {
                     out.push_str(", ");
                 }
-                let _ = write!(out, "\"{}\": {{\"resources\": {{", s.uuid_of(*rp));
+                push_str(&mut out, s.uuid_of(*rp));
+                out.push_str(": {\"resources\": {");
                 write_amounts(&mut out, s, a, *rp);
                 out.push_str("}}");
             }
@@ -75,7 +90,7 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
                         if k > 0 {
                             out.push_str(", ");
                         }
-                        let _ = write!(out, "\"{}\"", s.uuid_of(*rp));
+                        push_str(&mut out, s.uuid_of(*rp));
                     }
                     out.push(']');
                 }
@@ -101,7 +116,8 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "\"{}\": {{\"resources\": {{", s.uuid_of(sum.rp));
+        push_str(&mut out, s.uuid_of(sum.rp));
+        out.push_str(": {\"resources\": {");
         let mut first = true;
         for &(class, cap, used, _) in &sum.resources {
             let name = s.class_name(class);
@@ -112,7 +128,12 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
                 out.push_str(", ");
             }
             first = false;
-            let _ = write!(out, "\"{name}\": {{\"capacity\": {cap}, \"used\": {used}}}");
+            push_str(&mut out, name);
+            out.push_str(": {\"capacity\": ");
+            push_int(&mut out, cap);
+            out.push_str(", \"used\": ");
+            push_int(&mut out, used);
+            out.push('}');
         }
         out.push('}');
         if v >= (1, 17) {
@@ -121,18 +142,20 @@ fn render(s: &State, c: &Candidates, groups: &[RequestGroup], v: (u32, u32)) -> 
                 if k > 0 {
                     out.push_str(", ");
                 }
-                let _ = write!(out, "\"{}\"", s.traits.name(*t));
+                push_str(&mut out, s.traits.name(*t));
             }
             out.push(']');
         }
         if v >= (1, 29) {
             match sum.parent {
                 Some(p) => {
-                    let _ = write!(out, ", \"parent_provider_uuid\": \"{}\"", s.uuid_of(p));
+                    out.push_str(", \"parent_provider_uuid\": ");
+                    push_str(&mut out, s.uuid_of(p));
                 }
                 None => out.push_str(", \"parent_provider_uuid\": null"),
             }
-            let _ = write!(out, ", \"root_provider_uuid\": \"{}\"", s.uuid_of(sum.root));
+            out.push_str(", \"root_provider_uuid\": ");
+            push_str(&mut out, s.uuid_of(sum.root));
         }
         out.push('}');
     }
