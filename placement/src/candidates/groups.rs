@@ -146,8 +146,10 @@ pub(super) struct GroupPlan<'g> {
 pub(super) fn search(s: &State, groups: &[RequestGroup], rq: &RequestWide, nested_aware: bool) -> Result<Candidates> {
     let cols = &s.columns;
     let sharing_all = match s.traits.get("MISC_SHARES_VIA_AGGREGATE") {
-        Some(t) => kernels::gather(cols, &cols.traitset, &cols.traitsets.table(|set| set.binary_search(&t).is_ok())),
-        None => Mask::zeros(cols.len()),
+        Some(t) if cols.traitsets.any_live(|set| set.binary_search(&t).is_ok()) => {
+            kernels::gather(cols, &cols.traitset, &cols.traitsets.table(|set| set.binary_search(&t).is_ok()))
+        }
+        _ => Mask::zeros(cols.len()),
     };
     let mut ctx =
         Ctx { s, cols, has_trees: s.nested > 0, anchor_roots: None, sharing: sharing_all.clone(), sharing_all };
@@ -371,7 +373,7 @@ fn plan_tree(
 ) -> Option<Kind> {
     if !required.is_empty() {
         let any: BTreeSet<TraitId> = required.iter().flatten().copied().collect();
-        if ctx.has_any(&any).none() {
+        if !ctx.cols.traitsets.any_live(|set| set.iter().any(|t| any.contains(t))) {
             return None;
         }
     }

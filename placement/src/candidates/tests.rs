@@ -260,6 +260,8 @@ fn same_table(s: &State) -> std::result::Result<(), TestCaseError> {
     for id in 0..rebuilt.len() as u32 {
         prop_assert_eq!(s.columns.row(id), rebuilt.row(id), "row {}", id);
     }
+    prop_assert_eq!(s.columns.traitsets.live_counts(), rebuilt.traitsets.live_counts());
+    prop_assert_eq!(s.columns.aggsets.live_counts(), rebuilt.aggsets.live_counts());
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use hashbrown::HashMap;
 pub struct SetDictionary {
     sets: Vec<Vec<u32>>,
     codes: HashMap<Vec<u32>, u32>,
+    /// Live rows per code, so "does any live provider have X" needs no scan.
+    rows: Vec<u32>,
 }
 
 impl SetDictionary {
@@ -20,8 +22,25 @@ impl SetDictionary {
         }
         let c = self.sets.len() as u32;
         self.sets.push(set.to_vec());
+        self.rows.push(0);
         self.codes.insert(set.to_vec(), c);
         c
+    }
+
+    /// A live row took (`+1`) or left (`-1`) `code`.
+    pub fn count(&mut self, code: u32, delta: i32) {
+        let r = &mut self.rows[code as usize];
+        *r = r.saturating_add_signed(delta);
+    }
+
+    /// Whether any live row has a set for which `pred` holds.
+    pub fn any_live(&self, mut pred: impl FnMut(&[u32]) -> bool) -> bool {
+        self.sets.iter().zip(&self.rows).any(|(s, &n)| n > 0 && pred(s))
+    }
+
+    /// Every set some live row has, with its row count.
+    pub fn live_counts(&self) -> std::collections::BTreeMap<&[u32], u32> {
+        self.sets.iter().zip(&self.rows).filter(|(_, n)| **n > 0).map(|(s, &n)| (s.as_slice(), n)).collect()
     }
 
     /// The set behind `code`.

@@ -173,6 +173,7 @@ impl ProviderColumns {
             self.clear_row(row);
             return;
         };
+        self.uncount(row);
         self.live.set(row, true);
         self.root[row] = p.root;
         self.parent[row] = p.parent.unwrap_or(NO_PARENT);
@@ -180,7 +181,17 @@ impl ProviderColumns {
         self.traitset[row] = self.traitsets.code(&traits);
         let aggs: Vec<AggId> = p.aggregates.iter().copied().collect();
         self.aggset[row] = self.aggsets.code(&aggs);
+        self.traitsets.count(self.traitset[row], 1);
+        self.aggsets.count(self.aggset[row], 1);
         self.set_inventories(row, p);
+    }
+
+    /// Takes a live row out of its sets' live counts.
+    fn uncount(&mut self, row: usize) {
+        if self.live.get(row) {
+            self.traitsets.count(self.traitset[row], -1);
+            self.aggsets.count(self.aggset[row], -1);
+        }
     }
 
     fn set_inventories(&mut self, row: usize, p: &Provider) {
@@ -201,6 +212,7 @@ impl ProviderColumns {
     }
 
     fn clear_row(&mut self, row: usize) {
+        self.uncount(row);
         self.live.set(row, false);
         self.traitset[row] = self.traitsets.code(&[]);
         self.aggset[row] = self.aggsets.code(&[]);
