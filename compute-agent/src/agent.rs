@@ -16,6 +16,8 @@ use serde::Deserialize;
 
 use crate::controller::Controller;
 use crate::driver::{ComputeDriver, DriverError, GuestInfo, GuestSpec, cpu_traits};
+use quiver_engine::inventory::Inventory;
+
 use crate::protocol::{Action, AgentApi, AgentError, HostReport, InventoryReport};
 use crate::provider_config::ProviderConfig;
 
@@ -122,12 +124,7 @@ impl Agent {
         let c = &self.config;
         let inv = |rc: &str, total: i64, reserved: i64, ratio: f64| InventoryReport {
             resource_class: rc.to_owned(),
-            total,
-            reserved,
-            min_unit: 1,
-            max_unit: total,
-            step_size: 1,
-            allocation_ratio: ratio,
+            inventory: Inventory { total, reserved, max_unit: total, allocation_ratio: ratio, ..Default::default() },
         };
         let inventory = vec![
             inv("VCPU", info.vcpus as i64, c.reserved_host_cpus, c.cpu_allocation_ratio.unwrap_or(4.0)),
@@ -140,7 +137,7 @@ impl Agent {
             ),
         ]
         .into_iter()
-        .filter(|i| i.total > 0)
+        .filter(|i| i.inventory.total > 0)
         .collect();
         let mut traits = cpu_traits(&info.cpu_features);
         traits.push("COMPUTE_NODE".into());

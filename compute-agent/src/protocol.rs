@@ -2,20 +2,18 @@
 //! over HTTP: the agent's operations ([`AgentApi`]) and what an agent reports
 //! to the controller ([`HostReport`] and friends).
 
+use quiver_engine::inventory::Inventory;
 use serde::{Deserialize, Serialize};
 
 use crate::driver::{DriverError, GuestInfo, GuestSpec, HostInfo};
 
-/// One Placement inventory record the agent reports for its root provider.
+/// One Placement inventory record the agent reports for its root provider:
+/// the class and Placement's own record type (flattened on the wire).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InventoryReport {
     pub resource_class: String,
-    pub total: i64,
-    pub reserved: i64,
-    pub min_unit: i64,
-    pub max_unit: i64,
-    pub step_size: i64,
-    pub allocation_ratio: f64,
+    #[serde(flatten)]
+    pub inventory: Inventory,
 }
 
 /// An agent's registration of one host: its compute service, hypervisor

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use quiver_engine::inventory::Inventory;
+
 use crate::protocol::{HostReport, InventoryReport};
 
 /// Nova's default `[compute] provider_config_location`.
@@ -195,12 +197,14 @@ impl ProviderConfig {
                     }
                     add.inventories.push(InventoryReport {
                         resource_class: rc,
-                        total: s.total,
-                        reserved: s.reserved,
-                        min_unit: s.min_unit,
-                        max_unit,
-                        step_size: s.step_size,
-                        allocation_ratio: s.allocation_ratio,
+                        inventory: Inventory {
+                            total: s.total,
+                            reserved: s.reserved,
+                            min_unit: s.min_unit,
+                            max_unit,
+                            step_size: s.step_size,
+                            allocation_ratio: s.allocation_ratio,
+                        },
                     });
                 }
             }
@@ -276,12 +280,7 @@ mod tests {
             },
             inventory: vec![InventoryReport {
                 resource_class: "VCPU".into(),
-                total: 8,
-                reserved: 0,
-                min_unit: 1,
-                max_unit: 8,
-                step_size: 1,
-                allocation_ratio: 4.0,
+                inventory: Inventory { total: 8, max_unit: 8, allocation_ratio: 4.0, ..Default::default() },
             }],
             traits: vec!["COMPUTE_NODE".into()],
             guests: vec![],
@@ -312,14 +311,14 @@ providers:
         c.add(Path::new("named.yaml"), named).unwrap();
         let mut r = report("compute-1");
         c.apply(&mut r).unwrap();
-        let gpu = r.inventory.iter().find(|i| i.resource_class == "CUSTOM_GPU").expect("gpu");
+        let gpu = &r.inventory.iter().find(|i| i.resource_class == "CUSTOM_GPU").expect("gpu").inventory;
         assert_eq!((gpu.total, gpu.reserved, gpu.min_unit, gpu.max_unit, gpu.step_size), (1, 0, 1, 1, 1));
         assert!(r.traits.contains(&"CUSTOM_GPU_A100".to_string()));
         let mut r = report("compute-2");
         c.apply(&mut r).unwrap();
         let classes: Vec<&str> = r.inventory.iter().map(|i| i.resource_class.as_str()).collect();
         assert_eq!(classes, vec!["VCPU", "CUSTOM_FPGA"]);
-        assert_eq!(r.inventory[1].max_unit, 1);
+        assert_eq!(r.inventory[1].inventory.max_unit, 1);
     }
 
     #[test]

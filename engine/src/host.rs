@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-/// A Placement inventory of one resource class on a host's root provider.
+/// A Placement inventory of one resource class on a host's root provider,
+/// as a fleet row holds it: the class, Placement's record
+/// ([`crate::inventory::Inventory`], see [`Inventory::from_record`]) and
+/// the usage against it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Inventory {
     /// Resource class name (`VCPU`, `MEMORY_MB`, `CUSTOM_*` ...).
@@ -27,6 +30,33 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// The row of `resource_class` from Placement's record and its usage.
+    pub fn from_record(resource_class: &str, record: &crate::inventory::Inventory, used: i64) -> Self {
+        let crate::inventory::Inventory { total, reserved, min_unit, max_unit, step_size, allocation_ratio } = *record;
+        Self {
+            resource_class: resource_class.to_owned(),
+            total,
+            reserved,
+            min_unit,
+            max_unit,
+            step_size,
+            allocation_ratio,
+            used,
+        }
+    }
+
+    /// Placement's record of this row (its usage aside).
+    pub fn record(&self) -> crate::inventory::Inventory {
+        crate::inventory::Inventory {
+            total: self.total,
+            reserved: self.reserved,
+            min_unit: self.min_unit,
+            max_unit: self.max_unit,
+            step_size: self.step_size,
+            allocation_ratio: self.allocation_ratio,
+        }
+    }
+
     /// An inventory with Placement's defaults: no reservation, units of 1,
     /// `max_unit = total`.
     pub fn simple(resource_class: &str, total: i64, allocation_ratio: f64) -> Self {

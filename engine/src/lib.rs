@@ -10,6 +10,7 @@ pub mod fleet;
 pub mod host;
 pub mod host_attrs;
 pub mod image_props;
+pub mod inventory;
 pub mod io;
 pub mod mask;
 pub mod pyvalue;

@@ -13,43 +13,15 @@ pub type TraitId = u32;
 pub type AggId = u32;
 
 /// Placement's `db_const.MAX_INT`.
-pub const MAX_INT: i64 = 2_147_483_647;
+pub use quiver_engine::inventory::MAX_INT;
 
 pub fn now() -> Ts {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// One inventory record of a provider for one resource class.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Inventory {
-    pub total: i64,
-    pub reserved: i64,
-    pub min_unit: i64,
-    pub max_unit: i64,
-    pub step_size: i64,
-    pub allocation_ratio: f64,
-}
-
-impl Default for Inventory {
-    /// Placement's `INVENTORY_DEFAULTS` (total has none; it is required).
-    fn default() -> Self {
-        Inventory { total: 0, reserved: 0, min_unit: 1, max_unit: MAX_INT, step_size: 1, allocation_ratio: 1.0 }
-    }
-}
-
-impl Inventory {
-    /// `int((total - reserved) * allocation_ratio)`, as Placement computes it.
-    pub fn capacity(&self) -> i64 {
-        ((self.total - self.reserved) as f64 * self.allocation_ratio) as i64
-    }
-    /// Whether `used + amount` of this class fits, with unit constraints.
-    pub fn fits(&self, used: i64, amount: i64) -> bool {
-        (used + amount) as f64 <= (self.total - self.reserved) as f64 * self.allocation_ratio
-            && self.min_unit <= amount
-            && self.max_unit >= amount
-            && amount % self.step_size == 0
-    }
-}
+/// One inventory record of a provider for one resource class (the type the
+/// agent reports and the engine reads too).
+pub use quiver_engine::inventory::Inventory;
 
 #[derive(Clone, Debug)]
 pub struct InventoryRecord {

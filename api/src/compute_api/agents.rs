@@ -116,23 +116,8 @@ impl ComputeApi {
         };
         let rp = svc.compute_node_uuid.clone();
         let name = report.info.nodename.clone();
-        let inventory: Vec<(String, Inventory)> = report
-            .inventory
-            .iter()
-            .map(|i| {
-                (
-                    i.resource_class.clone(),
-                    Inventory {
-                        total: i.total,
-                        reserved: i.reserved,
-                        min_unit: i.min_unit,
-                        max_unit: i.max_unit,
-                        step_size: i.step_size,
-                        allocation_ratio: i.allocation_ratio,
-                    },
-                )
-            })
-            .collect();
+        let inventory: Vec<(String, Inventory)> =
+            report.inventory.iter().map(|i| (i.resource_class.clone(), i.inventory.clone())).collect();
         let aggs = self.host_aggregate_uuids(&report.host);
         // One Placement transaction: provider, inventory, traits, aggregates.
         let mut inventory_refused = None;

@@ -62,16 +62,7 @@ fn engine_aggregate(a: &super::records::Aggregate) -> quiver_engine::Aggregate {
 fn inventories(state: &State, p: &Provider) -> Vec<quiver_engine::Inventory> {
     p.inventories
         .iter()
-        .map(|rec| quiver_engine::Inventory {
-            resource_class: state.class_name(rec.class).to_owned(),
-            total: rec.inv.total,
-            reserved: rec.inv.reserved,
-            min_unit: rec.inv.min_unit,
-            max_unit: rec.inv.max_unit,
-            step_size: rec.inv.step_size,
-            allocation_ratio: rec.inv.allocation_ratio,
-            used: rec.used,
-        })
+        .map(|rec| quiver_engine::Inventory::from_record(state.class_name(rec.class), &rec.inv, rec.used))
         .collect()
 }
 

@@ -304,24 +304,33 @@ fn plan<'g>(ctx: &mut Ctx, g: &'g RequestGroup) -> Result<Option<GroupPlan<'g>>>
     }
     let forbidden_aggs: BTreeSet<AggId> = g.forbidden_aggs.iter().filter_map(|a| s.aggs.get(a)).collect();
     let bad_aggs = (!forbidden_aggs.is_empty()).then(|| ctx.in_any_agg(&forbidden_aggs));
+    let masks = GroupMasks { resources: &resources, with_resource, required, forbidden, member, bad_aggs, tree_root };
     let kind = if !g.use_same_provider && (!ctx.sharing.none() || ctx.has_trees) {
-        plan_tree(ctx, &resources, with_resource, &required, &forbidden, member, bad_aggs, tree_root)
+        plan_tree(ctx, masks)
     } else {
-        plan_single(ctx, &resources, with_resource, &required, &forbidden, member, bad_aggs)
+        plan_single(ctx, masks)
     };
     Ok(kind.map(|kind| GroupPlan { g, resources, kind }))
 }
 
-/// get_provider_ids_matching + the single-provider expansion.
-fn plan_single(
-    ctx: &Ctx,
-    resources: &[(ClassId, i64)],
+/// A group's predicates, resolved: what both kinds of plan start from.
+struct GroupMasks<'r> {
+    resources: &'r [(ClassId, i64)],
+    /// Per resource (request order): providers it fits, within `in_tree`.
     with_resource: Vec<Mask>,
-    required: &[BTreeSet<TraitId>],
-    forbidden: &BTreeSet<TraitId>,
+    required: Vec<BTreeSet<TraitId>>,
+    forbidden: BTreeSet<TraitId>,
+    /// Providers in every `member_of` group (None: no member_of).
     member: Option<Mask>,
+    /// Providers in a forbidden aggregate (None: none forbidden).
     bad_aggs: Option<Mask>,
-) -> Option<Kind> {
+    tree_root: Option<RpId>,
+}
+
+/// get_provider_ids_matching + the single-provider expansion.
+fn plan_single(ctx: &Ctx, m: GroupMasks) -> Option<Kind> {
+    let GroupMasks { resources, with_resource, required, forbidden, member, bad_aggs, .. } = m;
+    let (required, forbidden) = (&required, &forbidden);
     if resources.is_empty() && required.is_empty() && member.is_none() {
         return None;
     }
@@ -360,17 +369,9 @@ fn plan_single(
 }
 
 /// _get_trees_matching_all + _get_trees_with_traits.
-#[allow(clippy::too_many_arguments)]
-fn plan_tree(
-    ctx: &mut Ctx,
-    resources: &[(ClassId, i64)],
-    with_resource: Vec<Mask>,
-    required: &[BTreeSet<TraitId>],
-    forbidden: &BTreeSet<TraitId>,
-    member: Option<Mask>,
-    bad_aggs: Option<Mask>,
-    tree_root: Option<RpId>,
-) -> Option<Kind> {
+fn plan_tree(ctx: &mut Ctx, m: GroupMasks) -> Option<Kind> {
+    let GroupMasks { resources, with_resource, required, forbidden, member, bad_aggs, tree_root } = m;
+    let (required, forbidden) = (&required, &forbidden);
     if !required.is_empty() {
         let any: BTreeSet<TraitId> = required.iter().flatten().copied().collect();
         if !ctx.cols.traitsets.any_live(|set| set.iter().any(|t| any.contains(t))) {

@@ -197,7 +197,7 @@ fn same_subtree_ok(ctx: &Ctx, combo: &[&AllocationRequest], same_subtrees: &[BTr
 
 /// One allocation request from one request per group: amounts on the same
 /// provider and class added, mappings united.
-fn consolidate(combo: &[&AllocationRequest]) -> AllocationRequest {
+pub(super) fn consolidate(combo: &[&AllocationRequest]) -> AllocationRequest {
     let mut resources: Vec<Resource> = vec![];
     let mut mappings: BTreeMap<String, BTreeSet<RpId>> = BTreeMap::new();
     for a in combo {

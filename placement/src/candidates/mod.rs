@@ -71,7 +71,12 @@ impl State {
         wide: &RequestWide,
         nested_aware: bool,
     ) -> Result<Candidates> {
-        // Unknown classes are the caller's error, whatever else happens.
+        self.check_classes(groups)?;
+        groups::search(self, groups, wide, nested_aware)
+    }
+
+    /// Unknown classes are the caller's error, whatever else happens.
+    fn check_classes(&self, groups: &[RequestGroup]) -> Result<()> {
         for g in groups {
             for (rc, _) in &g.resources {
                 if self.classes.get(rc).is_none() {
@@ -81,6 +86,6 @@ impl State {
                 }
             }
         }
-        groups::search(self, groups, wide, nested_aware)
+        Ok(())
     }
 }

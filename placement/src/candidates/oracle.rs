@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use super::merge::consolidate;
 use super::{AllocationRequest, Candidates, Resource, Summary};
 use crate::error::{Error, Result};
 use crate::model::{AggId, ClassId, RpId, State, TraitId};
@@ -70,16 +71,7 @@ impl State {
         wide: &RequestWide,
         nested_aware: bool,
     ) -> Result<Candidates> {
-        // Unknown classes are the caller's error, whatever else happens.
-        for g in groups {
-            for (rc, _) in &g.resources {
-                if self.classes.get(rc).is_none() {
-                    return Err(Error::bad_request(format!(
-                        "Invalid resource class in resources parameter: No such resource class {rc}."
-                    )));
-                }
-            }
-        }
+        self.check_classes(groups)?;
         if let Some(fast) = self.flat_single_group(groups, wide) {
             return fast;
         }
@@ -761,23 +753,6 @@ impl State {
         }
         true
     }
-}
-
-fn consolidate(combo: &[&AllocationRequest]) -> AllocationRequest {
-    let mut resources: Vec<Resource> = vec![];
-    let mut mappings: BTreeMap<String, BTreeSet<RpId>> = BTreeMap::new();
-    for a in combo {
-        for r in &a.resources {
-            match resources.iter_mut().find(|x| x.rp == r.rp && x.class == r.class) {
-                Some(x) => x.amount += r.amount,
-                None => resources.push(r.clone()),
-            }
-        }
-        for (s, rps) in &a.mappings {
-            mappings.entry(s.clone()).or_default().extend(rps.iter().copied());
-        }
-    }
-    AllocationRequest { anchor: combo[0].anchor, use_same_provider: false, resources, mappings }
 }
 
 /// The cartesian product of `lists`, in odometer order.
