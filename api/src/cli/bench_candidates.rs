@@ -23,7 +23,10 @@ pub const NESTED_QUERY: &str = "resources=DISK_GB:10&required=COMPUTE_VOLUME_MUL
 /// Arguments of `quiver bench candidates`.
 #[derive(Debug, Args)]
 #[command(after_help = "Reports, per query (sequential requests, interleaved with the floor):
-  p50/p95 ms    one GET /allocation_candidates, client to client
+  p50/p95 ms    one GET /allocation_candidates, client to client (the client
+                parses the whole JSON body, as a real client does)
+  server p50    the server's own time for it: search and rendering, read from
+                quiver_allocation_candidates_seconds_total in /metrics
   candidates    allocation requests in the answer
   x floor       p50 / p50 of GET / (the version document: HTTP and routing alone)
 
@@ -121,6 +124,14 @@ pub fn run(a: CandidatesBenchArgs) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let queries = [("nested", NESTED_QUERY.to_owned()), ("nested limit=5", format!("{NESTED_QUERY}&limit=5"))];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); queries.len() + 1];
+    let mut server: Vec<Vec<f64>> = vec![Vec::new(); queries.len()];
+    let server_seconds = || -> Result<f64> {
+        let text = http.get(format!("{}/metrics", s.placement)).send()?.text()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("quiver_allocation_candidates_seconds_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("/metrics has no quiver_allocation_candidates_seconds_total"))
+    };
     let mut counts = vec![0usize; queries.len()];
     let time = |url: &str| -> Result<(f64, Value)> {
         let t = Instant::now();
@@ -134,14 +145,17 @@ pub fn run(a: CandidatesBenchArgs) -> Result<()> {
             samples[queries.len()].push(floor);
         }
         for (qi, (_, q)) in queries.iter().enumerate() {
+            let before = server_seconds()?;
             let (ms, v) = time(&format!("{}/allocation_candidates?{q}", s.placement))?;
+            let server_ms = (server_seconds()? - before) * 1e3;
             counts[qi] = v["allocation_requests"].as_array().map_or(0, Vec::len);
             if rep > 0 {
                 samples[qi].push(ms);
+                server[qi].push(server_ms);
             }
         }
     }
-    for v in &mut samples {
+    for v in samples.iter_mut().chain(server.iter_mut()) {
         v.sort_by(f64::total_cmp);
     }
     let floor = pct(&samples[queries.len()], 0.5);
@@ -152,12 +166,16 @@ pub fn run(a: CandidatesBenchArgs) -> Result<()> {
         load_s,
         a.repeat
     );
-    println!("{:<16} {:>9} {:>9} {:>11} {:>9}", "query", "p50 ms", "p95 ms", "candidates", "x floor");
+    println!(
+        "{:<16} {:>9} {:>9} {:>11} {:>11} {:>9}",
+        "query", "p50 ms", "p95 ms", "server p50", "candidates", "x floor"
+    );
     let mut out = Vec::new();
     for (qi, (name, _)) in queries.iter().enumerate() {
-        let (p50, p95) = (pct(&samples[qi], 0.5), pct(&samples[qi], 0.95));
-        println!("{name:<16} {p50:>9.2} {p95:>9.2} {:>11} {:>8.1}x", counts[qi], p50 / floor);
-        out.push(json!({"query": name, "p50_ms": p50, "p95_ms": p95, "candidates": counts[qi]}));
+        let (p50, p95, sp50) = (pct(&samples[qi], 0.5), pct(&samples[qi], 0.95), pct(&server[qi], 0.5));
+        println!("{name:<16} {p50:>9.2} {p95:>9.2} {sp50:>11.2} {:>11} {:>8.1}x", counts[qi], p50 / floor);
+        out.push(json!({"query": name, "p50_ms": p50, "p95_ms": p95, "server_p50_ms": sp50,
+                        "candidates": counts[qi]}));
     }
     println!("{:<16} {:>9.2} {:>9.2}", "floor (GET /)", floor, pct(&samples[queries.len()], 0.95));
     if let Some(p) = &a.json {
