@@ -180,10 +180,7 @@ pub(super) fn search(s: &State, groups: &[RequestGroup], rq: &RequestWide, neste
             Ok(None) => return Ok(Candidates::default()),
             // Placement stops at the first group without candidates, before
             // a later group's bad trait is looked at.
-            Err(e) if plans.iter().any(|p| p.is_empty(&ctx)) => {
-                let _ = e;
-                return Ok(Candidates::default());
-            }
+            Err(_) if plans.iter().any(|p| p.is_empty(&ctx)) => return Ok(Candidates::default()),
             Err(e) => return Err(e),
         }
     }
