@@ -130,6 +130,22 @@ impl Mask {
         }
     }
 
+    /// `self |= other`, word by word.
+    pub fn or_assign(&mut self, other: &Mask) {
+        debug_assert_eq!(self.len, other.len);
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= *b;
+        }
+    }
+
+    /// `self &= !other`, word by word.
+    pub fn and_not_assign(&mut self, other: &Mask) {
+        debug_assert_eq!(self.len, other.len);
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= !*b;
+        }
+    }
+
     /// Indices of set bits, in ascending order.
     pub fn iter_ones(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| BitIter { word: w, base: wi * 64 })
@@ -180,6 +196,18 @@ mod tests {
         let ones: Vec<usize> = m.iter_ones().collect();
         let expect: Vec<usize> = (0..200).filter(|i| i % 3 == 0).collect();
         assert_eq!(ones, expect);
+    }
+
+    #[test]
+    fn or_and_not_combine_word_by_word() {
+        let mut a = Mask::from_fn(100, |i| i % 2 == 0);
+        a.or_assign(&Mask::from_fn(100, |i| i % 3 == 0));
+        assert_eq!(a.count(), (0..100).filter(|i| i % 2 == 0 || i % 3 == 0).count());
+        a.and_not_assign(&Mask::from_fn(100, |i| i % 5 == 0));
+        assert_eq!(
+            a.iter_ones().collect::<Vec<_>>(),
+            (0..100).filter(|i| (i % 2 == 0 || i % 3 == 0) && i % 5 != 0).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -342,10 +342,10 @@ fn plan_single(ctx: &Ctx, m: GroupMasks) -> Option<Kind> {
         rps.and_assign(m);
     }
     if let Some(b) = &bad_aggs {
-        kernels::and_not(&mut rps, b);
+        rps.and_not_assign(b);
     }
     if !forbidden.is_empty() {
-        kernels::and_not(&mut rps, &ctx.has_any(forbidden));
+        rps.and_not_assign(&ctx.has_any(forbidden));
     }
     if rps.none() {
         return None;
@@ -407,7 +407,7 @@ fn plan_tree(ctx: &mut Ctx, m: GroupMasks) -> Option<Kind> {
             pairs.retain(|&(sp, anchor)| m.get(sp as usize) || m.get(anchor as usize));
         }
         if let (Some(b), Some(raw)) = (&bad, &bad_aggs) {
-            kernels::and_not(&mut own, b);
+            own.and_not_assign(b);
             pairs.retain(|&(sp, anchor)| !(raw.get(sp as usize) || raw.get(anchor as usize)));
         }
         let mut roots = kernels::roll_up(ctx.cols, &own);
@@ -431,10 +431,10 @@ fn plan_tree(ctx: &mut Ctx, m: GroupMasks) -> Option<Kind> {
     if (!required.is_empty() || !forbidden.is_empty()) && ctx.sharing.none() {
         let mut good = Mask::zeros(ctx.cols.len());
         for c in &classes {
-            kernels::or_assign(&mut good, &c.own);
+            good.or_assign(&c.own);
         }
         if !forbidden.is_empty() {
-            kernels::and_not(&mut good, &ctx.has_any(forbidden));
+            good.and_not_assign(&ctx.has_any(forbidden));
         }
         let mut roots = kernels::roll_up(ctx.cols, &good);
         for any in required {
@@ -457,7 +457,7 @@ fn plan_tree(ctx: &mut Ctx, m: GroupMasks) -> Option<Kind> {
                 sharing_rps.insert(sp);
             }
         }
-        kernels::or_assign(&mut anchors, &kernels::roll_up(ctx.cols, &c.own));
+        anchors.or_assign(&kernels::roll_up(ctx.cols, &c.own));
     }
     if anchors.none() {
         return None;

@@ -80,15 +80,8 @@ pub(super) fn merge(ctx: &Ctx, plans: &[GroupPlan], rq: &RequestWide, nested_awa
         let index_lists: Vec<Vec<usize>> = lists.iter().map(|l| (0..l.len()).collect()).collect();
         for pick in odometer(&index_lists) {
             let combo: Vec<&AllocationRequest> = pick.iter().zip(&lists).map(|(&i, l)| &l[i]).collect();
-            if isolate {
-                let used: BTreeSet<RpId> = combo
-                    .iter()
-                    .filter(|a| a.use_same_provider)
-                    .flat_map(|a| a.mappings.values().next().into_iter().flatten().copied())
-                    .collect();
-                if used.len() != granular {
-                    continue;
-                }
+            if isolate && !isolated(&combo, granular) {
+                continue;
             }
             if !same_subtree_ok(ctx, &combo, &rq.same_subtrees) {
                 continue;
@@ -165,6 +158,17 @@ fn overall_capacity_ok(
         }
     }
     true
+}
+
+/// group_policy=isolate: the granular groups of `combo` use as many
+/// distinct providers as there are granular groups.
+pub(super) fn isolated(combo: &[&AllocationRequest], granular: usize) -> bool {
+    let used: BTreeSet<RpId> = combo
+        .iter()
+        .filter(|a| a.use_same_provider)
+        .flat_map(|a| a.mappings.values().next().into_iter().flatten().copied())
+        .collect();
+    used.len() == granular
 }
 
 /// Every `same_subtree` set of suffixes is satisfied by providers that all

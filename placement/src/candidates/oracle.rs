@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::merge::consolidate;
+use super::merge::{consolidate, isolated};
 use super::{AllocationRequest, Candidates, Resource, Summary};
 use crate::error::{Error, Result};
 use crate::model::{AggId, ClassId, RpId, State, TraitId};
@@ -674,15 +674,8 @@ impl State {
             let owned: Vec<Vec<&AllocationRequest>> = lists.iter().map(|(_, l)| l.iter().collect()).collect();
             let refs: Vec<&Vec<&AllocationRequest>> = owned.iter().collect();
             for combo in product(&refs) {
-                if w.group_policy == Some("isolate") {
-                    let used: BTreeSet<RpId> = combo
-                        .iter()
-                        .filter(|a| a.use_same_provider)
-                        .flat_map(|a| a.mappings.values().next().into_iter().flatten().copied())
-                        .collect();
-                    if used.len() != granular {
-                        continue;
-                    }
+                if w.group_policy == Some("isolate") && !isolated(&combo, granular) {
+                    continue;
                 }
                 if !self.same_subtree_ok(&combo, w) {
                     continue;

@@ -116,20 +116,6 @@ pub fn roll_up(cols: &ProviderColumns, m: &Mask) -> Mask {
     out
 }
 
-/// `a & !b`, word by word.
-pub fn and_not(a: &mut Mask, b: &Mask) {
-    for (x, y) in a.words_mut().iter_mut().zip(b.words()) {
-        *x &= !y;
-    }
-}
-
-/// `a | b`, word by word.
-pub fn or_assign(a: &mut Mask, b: &Mask) {
-    for (x, y) in a.words_mut().iter_mut().zip(b.words()) {
-        *x |= y;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
