@@ -9,8 +9,8 @@
 //! be run against Quiver.
 
 pub mod candidates;
-pub mod columns;
 pub mod error;
+pub mod fleet;
 pub mod model;
 pub mod ops;
 pub mod request;

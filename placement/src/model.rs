@@ -155,9 +155,6 @@ pub struct State {
     pub usage_changed: BTreeSet<RpId>,
     /// Bumped on every committed write.
     pub epoch: u64,
-    /// The live columnar table of every provider, re-read row by row after
-    /// each committed write (allocation candidates read it).
-    pub columns: crate::columns::ProviderColumns,
 }
 
 impl State {

@@ -2,9 +2,11 @@
 //! Writers are serialized (one write lock), so generation checks are exact;
 //! readers share the state and never touch SQLite.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
+
+use quiver_engine::Fleet;
 
 use crate::error::{Error, Result};
 use crate::model::{Dirty, RpId, State};
@@ -12,13 +14,18 @@ use crate::store::{Durability, Store};
 
 pub struct Placement {
     state: RwLock<State>,
+    /// The process's one live fleet, a row per provider ([`crate::fleet`]),
+    /// re-written after each commit while the state lock is held. Lock
+    /// order: `state`, then `fleet`.
+    fleet: RwLock<Fleet>,
     store: Mutex<Store>,
     feed: Mutex<ProviderChanges>,
 }
 
-/// What committed writes changed since the last [`Placement::read_changes`]:
-/// the providers whose row in a columnar replica must be re-read (created,
-/// deleted, inventory, traits, aggregates, usage). Bounded by the number of
+/// What committed writes changed since the last [`Placement::update_fleet`]:
+/// the providers created, deleted or changed (inventory, traits,
+/// aggregates, usage), whose rows Placement has re-written already, so the
+/// Nova side can bind a new compute node or forget a deleted one. Bounded by the number of
 /// providers, however long nobody reads it.
 #[derive(Debug, Default)]
 pub struct ProviderChanges {
@@ -40,6 +47,7 @@ impl Placement {
         let store = Store::open(dir, durability)?;
         let state = store.load()?;
         Ok(Placement {
+            fleet: RwLock::new(crate::fleet::build(&state)),
             state: RwLock::new(state),
             store: Mutex::new(store),
             feed: Mutex::new(ProviderChanges::default()),
@@ -50,13 +58,32 @@ impl Placement {
         std::mem::take(&mut *self.feed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Runs `f` on the state together with the changes committed since the
-    /// last call, atomically: no write lands between the two, so a replica
-    /// that applies them is exactly as fresh as the state it read.
-    pub fn read_changes<R>(&self, f: impl FnOnce(&State, ProviderChanges) -> R) -> R {
+    /// Runs `f` on the state and the live fleet, writable, together with
+    /// the provider changes committed since the last call, atomically: no
+    /// write lands in between, so what `f` applies (the Nova side of the
+    /// fleet: hosts bound to their providers, service state, zones) is
+    /// exactly as fresh as the state it reads. Nothing is written to the
+    /// store.
+    pub fn update_fleet<R>(&self, f: impl FnOnce(&State, &mut Fleet, ProviderChanges) -> R) -> R {
         let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
         let changes = self.take_changes();
-        f(&guard, changes)
+        f(&guard, &mut fleet, changes)
+    }
+
+    /// Runs `f` on the state and the live fleet, writable (a scheduling
+    /// decision works on the fleet in place and undoes what it tried).
+    pub fn with_fleet<R>(&self, f: impl FnOnce(&State, &mut Fleet) -> R) -> R {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
+        f(&guard, &mut fleet)
+    }
+
+    /// Runs `f` on a shared view of the state and the live fleet.
+    pub fn read_with_fleet<R>(&self, f: impl FnOnce(&State, &Fleet) -> R) -> R {
+        let guard = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let fleet = self.fleet.read().unwrap_or_else(|e| e.into_inner());
+        f(&guard, &fleet)
     }
 
     /// Runs `f` on a shared view of the state.
@@ -84,6 +111,7 @@ impl Placement {
         if let Some(err) = failed {
             tracing::error!(error = %err, "write not committed; reloading state from the store");
             *state = store.load()?;
+            *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = crate::fleet::build(&state);
             self.feed.lock().unwrap_or_else(|e| e.into_inner()).resync = true;
             return match out {
                 Err(e) => Err(e),
@@ -91,18 +119,16 @@ impl Placement {
             };
         }
         if out.is_ok() {
-            let changed: Vec<RpId> = state
+            let changed: BTreeSet<RpId> = state
                 .dirty
                 .iter()
                 .filter_map(|d| match d {
                     Dirty::Provider(id) => Some(*id),
                     _ => None,
                 })
-                .chain(state.usage_changed.iter().copied())
                 .collect();
-            let mut columns = std::mem::take(&mut state.columns);
-            columns.refresh(&state, changed);
-            state.columns = columns;
+            let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
+            crate::fleet::refresh(&mut fleet, &state, &changed, &state.usage_changed);
         }
         if out.is_ok() && !state.dirty.is_empty() {
             state.epoch += 1;

@@ -234,7 +234,6 @@ impl Store {
             s.add_usage(rp, class, used);
         }
         s.usage_changed.clear();
-        s.columns = crate::columns::ProviderColumns::build(&s);
         Ok(s)
     }
 

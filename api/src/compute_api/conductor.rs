@@ -54,7 +54,8 @@ pub fn snapshot_fleet(api: &ComputeApi) -> Result<Fleet, String> {
     let mut st = api.conductor.lock();
     let r = api.records();
     st.live.catch_up(&api.placement.placement, &r)?;
-    Ok(st.live.fleet.clone())
+    drop(r);
+    Ok(api.placement.placement.read_with_fleet(|_, f| f.clone()))
 }
 
 /// The engine's flavor for a recorded one.
@@ -240,31 +241,51 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         drop(r);
         st.requests += 1;
         let index = st.requests;
-        let SchedState { scheduler, live, .. } = &mut *st;
+        let SchedState { scheduler, .. } = &mut *st;
         scheduler.trace = true;
-        // Numbered groups: Placement's candidates pick the trees (Nova's flow).
         let rr = quiver_engine::resource_request::from_flavor(&req.flavor, req.is_bfv);
-        let tree = match rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty()) {
-            Some(rr) => match api.placement.placement.read(|state| tree_candidates(state, live, rr)) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    drop(st);
-                    for s in &servers {
-                        fail(
-                            api,
-                            &s.id,
-                            format!("No valid host was found. {e}"),
-                            "Placement refused the request".into(),
-                        );
-                    }
-                    return;
-                }
-            },
-            None => None,
+        // What to claim on each chosen host and alternate (not a map of
+        // every service per request): the tree's allocation request, or
+        // the unnumbered group on the compute node's provider.
+        let unnumbered: Vec<(String, i64)> = match &rr {
+            Ok(rr) => rr.unnumbered.resources.iter().map(|&(rc, n)| (rc.to_owned(), n)).collect(),
+            Err(_) => Vec::new(),
         };
-        // A decision only: the live fleet takes the usage from the claims
-        // below when it next catches up.
-        let d = scheduler.select(&mut live.fleet, &mut groups, &req, index, tree.as_ref().map(|t| &t.within));
+        // One pass over the live fleet: numbered groups go through
+        // Placement's candidates first (Nova's flow), then the decision.
+        let decided = api.placement.placement.with_fleet(|state, fleet| {
+            let tree = match rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty()) {
+                Some(rr) => Some(tree_candidates(state, fleet, rr)?),
+                None => None,
+            };
+            // A decision only: the fleet takes the usage from the claims
+            // below when Placement commits them.
+            let d = scheduler.select(fleet, &mut groups, &req, index, tree.as_ref().map(|t| &t.within));
+            let claims: BTreeMap<String, Allocations> = d
+                .instances
+                .iter()
+                .flat_map(|i| i.chosen.iter().chain(&i.alternates))
+                .filter_map(|h| {
+                    let row = fleet.index_of(h)?;
+                    let a = match &tree {
+                        Some(t) => t.allocations.get(&row)?.clone(),
+                        None => vec![(state.uuid_of(row as u32).to_owned(), unnumbered.clone())],
+                    };
+                    Some((h.clone(), a))
+                })
+                .collect();
+            Ok::<_, String>((d, claims))
+        });
+        let (d, claims) = match decided {
+            Ok(v) => v,
+            Err(e) => {
+                drop(st);
+                for s in &servers {
+                    fail(api, &s.id, format!("No valid host was found. {e}"), "Placement refused the request".into());
+                }
+                return;
+            }
+        };
         if d.status != "ok" {
             drop(st);
             let msg = no_valid_host(&d);
@@ -274,27 +295,6 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             return;
         }
         let max_attempts = api.config.scheduler.max_attempts.max(1);
-        // What to claim on each chosen host and alternate (not a map of
-        // every service per request): the tree's allocation request, or
-        // the unnumbered group on the compute node's provider.
-        let unnumbered: Vec<(String, i64)> = match &rr {
-            Ok(rr) => rr.unnumbered.resources.iter().map(|&(rc, n)| (rc.to_owned(), n)).collect(),
-            Err(_) => Vec::new(),
-        };
-        let claims: BTreeMap<String, Allocations> = {
-            let r = api.records();
-            d.instances
-                .iter()
-                .flat_map(|i| i.chosen.iter().chain(&i.alternates))
-                .filter_map(|h| {
-                    let a = match &tree {
-                        Some(t) => t.allocations.get(&live.fleet.index_of(h)?)?.clone(),
-                        None => vec![(r.services.get(h)?.compute_node_uuid.clone(), unnumbered.clone())],
-                    };
-                    Some((h.clone(), a))
-                })
-                .collect()
-        };
         for (s, inst) in servers.into_iter().zip(&d.instances) {
             let mut hosts: Vec<(String, Allocations)> = inst
                 .chosen

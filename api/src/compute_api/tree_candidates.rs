@@ -12,6 +12,8 @@ use quiver_engine::resource_request::{RequestGroup, ResourceRequest};
 use quiver_placement::State;
 use quiver_placement::request::{RequestGroup as PlacementGroup, RequestWide};
 
+use quiver_engine::Fleet;
+
 use super::live_fleet::LiveFleet;
 
 /// Nova's `[scheduler] max_placement_results` default: how many allocation
@@ -21,7 +23,7 @@ pub const MAX_PLACEMENT_RESULTS: usize = 1000;
 /// What a claim writes: per provider uuid, `(resource class, amount)`.
 pub type Allocations = Vec<(String, Vec<(String, i64)>)>;
 
-/// Placement's answer mapped onto the live fleet.
+/// Placement's answer as host rows of the live fleet.
 #[derive(Debug)]
 pub struct TreeCandidates {
     /// Hosts (fleet rows) with at least one allocation request.
@@ -42,12 +44,13 @@ fn placement_group(suffix: &str, g: &RequestGroup<'_>) -> PlacementGroup {
 }
 
 /// Asks Placement's allocation candidates for `rr` (at most
-/// [`MAX_PLACEMENT_RESULTS`]) and maps their compute nodes onto `live`.
+/// [`MAX_PLACEMENT_RESULTS`]) over the live fleet and keeps the roots that
+/// are compute nodes (a provider's row is its id).
 ///
 /// # Errors
 /// Placement refuses the request (an unknown class, a missing
 /// `group_policy` with several numbered groups): its error detail.
-pub fn tree_candidates(state: &State, live: &LiveFleet, rr: &ResourceRequest<'_>) -> Result<TreeCandidates, String> {
+pub fn tree_candidates(state: &State, fleet: &Fleet, rr: &ResourceRequest<'_>) -> Result<TreeCandidates, String> {
     let mut groups = vec![placement_group("", &rr.unnumbered)];
     groups.extend(rr.numbered.iter().map(|(suffix, g)| placement_group(suffix, g)));
     let wide = RequestWide {
@@ -61,11 +64,11 @@ pub fn tree_candidates(state: &State, live: &LiveFleet, rr: &ResourceRequest<'_>
                 .into(),
         );
     }
-    let found = state.allocation_candidates(&groups, &wide, true).map_err(|e| e.detail)?;
-    let mut within = Mask::zeros(live.fleet.len());
+    let found = state.allocation_candidates(fleet, &groups, &wide, true).map_err(|e| e.detail)?;
+    let mut within = Mask::zeros(fleet.len());
     let mut allocations = HashMap::new();
     for a in found.requests {
-        let Some(row) = live.row_of_provider(a.anchor) else { continue };
+        let Some(row) = LiveFleet::row_of_provider(fleet, a.anchor) else { continue };
         within.set(row, true);
         allocations.entry(row).or_insert_with(|| {
             let mut by_rp: Allocations = Vec::new();

@@ -20,8 +20,8 @@ pub fn list(req: &mut Req) -> Result<Resp, ApiError> {
     req.validate_query(&schemas::candidates_query(req.version))?;
     let (groups, wide) = request::parse_candidates_query(&req.query, req.version)?;
     let version = req.version;
-    let body = req.api.placement.read(|s| -> Result<String, ApiError> {
-        let c = s.allocation_candidates(&groups, &wide, version >= (1, 29))?;
+    let body = req.api.placement.read_with_fleet(|s, fleet| -> Result<String, ApiError> {
+        let c = s.allocation_candidates(fleet, &groups, &wide, version >= (1, 29))?;
         Ok(render(s, &c, &groups, version))
     })?;
     req.api.metrics.candidates_requests.fetch_add(1, Relaxed);

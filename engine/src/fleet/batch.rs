@@ -128,7 +128,8 @@ pub struct HostBatch {
     pub service_age_s: Vec<f64>,
     /// nova-compute service version.
     pub service_version: Vec<i32>,
-    /// Cleared for a deleted host (a tombstone until compaction).
+    /// Set for a live host: cleared for a deleted one (a tombstone until
+    /// compaction) and for a provider row that is not a compute node.
     pub live: Mask,
 }
 

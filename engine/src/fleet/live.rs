@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::batch::NO_AZ;
-use super::{BATCH_ROWS, BLOCK, Fleet, HostBatch, InventoryProfile, MetricColumn, next_epoch};
+use super::{Fleet, InventoryProfile, MetricColumn, next_epoch};
 use crate::error::{EngineError, Result};
 use crate::host::{Aggregate, HostRecord, Inventory, ServiceRecord};
 
@@ -16,20 +16,20 @@ fn to_i32(v: i64, host: &str, field: &str) -> Result<i32> {
 }
 
 /// A host record's values as codes, checked before any row is written.
-struct Encoded {
-    aggset: u32,
-    traitset: u32,
+pub(super) struct Encoded {
+    pub(super) aggset: u32,
+    pub(super) traitset: u32,
     /// `(class column, profile code, used)`.
-    inventories: Vec<(usize, u32, i64)>,
-    cell: u32,
-    az: u32,
-    cpu_info: u32,
-    supported: u32,
-    stats: u32,
-    hypervisor_type: u32,
-    failed_builds: i32,
-    hoststate: [i32; 5],
-    metrics: Vec<(usize, f64)>,
+    pub(super) inventories: Vec<(usize, u32, i64)>,
+    pub(super) cell: u32,
+    pub(super) az: u32,
+    pub(super) cpu_info: u32,
+    pub(super) supported: u32,
+    pub(super) stats: u32,
+    pub(super) hypervisor_type: u32,
+    pub(super) failed_builds: i32,
+    pub(super) hoststate: [i32; 5],
+    pub(super) metrics: Vec<(usize, f64)>,
 }
 
 impl Fleet {
@@ -94,16 +94,43 @@ impl Fleet {
     }
 
     fn traitset_code(&mut self, host: &str, traits: &[String]) -> Result<u32> {
-        let mut words: Vec<u64> = Vec::new();
+        let mut bits: Vec<u32> = Vec::with_capacity(traits.len());
         for t in traits {
             crate::vocab::check_trait(t).map_err(|e| EngineError::invalid(format!("host {host:?}: {e}")))?;
-            let bit = self.traits.intern(t) as usize;
+            bits.push(self.traits.intern(t));
+        }
+        bits.sort_unstable();
+        bits.dedup();
+        Ok(self.traitset_code_bits(&bits))
+    }
+
+    /// The code of the trait set `bits` (sorted trait indices): one code in
+    /// `traitsets` (bit words, for the filters) and in the provider columns'
+    /// dictionary (sorted indices with live counts, for candidates).
+    pub(super) fn traitset_code_bits(&mut self, bits: &[u32]) -> u32 {
+        let mut words: Vec<u64> = Vec::new();
+        for &bit in bits {
+            let bit = bit as usize;
             if words.len() <= bit / 64 {
                 words.resize(bit / 64 + 1, 0);
             }
             words[bit / 64] |= 1 << (bit % 64);
         }
-        Ok(self.traitset_ids.code(&words, &mut self.traitsets, || words.clone()))
+        let code = self.traitset_ids.code(&words, &mut self.traitsets, || words.clone());
+        let same = self.providers.traitsets.code(bits);
+        debug_assert_eq!(code, same, "trait set dictionaries out of step");
+        code
+    }
+
+    /// Sets row `row`'s trait set, keeping the live counts.
+    pub(super) fn set_traitset(&mut self, row: usize, code: u32) {
+        let live = self.providers.live.get(row);
+        let (b, r) = self.locate_mut(row);
+        let old = std::mem::replace(&mut b.traitset[r], code);
+        if live {
+            self.providers.traitsets.count(old, -1);
+            self.providers.traitsets.count(code, 1);
+        }
     }
 
     fn inventory_codes(&mut self, host: &str, invs: &[Inventory]) -> Result<Vec<(usize, u32, i64)>> {
@@ -154,7 +181,7 @@ impl Fleet {
         Ok(out)
     }
 
-    fn encode(&mut self, h: &HostRecord) -> Result<Encoded> {
+    pub(super) fn encode(&mut self, h: &HostRecord) -> Result<Encoded> {
         if h.name.is_empty() {
             return Err(EngineError::invalid(format!("host #{}: empty name", self.len())));
         }
@@ -205,13 +232,9 @@ impl Fleet {
         })
     }
 
-    fn write_row(&mut self, host: usize, h: &HostRecord, e: Encoded) {
-        let n_rc = self.resource_classes.len();
-        let trivial: Vec<bool> = e
-            .inventories
-            .iter()
-            .map(|&(rc, code, _)| self.inventory_profiles[rc][code as usize].is_none_or(|p| p.units_trivial()))
-            .collect();
+    /// The Nova columns of row `host` (everything a host record holds
+    /// that Placement does not).
+    pub(super) fn write_nova(&mut self, host: usize, h: &HostRecord, e: &Encoded) {
         let clock = self.service_clock;
         let (b, r) = self.locate_mut(host);
         b.names.set(r, Some(&h.name));
@@ -221,7 +244,6 @@ impl Fleet {
         b.az[r] = e.az;
         b.host_ip[r] = h.host_ip.map(super::record::encode_ip);
         b.aggset[r] = e.aggset;
-        b.traitset[r] = e.traitset;
         b.cpu_info[r] = e.cpu_info;
         b.supported[r] = e.supported;
         b.stats[r] = e.stats;
@@ -232,22 +254,6 @@ impl Fleet {
         b.service_forced_down.set(r, h.service.forced_down);
         b.service_age_s[r] = h.service.last_seen_up_age_s - clock;
         b.service_version[r] = h.service.version;
-        for c in &mut b.rc {
-            c.code[r] = 0;
-        }
-        for (&(rc, code, _), t) in e.inventories.iter().zip(trivial) {
-            b.rc[rc].code[r] = code;
-            b.rc[rc].units_trivial &= t;
-        }
-        for rc in 0..n_rc {
-            self.usage.used[rc][host] = 0;
-        }
-        for &(rc, _, used) in &e.inventories {
-            self.usage.used[rc][host] = used;
-        }
-        for rc in 0..n_rc {
-            self.refresh_avail(rc, host);
-        }
         for m in &mut self.metrics {
             m.values[host] = 0.0;
             m.present.set(host, false);
@@ -257,7 +263,56 @@ impl Fleet {
             self.metrics[i].present.set(host, true);
         }
         self.min_service_version = self.min_service_version.min(h.service.version);
+        self.touch(host);
+    }
+
+    /// Inventory codes and usage of row `host` (classes it lacks cleared).
+    fn write_inventories(&mut self, host: usize, codes: &[(usize, u32, i64)]) {
+        let n_rc = self.resource_classes.len();
+        for rc in 0..n_rc {
+            let (b, r) = self.locate_mut(host);
+            b.rc[rc].code[r] = 0;
+            self.usage.used[rc][host] = 0;
+        }
+        for &(rc, code, used) in codes {
+            let trivial = self.inventory_profiles[rc][code as usize].is_none_or(|p| p.units_trivial());
+            let (b, r) = self.locate_mut(host);
+            b.rc[rc].code[r] = code;
+            b.rc[rc].units_trivial &= trivial;
+            self.usage.used[rc][host] = used;
+        }
+        for rc in 0..n_rc {
+            self.refresh_avail(rc, host);
+        }
+        self.touch(host);
+    }
+
+    fn write_row(&mut self, host: usize, h: &HostRecord, e: Encoded) {
+        self.write_nova(host, h, &e);
+        self.set_traitset(host, e.traitset);
+        self.write_inventories(host, &e.inventories);
         self.set_hoststate(host, e.hoststate);
+    }
+
+    /// Placement's inventories (already validated) as codes: values past
+    /// `i32` saturate rather than fail, since the write has committed.
+    pub(super) fn set_inventories_unchecked(&mut self, row: usize, invs: &[Inventory]) {
+        let sat = |v: i64| v.clamp(0, i64::from(i32::MAX)) as i32;
+        let mut codes = Vec::with_capacity(invs.len());
+        for inv in invs {
+            let p = InventoryProfile {
+                total: sat(inv.total),
+                reserved: sat(inv.reserved),
+                min_unit: sat(inv.min_unit).max(1),
+                max_unit: sat(inv.max_unit),
+                step_size: sat(inv.step_size).max(1),
+                allocation_ratio: inv.allocation_ratio,
+            };
+            let rc = self.add_resource_class(&inv.resource_class);
+            let code = self.profile_ids[rc].code(&p.key(), &mut self.inventory_profiles[rc], || Some(p));
+            codes.push((rc, code, inv.used));
+        }
+        self.write_inventories(row, &codes);
     }
 
     /// Appends a host (to the last batch, or a new one when it is full)
@@ -272,19 +327,7 @@ impl Fleet {
             return Err(EngineError::invalid(format!("host {:?} appears twice", h.name)));
         }
         let e = self.encode(&h)?;
-        let host = self.len();
-        if self.batches.last().is_none_or(|b| b.len() == BATCH_ROWS) {
-            self.batches.push(HostBatch::new(host, self.resource_classes.len()));
-        }
-        self.batches.last_mut().expect("a batch").push_slot();
-        self.usage.push_slot();
-        for m in &mut self.metrics {
-            m.values.push(0.0);
-            m.present.push(false);
-        }
-        if host.is_multiple_of(BLOCK) {
-            self.block_epochs.push(next_epoch());
-        }
+        let host = self.push_row(true);
         self.write_row(host, &h, e);
         self.index_name(host);
         for u in h.instances {
@@ -320,15 +363,7 @@ impl Fleet {
         if !self.is_live(host) {
             return;
         }
-        self.unindex_name(host);
-        let (b, r) = self.locate_mut(host);
-        b.live.set(r, false);
-        for rc in 0..self.resource_classes.len() {
-            self.refresh_avail(rc, host);
-        }
-        self.instances.retain(|_, h| *h as usize != host);
-        self.tombstones += 1;
-        self.touch(host);
+        self.drop_provider(host);
     }
 
     /// Replaces the inventories (with their usage) of host `host`.
@@ -338,23 +373,7 @@ impl Fleet {
     pub fn set_inventories(&mut self, host: usize, invs: &[Inventory]) -> Result<()> {
         let name = self.name(host).to_owned();
         let codes = self.inventory_codes(&name, invs)?;
-        let n_rc = self.resource_classes.len();
-        for rc in 0..n_rc {
-            let (b, r) = self.locate_mut(host);
-            b.rc[rc].code[r] = 0;
-            self.usage.used[rc][host] = 0;
-        }
-        for (rc, code, used) in codes {
-            let trivial = self.inventory_profiles[rc][code as usize].is_none_or(|p| p.units_trivial());
-            let (b, r) = self.locate_mut(host);
-            b.rc[rc].code[r] = code;
-            b.rc[rc].units_trivial &= trivial;
-            self.usage.used[rc][host] = used;
-        }
-        for rc in 0..n_rc {
-            self.refresh_avail(rc, host);
-        }
-        self.touch(host);
+        self.write_inventories(host, &codes);
         Ok(())
     }
 
@@ -372,8 +391,7 @@ impl Fleet {
     pub fn set_traits(&mut self, host: usize, traits: &[String]) -> Result<()> {
         let name = self.name(host).to_owned();
         let code = self.traitset_code(&name, traits)?;
-        let (b, r) = self.locate_mut(host);
-        b.traitset[r] = code;
+        self.set_traitset(host, code);
         self.touch(host);
         Ok(())
     }
@@ -465,6 +483,7 @@ impl Fleet {
 mod tests {
     use super::*;
     use crate::FleetBuilder;
+    use crate::fleet::BATCH_ROWS;
 
     fn host(name: &str, vcpus: i64) -> HostRecord {
         HostRecord {

@@ -1,11 +1,17 @@
-//! The fleet: every compute host as columns in batches of at most
-//! [`BATCH_ROWS`] rows (DESIGN.md section 3), plus the usage columns that
-//! claims update in place.
+//! The fleet: every row as columns in batches of at most [`BATCH_ROWS`]
+//! rows (DESIGN.md section 3), plus the usage columns that claims update in
+//! place. A fleet built from host records has one row per compute host; the
+//! live fleet of `quiver serve` has one row per Placement provider (its
+//! index is the provider id), of which the compute nodes are the hosts the
+//! scheduler sees.
 //!
-//! One concept per file: [`batch`] (the per-host columns of a batch),
+//! One concept per file: [`batch`] (the per-row columns of a batch),
 //! [`schema`] (column names, defined once, and the Arrow view), [`usage`]
 //! (claims and consumption), [`builder`] (a fleet from host records),
-//! [`live`] (in-place updates: append, rewrite, tombstone, compaction) and
+//! [`live`] (in-place updates: append, rewrite, tombstone, compaction),
+//! [`providers`] (Placement's side of a row: tree, aggregates, liveness,
+//! and hosts bound to provider rows), [`provider_masks`] (the allocation
+//! candidates kernels), [`dictionary`] (set codes with live counts) and
 //! [`record`] (a row back as a [`crate::HostRecord`]).
 
 use std::collections::HashMap;
@@ -19,13 +25,18 @@ use crate::vocab::Interner;
 
 pub mod batch;
 pub mod builder;
+pub mod dictionary;
 pub mod live;
+pub mod provider_masks;
+pub mod providers;
 pub mod record;
 pub mod schema;
 pub mod usage;
 
 pub use batch::{HostBatch, NO_AZ, RcColumns, StrColumn};
 pub use builder::FleetBuilder;
+pub use dictionary::SetDictionary;
+pub use providers::{NO_PARENT, ProviderRow, ProviderView, Providers};
 pub use schema::static_schema;
 pub use usage::{Usage, avail_of};
 
@@ -117,6 +128,8 @@ impl<K: std::hash::Hash + Eq + Clone> Codes<K> {
 pub struct Fleet {
     /// Host batches in host order; every batch but the last is full.
     pub batches: Vec<HostBatch>,
+    /// Placement's columns of every row: liveness, tree, aggregates.
+    pub providers: Providers,
     /// Mutable usage columns (written only through the methods of
     /// [`usage`], which keep `avail` and the block epochs in step).
     usage: Usage,
@@ -161,7 +174,8 @@ pub struct Fleet {
     /// in the batches, so names are not held twice.
     by_name: hashbrown::HashTable<u32>,
     name_hasher: hashbrown::DefaultHashBuilder,
-    /// Deleted hosts not compacted away yet.
+    /// Rows that are not live hosts (deleted hosts not compacted away yet,
+    /// and provider rows that are not compute nodes).
     tombstones: usize,
     /// Added to every host's `service_age_s` (see [`HostBatch`]).
     pub service_clock: f64,
@@ -171,12 +185,19 @@ pub struct Fleet {
     pub nova_conf: Vec<(String, serde_json::Value)>,
 }
 
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet::empty()
+    }
+}
+
 impl Fleet {
     /// A fleet with no host. `VCPU`, `MEMORY_MB` and `DISK_GB` always get
     /// columns, in that order.
     pub fn empty() -> Self {
         let mut f = Fleet {
             batches: Vec::new(),
+            providers: Providers::default(),
             usage: Usage::default(),
             block_epochs: Vec::new(),
             resource_classes: Interner::default(),
@@ -213,8 +234,8 @@ impl Fleet {
         f
     }
 
-    /// Number of host rows, deleted ones included (host indices run over
-    /// `0..len()`).
+    /// Number of rows, deleted hosts and provider-only rows included (host
+    /// indices run over `0..len()`).
     pub fn len(&self) -> usize {
         self.usage.vcpus_used.len()
     }
@@ -234,7 +255,8 @@ impl Fleet {
         self.tombstones
     }
 
-    /// True unless host `i` was deleted.
+    /// True when row `i` is a live host (not deleted, not a provider that
+    /// is not a compute node).
     #[inline]
     pub fn is_live(&self, host: usize) -> bool {
         let (b, r) = self.locate(host);
@@ -356,6 +378,6 @@ impl Fleet {
         let metrics: usize = self.metrics.iter().map(|m| m.values.len() * 8 + m.present.words().len() * 8).sum();
         let instances = self.instances.capacity() * (16 + 4 + 1);
         let names = self.by_name.capacity() * (4 + 1);
-        batches + self.usage.memory_bytes() + metrics + instances + names
+        batches + self.usage.memory_bytes() + self.providers.memory_bytes() + metrics + instances + names
     }
 }

@@ -140,7 +140,9 @@ impl Fleet {
     pub fn refresh_avail(&mut self, rc: usize, host: usize) {
         let used = self.usage.used[rc][host];
         self.usage.avail[rc][host] = match self.inventory(rc, host) {
-            Some(p) if self.is_live(host) => avail_of(p.total, p.reserved, p.allocation_ratio, p.max_unit, used),
+            Some(p) if self.providers.live.get(host) => {
+                avail_of(p.total, p.reserved, p.allocation_ratio, p.max_unit, used)
+            }
             _ => -1,
         };
     }

@@ -10,15 +10,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use quiver_engine::mask::Mask;
 
 use super::{AllocationRequest, Candidates, Resource, Summary, merge};
-use crate::columns::{ProviderColumns, kernels};
 use crate::error::Result;
 use crate::model::{AggId, ClassId, RpId, State, TraitId};
 use crate::request::{RequestGroup, RequestWide};
+use quiver_engine::Fleet;
+use quiver_engine::fleet::provider_masks::{self as kernels, Fits};
 
 /// What every group of one request shares.
 pub(super) struct Ctx<'a> {
     pub s: &'a State,
-    pub cols: &'a ProviderColumns,
+    pub cols: &'a Fleet,
     pub has_trees: bool,
     /// Roots allowed by `root_required` (None: all).
     pub anchor_roots: Option<Mask>,
@@ -35,7 +36,7 @@ impl Ctx<'_> {
     }
 
     pub fn root(&self, rp: RpId) -> RpId {
-        self.cols.root[rp as usize]
+        self.cols.providers.root[rp as usize]
     }
 
     /// Providers of the tree rooted at `root` (just the root on a flat fleet).
@@ -57,11 +58,11 @@ impl Ctx<'_> {
     }
 
     fn traits_table(&self, pred: impl FnMut(&[u32]) -> bool) -> Mask {
-        kernels::gather(self.cols, &self.cols.traitset, &self.cols.traitsets.table(pred))
+        kernels::traits_mask(self.cols, &self.cols.providers.traitsets.table(pred))
     }
 
     fn aggs_table(&self, pred: impl FnMut(&[u32]) -> bool) -> Mask {
-        kernels::gather(self.cols, &self.cols.aggset, &self.cols.aggsets.table(pred))
+        kernels::aggregates_mask(self.cols, &self.cols.providers.aggsets.table(pred))
     }
 
     fn has_all_groups(&self, groups: &[BTreeSet<TraitId>]) -> Mask {
@@ -82,11 +83,11 @@ impl Ctx<'_> {
 
     /// `f(row) = m[row] | m[root(row)]`: the provider or its root is in `m`.
     fn self_or_root_in(&self, m: &Mask) -> Mask {
-        Mask::from_fn(self.cols.len(), |i| m.get(i) | m.get(self.cols.root[i] as usize))
+        Mask::from_fn(self.cols.len(), |i| m.get(i) | m.get(self.cols.providers.root[i] as usize))
     }
 
     fn root_in(&self, m: &Mask) -> Mask {
-        Mask::from_fn(self.cols.len(), |i| m.get(self.cols.root[i] as usize))
+        Mask::from_fn(self.cols.len(), |i| m.get(self.cols.providers.root[i] as usize))
     }
 
     /// A provider's summary: capacity and usage per class, traits.
@@ -143,11 +144,16 @@ pub(super) struct GroupPlan<'g> {
 }
 
 /// The whole search: per group a plan, then the merge.
-pub(super) fn search(s: &State, groups: &[RequestGroup], rq: &RequestWide, nested_aware: bool) -> Result<Candidates> {
-    let cols = &s.columns;
+pub(super) fn search(
+    s: &State,
+    cols: &Fleet,
+    groups: &[RequestGroup],
+    rq: &RequestWide,
+    nested_aware: bool,
+) -> Result<Candidates> {
     let sharing_all = match s.traits.get("MISC_SHARES_VIA_AGGREGATE") {
-        Some(t) if cols.traitsets.any_live(|set| set.binary_search(&t).is_ok()) => {
-            kernels::gather(cols, &cols.traitset, &cols.traitsets.table(|set| set.binary_search(&t).is_ok()))
+        Some(t) if cols.providers.traitsets.any_live(|set| set.binary_search(&t).is_ok()) => {
+            kernels::traits_mask(cols, &cols.providers.traitsets.table(|set| set.binary_search(&t).is_ok()))
         }
         _ => Mask::zeros(cols.len()),
     };
@@ -211,37 +217,38 @@ fn flat(ctx: &Ctx, g: &RequestGroup, rq: &RequestWide) -> Result<Candidates> {
         None => None,
     };
     let forbidden_all: BTreeSet<TraitId> = forbidden.union(&root_forbidden).copied().collect();
-    let traits_ok = ctx.cols.traitsets.table(|set| {
+    let traits_ok = ctx.cols.providers.traitsets.table(|set| {
         required.iter().all(|any| any.iter().any(|t| set.binary_search(t).is_ok()))
             && root_required.iter().all(|t| set.binary_search(t).is_ok())
             && !set.iter().any(|t| forbidden_all.contains(t))
     });
     let forbidden_aggs: BTreeSet<AggId> = g.forbidden_aggs.iter().filter_map(|a| s.aggs.get(a)).collect();
-    let aggs_ok = ctx.cols.aggsets.table(|set| {
+    let aggs_ok = ctx.cols.providers.aggsets.table(|set| {
         member_of.iter().all(|any| any.iter().any(|a| set.binary_search(a).is_ok()))
             && !set.iter().any(|a| forbidden_aggs.contains(a))
     });
     // Chunk by chunk (4,096 rows), so `limit` bounds the rows evaluated.
     const CHUNK: usize = 64;
     let limit = rq.limit.unwrap_or(usize::MAX);
-    let n_words = ctx.cols.live.words().len();
+    let n_words = ctx.cols.providers.live.words().len();
+    let fits: Vec<Fits> = resources.iter().map(|&(c, n)| Fits::new(ctx.cols, s.class_name(c), n)).collect();
     let mut hits: Vec<RpId> = vec![];
     let (mut m, mut tmp) = ([0u64; CHUNK], [0u64; CHUNK]);
     let mut start = 0;
     while start < n_words && hits.len() < limit {
         let words = start..(start + CHUNK).min(n_words);
         let (m, tmp) = (&mut m[..words.len()], &mut tmp[..words.len()]);
-        kernels::gather_words(ctx.cols, &ctx.cols.traitset, &traits_ok, words.clone(), m);
-        kernels::gather_words(ctx.cols, &ctx.cols.aggset, &aggs_ok, words.clone(), tmp);
+        kernels::traits_words(ctx.cols, &traits_ok, words.clone(), m);
+        kernels::aggregates_words(ctx.cols, &aggs_ok, words.clone(), tmp);
         m.iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a &= b);
-        for &(class, amount) in &resources {
-            kernels::fits_words(ctx.cols, class, amount, words.clone(), tmp);
+        for f in &fits {
+            f.words(ctx.cols, words.clone(), tmp);
             m.iter_mut().zip(tmp.iter()).for_each(|(a, b)| *a &= b);
         }
         for (w, &word) in m.iter().enumerate() {
             let base = (words.start + w) * 64;
             for rp in quiver_engine::mask::BitIter::new(word, base) {
-                if tree_root.is_none_or(|r| ctx.cols.root[rp] == r) {
+                if tree_root.is_none_or(|r| ctx.cols.providers.root[rp] == r) {
                     hits.push(rp as RpId);
                 }
             }
@@ -290,7 +297,7 @@ fn plan<'g>(ctx: &mut Ctx, g: &'g RequestGroup) -> Result<Option<GroupPlan<'g>>>
     let tree_mask = tree_root.map(|r| kernels::in_tree(ctx.cols, r));
     let mut with_resource = Vec::with_capacity(resources.len());
     for &(class, amount) in &resources {
-        let mut m = kernels::fits(ctx.cols, class, amount);
+        let mut m = Fits::new(ctx.cols, s.class_name(class), amount).mask(ctx.cols);
         if let Some(t) = &tree_mask {
             m.and_assign(t);
         }
@@ -331,7 +338,7 @@ fn plan_single(ctx: &Ctx, m: GroupMasks) -> Option<Kind> {
     if resources.is_empty() && required.is_empty() && member.is_none() {
         return None;
     }
-    let mut rps = ctx.cols.live.clone();
+    let mut rps = ctx.cols.providers.live.clone();
     for m in &with_resource {
         rps.and_assign(m);
     }
@@ -371,7 +378,7 @@ fn plan_tree(ctx: &mut Ctx, m: GroupMasks) -> Option<Kind> {
     let (required, forbidden) = (&required, &forbidden);
     if !required.is_empty() {
         let any: BTreeSet<TraitId> = required.iter().flatten().copied().collect();
-        if !ctx.cols.traitsets.any_live(|set| set.iter().any(|t| any.contains(t))) {
+        if !ctx.cols.providers.traitsets.any_live(|set| set.iter().any(|t| any.contains(t))) {
             return None;
         }
     }

@@ -187,8 +187,8 @@ fn same_subtree_ok(ctx: &Ctx, combo: &[&AllocationRequest], same_subtrees: &[BTr
             if rp == from {
                 return true;
             }
-            rp = ctx.cols.parent[rp as usize];
-            if rp == crate::columns::NO_PARENT {
+            rp = ctx.cols.providers.parent[rp as usize];
+            if rp == quiver_engine::fleet::NO_PARENT {
                 return false;
             }
         };

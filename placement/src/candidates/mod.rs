@@ -1,5 +1,5 @@
-//! `GET /allocation_candidates` over the live provider table
-//! ([`crate::columns`]): per request group a provider mask (capacity,
+//! `GET /allocation_candidates` over the live fleet's provider rows
+//! ([`crate::fleet`]): per request group a provider mask (capacity,
 //! traits, aggregates, tree) from column kernels, rolled up to roots, then
 //! the groups merged per anchor root (group_policy, same_subtree, capacity)
 //! with combinations enumerated only until `limit`. The answer is
@@ -63,16 +63,17 @@ pub struct Candidates {
 }
 
 impl State {
-    /// Answers `GET /allocation_candidates`. `nested_aware` is microversion
-    /// 1.29 or later.
+    /// Answers `GET /allocation_candidates` from `fleet` (the live fleet of
+    /// this state). `nested_aware` is microversion 1.29 or later.
     pub fn allocation_candidates(
         &self,
+        fleet: &quiver_engine::Fleet,
         groups: &[RequestGroup],
         wide: &RequestWide,
         nested_aware: bool,
     ) -> Result<Candidates> {
         self.check_classes(groups)?;
-        groups::search(self, groups, wide, nested_aware)
+        groups::search(self, fleet, groups, wide, nested_aware)
     }
 
     /// Unknown classes are the caller's error, whatever else happens.

@@ -6,7 +6,6 @@
 
 use proptest::prelude::*;
 
-use crate::columns::ProviderColumns;
 use crate::model::{Inventory, State};
 use crate::ops::{AllocationWriteKind, ConsumerWrite};
 use crate::request::parse_candidates_query;
@@ -254,20 +253,22 @@ fn apply(p: &Placement, op: &Op, created: &mut usize) {
     };
 }
 
-fn same_table(s: &State) -> std::result::Result<(), TestCaseError> {
-    let rebuilt = ProviderColumns::build(s);
-    prop_assert_eq!(s.columns.len(), rebuilt.len());
-    for id in 0..rebuilt.len() as u32 {
-        prop_assert_eq!(s.columns.row(id), rebuilt.row(id), "row {}", id);
+fn same_table(s: &State, fleet: &quiver_engine::Fleet) -> std::result::Result<(), TestCaseError> {
+    let rebuilt = crate::fleet::build(s);
+    prop_assert_eq!(fleet.len(), rebuilt.len());
+    for id in 0..rebuilt.len() {
+        prop_assert_eq!(fleet.provider_view(id), rebuilt.provider_view(id), "row {}", id);
     }
-    prop_assert_eq!(s.columns.traitsets.live_counts(), rebuilt.traitsets.live_counts());
-    prop_assert_eq!(s.columns.aggsets.live_counts(), rebuilt.aggsets.live_counts());
+    let p = &fleet.providers;
+    prop_assert_eq!(p.traitsets.live_counts(), rebuilt.providers.traitsets.live_counts());
+    prop_assert_eq!(p.aggsets.live_counts(), rebuilt.providers.aggsets.live_counts());
+    prop_assert_eq!(p.live.words(), rebuilt.providers.live.words());
     Ok(())
 }
 
-fn same_answer(s: &State, q: &Query) -> std::result::Result<(), TestCaseError> {
+fn same_answer(s: &State, fleet: &quiver_engine::Fleet, q: &Query) -> std::result::Result<(), TestCaseError> {
     let Ok((groups, wide)) = parse_candidates_query(&q.parts, (1, 39)) else { return Ok(()) };
-    let new = s.allocation_candidates(&groups, &wide, q.nested_aware);
+    let new = s.allocation_candidates(fleet, &groups, &wide, q.nested_aware);
     let old = s.allocation_candidates_oracle(&groups, &wide, q.nested_aware);
     match (new, old) {
         (Ok(n), Ok(o)) => {
@@ -311,17 +312,17 @@ proptest! {
         let mut created = 0;
         for (step, op) in ops.iter().enumerate() {
             apply(&p, op, &mut created);
-            p.read(same_table)?;
+            p.read_with_fleet(same_table)?;
             let q = &queries[step % queries.len()];
-            p.read(|s| same_answer(s, q))?;
+            p.read_with_fleet(|s, f| same_answer(s, f, q))?;
         }
         for q in &queries {
-            p.read(|s| same_answer(s, q))?;
+            p.read_with_fleet(|s, f| same_answer(s, f, q))?;
         }
         // A reload from SQLite builds the same table.
         drop(p);
         let p = Placement::open(dir.path(), Durability::Process).expect("reopen");
-        p.read(same_table)?;
+        p.read_with_fleet(same_table)?;
     }
 }
 
@@ -362,10 +363,10 @@ fn flat_scan_agrees_with_the_oracle_past_a_chunk() {
             .map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).expect("k=v"))
             .collect();
         let query = Query { parts, nested_aware: true };
-        p.read(|s| same_answer(s, &query)).expect("same answer");
-        let n = p.read(|s| {
+        p.read_with_fleet(|s, f| same_answer(s, f, &query)).expect("same answer");
+        let n = p.read_with_fleet(|s, f| {
             let (g, w) = parse_candidates_query(&query.parts, (1, 39)).expect("parse");
-            s.allocation_candidates(&g, &w, true).expect("ok").requests.len()
+            s.allocation_candidates(f, &g, &w, true).expect("ok").requests.len()
         });
         assert!(n > 0, "{q} finds candidates");
     }

@@ -6,6 +6,7 @@
 
 use hashbrown::HashMap;
 
+/// Sorted id sets and their codes, with the live rows per code.
 #[derive(Clone, Debug, Default)]
 pub struct SetDictionary {
     sets: Vec<Vec<u32>>,
@@ -53,10 +54,12 @@ impl SetDictionary {
         self.sets.iter().map(|s| pred(s)).collect()
     }
 
+    /// Number of codes.
     pub fn len(&self) -> usize {
         self.sets.len()
     }
 
+    /// True without any code.
     pub fn is_empty(&self) -> bool {
         self.sets.is_empty()
     }
