@@ -332,8 +332,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_age: config.cors.max_age,
         allow_credentials: config.cors.allow_credentials,
     });
+    let placement = Arc::new(placement);
     let api = Arc::new(PlacementApi {
-        placement,
+        placement: Arc::clone(&placement),
         policy: Policy {
             enforce_new_defaults: config.oslo_policy.enforce_new_defaults,
             overrides: config.oslo_policy.rules,
@@ -343,7 +344,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),
     });
     let compute = Arc::new(
-        ComputeApi::open(Arc::clone(&api), data.clone(), compute_config, args.seed)
+        ComputeApi::open(Arc::clone(&placement), data.clone(), compute_config, args.seed)
             .map_err(|e| anyhow::anyhow!("cannot open the compute records in {}: {e}", data.display()))?,
     );
     let agent = if args.with_agents > 0 {

@@ -2,23 +2,18 @@
 //! root resource provider with inventory, traits and aggregates),
 //! heartbeats, and the reconcile that keeps Placement, the records and the
 //! hypervisors in agreement. In process through [`Controller`]; over HTTP
-//! at `POST /v2.1/quiver-agent/{register,heartbeat,reconcile}` (admin).
+//! through [`super::agents_http`], which translates and calls in.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
-use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
 use quiver_compute_agent::controller::{Controller, ControllerError};
-use quiver_compute_agent::protocol::{Heartbeat, HostReport, ReconcileReply, ReconcileRequest, Registered};
+use quiver_compute_agent::protocol::{HostReport, ReconcileReply, Registered};
 use quiver_compute_agent::{GuestInfo, HostInfo};
 use quiver_placement::model::Inventory;
 
 use super::ComputeApi;
 use super::conductor::unclaim;
-use super::http::{ApiResult, Ctx, NovaError, body, reply};
 use super::records::{Fault, Service, now_iso, unix_now};
 
 /// A server built this recently is left alone by the reconcile: the
@@ -61,17 +56,14 @@ impl ComputeApi {
     /// and `COMPUTE_STATUS_DISABLED` while the service is disabled.
     /// `reported: None` keeps the provider's other traits as they are.
     pub fn sync_provider_traits(&self, rp: &str, reported: Option<&[String]>, disabled: bool) -> Result<(), String> {
-        self.placement.placement.write(|st| set_compute_traits(st, rp, reported, disabled)).map_err(|e| e.detail)
+        self.placement.write(|st| set_compute_traits(st, rp, reported, disabled)).map_err(|e| e.detail)
     }
 
     /// Puts a compute node provider in the Placement aggregates of the Nova
     /// aggregates its host belongs to.
     pub fn sync_provider_aggregates(&self, host: &str, rp: &str) -> Result<(), String> {
         let aggs = self.host_aggregate_uuids(host);
-        self.placement
-            .placement
-            .write(|st| st.set_provider_aggregates(rp, &aggs, None).map(|_| ()))
-            .map_err(|e| e.detail)
+        self.placement.write(|st| st.set_provider_aggregates(rp, &aggs, None).map(|_| ())).map_err(|e| e.detail)
     }
 
     /// Uuids of the Nova aggregates `host` belongs to (its provider's
@@ -122,7 +114,6 @@ impl ComputeApi {
         // One Placement transaction: provider, inventory, traits, aggregates.
         let mut inventory_refused = None;
         self.placement
-            .placement
             .write(|st| {
                 if st.provider_by_uuid(&rp).is_none() {
                     st.create_provider(rp.clone(), name.clone(), None)?;
@@ -230,7 +221,7 @@ impl ComputeApi {
             }
         }
         // Allocations against this node that no live guest explains.
-        let consumers: Vec<String> = self.placement.placement.read(|st| {
+        let consumers: Vec<String> = self.placement.read(|st| {
             st.provider_by_uuid(&rp)
                 .map(|p| st.allocations_on(p.id).keys().map(|c| c.to_string()).collect())
                 .unwrap_or_default()
@@ -274,31 +265,4 @@ impl Controller for ComputeApi {
     fn reconcile(&self, host: &str, guests: &[GuestInfo]) -> Result<ReconcileReply, ControllerError> {
         self.reconcile_host(host, guests).map_err(cerr)
     }
-}
-
-async fn blocking<R: Send + 'static>(
-    f: impl FnOnce() -> Result<R, ControllerError> + Send + 'static,
-) -> Result<R, NovaError> {
-    tokio::task::spawn_blocking(f).await.map_err(NovaError::internal)?.map_err(|e| NovaError::bad_request(e.0))
-}
-
-pub async fn register(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
-    ctx.require_admin("quiver:agent:register")?;
-    let report: HostReport = body(&raw)?;
-    let done = blocking(move || api.register(&report)).await?;
-    reply(StatusCode::OK, serde_json::to_value(done).map_err(NovaError::internal)?)
-}
-
-pub async fn heartbeat(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
-    ctx.require_admin("quiver:agent:heartbeat")?;
-    let b: Heartbeat = body(&raw)?;
-    api.heartbeat(&b.host).map_err(|e| NovaError::not_found(e.0))?;
-    reply(StatusCode::OK, serde_json::json!({}))
-}
-
-pub async fn reconcile(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
-    ctx.require_admin("quiver:agent:reconcile")?;
-    let b: ReconcileRequest = body(&raw)?;
-    let done = blocking(move || api.reconcile(&b.host, &b.guests)).await?;
-    reply(StatusCode::OK, serde_json::to_value(done).map_err(NovaError::internal)?)
 }

@@ -53,9 +53,9 @@ impl Conductor {
 pub fn snapshot_fleet(api: &ComputeApi) -> Result<Fleet, String> {
     let mut st = api.conductor.lock();
     let r = api.records();
-    st.live.catch_up(&api.placement.placement, &r)?;
+    st.live.catch_up(&api.placement, &r)?;
     drop(r);
-    Ok(api.placement.placement.read_with_fleet(|_, f| f.clone()))
+    Ok(api.placement.read_with_fleet(|_, f| f.clone()))
 }
 
 /// The engine's flavor for a recorded one.
@@ -164,15 +164,12 @@ fn claim(api: &ComputeApi, s: &Server, allocations: &Allocations) -> Result<(), 
         consumer_type: Some("INSTANCE".into()),
         allocations: allocations.clone(),
     };
-    api.placement.placement.write(|st| st.write_allocations(&[w], AllocationWriteKind::Put)).map_err(|e| e.detail)
+    api.placement.write(|st| st.write_allocations(&[w], AllocationWriteKind::Put)).map_err(|e| e.detail)
 }
 
 /// Removes a server's allocations (none is fine).
 pub fn unclaim(api: &ComputeApi, id: &str) {
-    let _ = api
-        .placement
-        .placement
-        .write(|st| if st.consumers.contains_key(id) { st.delete_allocations(id) } else { Ok(()) });
+    let _ = api.placement.write(|st| if st.consumers.contains_key(id) { st.delete_allocations(id) } else { Ok(()) });
 }
 
 /// Updates one server record if it still exists.
@@ -229,7 +226,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         if servers.is_empty() {
             return;
         }
-        if let Err(e) = st.live.catch_up(&api.placement.placement, &r) {
+        if let Err(e) = st.live.catch_up(&api.placement, &r) {
             drop(r);
             for s in &servers {
                 fail(api, &s.id, "No valid host was found. ".into(), format!("cannot update the fleet: {e}"));
@@ -253,7 +250,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         };
         // One pass over the live fleet: numbered groups go through
         // Placement's candidates first (Nova's flow), then the decision.
-        let decided = api.placement.placement.with_fleet(|state, fleet| {
+        let decided = api.placement.with_fleet(|state, fleet| {
             let tree = match rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty()) {
                 Some(rr) => Some(tree_candidates(state, fleet, rr)?),
                 None => None,

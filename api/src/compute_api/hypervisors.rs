@@ -20,7 +20,7 @@ fn view(api: &ComputeApi, r: &Records, s: &Service, ctx: &Ctx, detail: bool) -> 
     if !detail {
         return v;
     }
-    let (used, total) = api.placement.placement.read(|st| {
+    let (used, total) = api.placement.read(|st| {
         let mut used = [0i64; 3];
         let mut total = [0i64; 3];
         if let Some(p) = st.provider_by_uuid(&s.compute_node_uuid) {

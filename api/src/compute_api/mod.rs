@@ -6,8 +6,10 @@
 //! compute agents report through [`agents`].
 
 pub mod agents;
+pub mod agents_http;
 mod aggregates;
 pub mod conductor;
+pub mod create;
 mod flavors;
 pub mod http;
 mod hypervisors;
@@ -35,8 +37,8 @@ use quiver_compute_agent::protocol::AgentApi;
 use quiver_engine::SchedulerConfig;
 use serde_json::json;
 
-use crate::placement_api::PlacementApi;
 use http::{ApiResult, reply};
+use quiver_placement::Placement;
 use records::{Records, Service};
 
 /// Nova's `[quota]` defaults for the classes Quiver counts.
@@ -76,7 +78,9 @@ pub struct ComputeMetrics {
 
 /// Everything the Compute and Image APIs share.
 pub struct ComputeApi {
-    pub placement: Arc<PlacementApi>,
+    /// Placement's domain (not its HTTP state): the store, the state and
+    /// the live fleet.
+    pub placement: Arc<Placement>,
     records: Mutex<Records>,
     agents: RwLock<HashMap<String, Arc<dyn AgentApi>>>,
     pub conductor: conductor::Conductor,
@@ -93,7 +97,7 @@ impl ComputeApi {
     /// # Errors
     /// The records cannot be opened, or the scheduler options are bad.
     pub fn open(
-        placement: Arc<PlacementApi>,
+        placement: Arc<Placement>,
         data_dir: PathBuf,
         config: ComputeConfig,
         seed: u64,
@@ -327,9 +331,9 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/os-quota-sets/{project}/defaults", get(quotas::defaults))
         .route("/os-quota-sets/{project}/detail", get(quotas::detail))
         .route("/limits", get(limits))
-        .route("/quiver-agent/register", post(agents::register))
-        .route("/quiver-agent/heartbeat", post(agents::heartbeat))
-        .route("/quiver-agent/reconcile", post(agents::reconcile));
+        .route("/quiver-agent/register", post(agents_http::register))
+        .route("/quiver-agent/heartbeat", post(agents_http::heartbeat))
+        .route("/quiver-agent/reconcile", post(agents_http::reconcile));
     Router::new()
         .route("/", get(versions))
         .route("/v2.1", get(version))

@@ -14,9 +14,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha224};
 
+use super::create::CreateRequest;
 use super::http::{ApiResult, Ctx, NovaError, action_body, body, empty, int_field, reply};
 use super::records::{Records, Server, now_iso};
-use super::{ComputeApi, conductor, quotas};
+use super::{ComputeApi, conductor};
 
 fn links(id: &str) -> Value {
     json!([{"rel": "self", "href": format!("/v2.1/servers/{id}")}, {"rel": "bookmark", "href": format!("/servers/{id}")}])
@@ -236,21 +237,6 @@ fn count(v: Option<&Value>, name: &str) -> Result<Option<u32>, NovaError> {
     }
 }
 
-/// What a create request asks for, validated.
-pub struct CreateRequest {
-    pub name: String,
-    pub flavor: super::records::Flavor,
-    pub image_id: Option<String>,
-    pub availability_zone: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    pub hints: BTreeMap<String, Value>,
-    pub key_name: Option<String>,
-    pub description: Option<String>,
-    pub min_count: u32,
-    pub max_count: u32,
-    pub return_reservation_id: bool,
-}
-
 fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest, NovaError> {
     let b: Value = body(raw)?;
     let Some(s) = b.get("server").and_then(Value::as_object) else {
@@ -372,66 +358,15 @@ fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest
 
 pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ctx>, raw: Bytes) -> ApiResult {
     let req = parse_create(&api, &ctx, &raw)?;
-    // Quota: as many as fit between min_count and max_count (Nova's
-    // `check_num_instances_quota`).
-    let n = quotas::instances_allowed(&api, &ctx.project_id, &req.flavor, req.min_count, req.max_count)?;
-    let reservation_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let now = now_iso();
-    let group = req.hints.get("group").and_then(|g| {
-        g.as_str().or_else(|| g.as_array().and_then(|a| a.first()).and_then(Value::as_str)).map(str::to_owned)
-    });
-    let servers: Vec<Server> = (0..n)
-        .map(|i| Server {
-            id: uuid::Uuid::new_v4().to_string(),
-            name: if n > 1 { format!("{}-{}", req.name, i + 1) } else { req.name.clone() },
-            project_id: ctx.project_id.clone(),
-            user_id: ctx.user_id.clone(),
-            flavor: req.flavor.clone(),
-            image_id: req.image_id.clone(),
-            availability_zone: req.availability_zone.clone(),
-            metadata: req.metadata.clone(),
-            hints: req.hints.clone(),
-            key_name: req.key_name.clone(),
-            description: req.description.clone(),
-            reservation_id: reservation_id.clone(),
-            vm_state: "building".into(),
-            task_state: Some("scheduling".into()),
-            power_state: 0,
-            host: None,
-            node: None,
-            fault: None,
-            group: group.clone(),
-            created: now.clone(),
-            updated: now.clone(),
-            launched_at: None,
-        })
-        .collect();
-    let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
-    {
-        let mut r = api.records();
-        // The group's new members are recorded with the servers, as nova-api does.
-        let mut grp = group.as_ref().and_then(|g| r.groups.get(g).cloned());
-        if let Some(g) = grp.as_mut() {
-            g.members.extend(ids.iter().cloned());
-            r.save(g)?;
-        }
-        r.save_all(&servers.iter().collect::<Vec<_>>())?;
-        if let Some(g) = grp {
-            r.groups.insert(g.id.clone(), g);
-        }
-        for s in servers {
-            r.put_server(s);
-        }
-    }
-    api.metrics.boots_requested.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-    conductor::start_build(&api, ids.clone());
+    let created = api.create_servers(&ctx.project_id, &ctx.user_id, &req)?;
+    let first = &created.ids[0];
     if req.return_reservation_id {
-        return reply(StatusCode::ACCEPTED, json!({"reservation_id": reservation_id}));
+        return reply(StatusCode::ACCEPTED, json!({"reservation_id": created.reservation_id}));
     }
     let pass: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     reply(
         StatusCode::ACCEPTED,
-        json!({"server": {"id": ids[0], "links": links(&ids[0]), "OS-DCF:diskConfig": "MANUAL",
+        json!({"server": {"id": first, "links": links(first), "OS-DCF:diskConfig": "MANUAL",
                           "security_groups": [{"name": "default"}], "adminPass": pass}}),
     )
 }

@@ -171,6 +171,6 @@ pub async fn delete(
     r.remove("service", &s.host)?;
     r.services.remove(&s.host);
     drop(r);
-    let _ = api.placement.placement.write(|st| st.delete_provider(&s.compute_node_uuid));
+    let _ = api.placement.write(|st| st.delete_provider(&s.compute_node_uuid));
     empty(StatusCode::NO_CONTENT)
 }

@@ -32,7 +32,7 @@ pub const MAX_VERSION: Version = (1, 39);
 
 /// Everything a request handler needs.
 pub struct PlacementApi {
-    pub placement: Placement,
+    pub placement: std::sync::Arc<Placement>,
     pub policy: policy::Policy,
     pub cors: Option<Cors>,
     pub metrics: Metrics,

@@ -14,28 +14,20 @@ use crate::mask::Mask;
 const BATCH_WORDS: usize = BATCH_ROWS / 64;
 
 /// "`amount` more of class `rc` fits": capacity (with `max_unit`, folded
-/// into `avail`), `min_unit` and `step_size`, on live providers. Prepared
-/// once per request: the unit check is a table per inventory profile.
-#[derive(Clone, Debug)]
+/// into `avail`), `min_unit` and `step_size`, on live providers. The unit
+/// check reads a row's inventory profile only in batches where some row
+/// has unit constraints (a fleet may hold a profile per provider, so no
+/// table over profiles is built per request).
+#[derive(Clone, Copy, Debug)]
 pub struct Fits {
     rc: Option<usize>,
     amount: i64,
-    /// Per inventory profile code: `min_unit <= amount` and `amount %
-    /// step_size == 0`.
-    unit_ok: Vec<bool>,
 }
 
 impl Fits {
     /// The predicate for `amount` of the class called `rc`.
     pub fn new(f: &Fleet, rc: &str, amount: i64) -> Fits {
-        let rc = f.rc_index(rc);
-        let unit_ok = rc.map_or_else(Vec::new, |rc| {
-            f.inventory_profiles[rc]
-                .iter()
-                .map(|p| p.is_some_and(|p| i64::from(p.min_unit) <= amount && amount % i64::from(p.step_size) == 0))
-                .collect()
-        });
-        Fits { rc, amount, unit_ok }
+        Fits { rc: f.rc_index(rc), amount }
     }
 
     /// The rows it holds on, as a mask.
@@ -63,11 +55,19 @@ impl Fits {
                 if c.units_trivial {
                     return;
                 }
+                let profiles = &f.inventory_profiles[rc];
+                let amount = self.amount;
                 let codes = &c.code[(local.start * 64).min(b.len())..(local.end * 64).min(b.len())];
                 for (word, chunk) in out_part.iter_mut().zip(codes.chunks(64)) {
                     let mut bits = 0u64;
                     for (k, &code) in chunk.iter().enumerate() {
-                        bits |= (self.unit_ok[code as usize] as u64) << k;
+                        // Only rows that passed the capacity check are looked up.
+                        if *word >> k & 1 == 1 {
+                            let ok = profiles[code as usize].is_some_and(|p| {
+                                i64::from(p.min_unit) <= amount && amount % i64::from(p.step_size) == 0
+                            });
+                            bits |= (ok as u64) << k;
+                        }
                     }
                     *word &= bits;
                 }
