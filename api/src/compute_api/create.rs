@@ -126,23 +126,6 @@ mod tests {
     use crate::compute_api::records::Flavor;
     use crate::compute_api::{ComputeConfig, QuotaDefaults};
 
-    fn flavor() -> Flavor {
-        Flavor {
-            id: "f1".into(),
-            name: "m1.small".into(),
-            vcpus: 2,
-            ram: 4096,
-            disk: 10,
-            ephemeral: 0,
-            swap: 0,
-            rxtx_factor: 1.0,
-            is_public: true,
-            description: None,
-            extra_specs: Default::default(),
-            created_at: String::new(),
-        }
-    }
-
     #[test]
     fn servers_boot_through_the_control_plane_without_http() {
         let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -173,7 +156,7 @@ mod tests {
         agent.register(Arc::clone(&api) as Arc<dyn Controller>).expect("register");
         let req = CreateRequest {
             name: "vm".into(),
-            flavor: flavor(),
+            flavor: Flavor::for_test("m1.small", 2, 4096, 10),
             image_id: None,
             availability_zone: None,
             metadata: BTreeMap::new(),

@@ -29,6 +29,27 @@ pub struct Flavor {
     pub created_at: String,
 }
 
+#[cfg(test)]
+impl Flavor {
+    /// A public flavor with no extra specs, for tests.
+    pub(crate) fn for_test(name: &str, vcpus: u32, ram: u32, disk: u32) -> Flavor {
+        Flavor {
+            id: name.into(),
+            name: name.into(),
+            vcpus,
+            ram,
+            disk,
+            ephemeral: 0,
+            swap: 0,
+            rxtx_factor: 1.0,
+            is_public: true,
+            description: None,
+            extra_specs: Default::default(),
+            created_at: String::new(),
+        }
+    }
+}
+
 /// A Glance image record; its data, once uploaded, is `DATA/images/{id}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Image {
