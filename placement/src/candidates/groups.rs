@@ -5,7 +5,9 @@
 //! group on trees or with sharing providers by a tree's providers plus
 //! sharing providers, per resource class, intersected by anchor root.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use quiver_engine::mask::Mask;
 
@@ -28,6 +30,9 @@ pub(super) struct Ctx<'a> {
     pub sharing: Mask,
     /// Live providers with MISC_SHARES_VIA_AGGREGATE (never narrowed).
     pub sharing_all: Mask,
+    /// Trees walked so far (a tree is walked for its anchor, for each
+    /// group's summaries and for the summaries written).
+    trees: RefCell<HashMap<RpId, Rc<[RpId]>>>,
 }
 
 impl Ctx<'_> {
@@ -40,8 +45,11 @@ impl Ctx<'_> {
     }
 
     /// Providers of the tree rooted at `root` (just the root on a flat fleet).
-    pub fn tree(&self, root: RpId) -> Vec<RpId> {
-        if self.has_trees { self.s.tree(root) } else { vec![root] }
+    pub fn tree(&self, root: RpId) -> Rc<[RpId]> {
+        if !self.has_trees {
+            return Rc::from([root]);
+        }
+        Rc::clone(self.trees.borrow_mut().entry(root).or_insert_with(|| Rc::from(self.s.tree(root))))
     }
 
     /// Roots of every provider in an aggregate of sharing provider `sp`,
@@ -157,8 +165,15 @@ pub(super) fn search(
         }
         _ => Mask::zeros(cols.len()),
     };
-    let mut ctx =
-        Ctx { s, cols, has_trees: s.nested > 0, anchor_roots: None, sharing: sharing_all.clone(), sharing_all };
+    let mut ctx = Ctx {
+        s,
+        cols,
+        has_trees: s.nested > 0,
+        anchor_roots: None,
+        sharing: sharing_all.clone(),
+        sharing_all,
+        trees: RefCell::default(),
+    };
     if let [g] = groups
         && g.suffix.is_empty()
         && !ctx.has_trees

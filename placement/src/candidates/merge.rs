@@ -128,7 +128,7 @@ pub(super) fn merge(ctx: &Ctx, plans: &[GroupPlan], rq: &RequestWide, nested_awa
     let mut rps: Vec<RpId> = vec![];
     for &root in &roots {
         if sums.tree(root) {
-            rps.extend(ctx.tree(root));
+            rps.extend(ctx.tree(root).iter().copied());
         }
     }
     rps.sort_unstable();
