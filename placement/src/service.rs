@@ -10,7 +10,7 @@ use quiver_engine::Fleet;
 
 use crate::error::{Error, Result};
 use crate::model::{Dirty, RpId, State};
-use crate::store::{Durability, Store};
+use crate::store::{Durability, Location, Store};
 
 pub struct Placement {
     state: RwLock<State>,
@@ -44,7 +44,13 @@ impl std::fmt::Debug for Placement {
 impl Placement {
     /// Opens the data directory (migrating it) and loads the state.
     pub fn open(dir: &Path, durability: Durability) -> Result<Placement> {
-        let store = Store::open(dir, durability)?;
+        Placement::open_at(&Location::Dir(dir.to_owned()), durability)
+    }
+
+    /// Opens the store at `at` (a data directory or a PostgreSQL database),
+    /// migrating it, and loads the state.
+    pub fn open_at(at: &Location, durability: Durability) -> Result<Placement> {
+        let mut store = Store::open(at, durability)?;
         let state = store.load()?;
         Ok(Placement {
             fleet: RwLock::new(crate::fleet::build(&state)),
@@ -152,16 +158,34 @@ mod tests {
     use crate::model::Inventory;
     use crate::ops::{AllocationWriteKind, ConsumerWrite};
 
-    fn open(dir: &Path) -> Placement {
-        Placement::open(dir, Durability::Process).expect("open")
+    fn open(at: &Location) -> Placement {
+        Placement::open_at(at, Durability::Process).expect("open")
     }
 
     #[test]
     fn committed_writes_survive_a_reopen_and_failed_ones_leave_no_trace() {
         let dir = tempfile::tempdir().expect("tempdir");
+        survives_a_reopen(&Location::Dir(dir.path().to_owned()));
+    }
+
+    #[test]
+    fn committed_writes_survive_a_reopen_on_postgresql_too() {
+        let cluster = crate::store::test_cluster::TestCluster::start();
+        let at = Location::Postgres(cluster.url("placement"));
+        survives_a_reopen(&at);
+        // A second process on the same database sees the same state, and a
+        // write through one is read back by a fresh open.
+        let other = open(&at);
+        other
+            .write(|s| s.create_provider("7d1c5c0e-2a4b-4a8e-9f00-000000000002".into(), "cn2".into(), None))
+            .expect("create");
+        assert_eq!(open(&at).read(|s| s.live_providers().count()), 2);
+    }
+
+    fn survives_a_reopen(at: &Location) {
         let rp = "7d1c5c0e-2a4b-4a8e-9f00-000000000001".to_string();
         {
-            let p = open(dir.path());
+            let p = open(at);
             p.write(|s| s.create_provider(rp.clone(), "cn1".into(), None)).expect("create");
             let inv = Inventory { total: 8, ..Default::default() };
             p.write(|s| s.set_inventories(&rp, 0, &[("VCPU".into(), inv)], true)).expect("inventory");
@@ -182,7 +206,7 @@ mod tests {
             let err = p.write(|s| s.write_allocations(&[over], AllocationWriteKind::Put)).expect_err("over capacity");
             assert_eq!(err.status, 409);
         }
-        let p = open(dir.path());
+        let p = open(at);
         p.read(|s| {
             let prov = s.get_provider(&rp).expect("provider survived");
             assert_eq!(prov.name, "cn1");

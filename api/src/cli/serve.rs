@@ -20,14 +20,15 @@ use quiver_compute_agent::protocol::AgentApi;
 use quiver_compute_agent::{Agent, AgentConfig, ComputeDriver};
 use quiver_engine::SchedulerConfig;
 use quiver_placement::Placement;
-use quiver_placement::store::Durability;
+use quiver_placement::store::{Durability, Location};
 use std::time::Duration;
 
 /// Serve Placement, the Compute API subset and the image API, with the
 /// scheduler and conductor, on one data directory.
 ///
 /// State lives in DATA/placement.sqlite and DATA/compute.sqlite (SQLite in
-/// WAL mode, created and migrated on start); every acknowledged write is
+/// WAL mode, created and migrated on start), or Placement's in PostgreSQL
+/// with `--database postgresql://...`; every acknowledged write is
 /// committed before the response is sent. Authentication is noauth2, as in
 /// Nova's and Placement's development mode: send `X-Auth-Token: admin`, or
 /// `user:project`. `--with-agents N` starts N compute agents in this
@@ -49,6 +50,8 @@ Config file (TOML; every key optional; Nova's and Placement's option names):
   [store]
   data = \"./quiver-data\"
   durability = \"process\"   # or \"full\": fsync every commit
+  [database]
+  connection = \"postgresql://quiver@db.example.com/placement\"   # Placement's store in PostgreSQL
   [DEFAULT]
   service_down_time = 60
   default_availability_zone = \"nova\"
@@ -88,6 +91,13 @@ pub struct ServeArgs {
     /// Data directory [default: ./quiver-data].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// Keep Placement's store in this PostgreSQL database
+    /// (`postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`, as Placement's
+    /// `[placement_database] connection`) instead of SQLite in the data
+    /// directory; migrated on start. The compute records stay in the data
+    /// directory for now.
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
     /// TOML configuration file; command-line flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -123,6 +133,8 @@ struct Config {
     api: ApiSection,
     #[serde(default)]
     store: StoreSection,
+    #[serde(default)]
+    database: DatabaseSection,
     #[serde(default)]
     oslo_policy: PolicySection,
     #[serde(default)]
@@ -186,6 +198,14 @@ struct QuotaSection {
 struct StoreSection {
     data: Option<PathBuf>,
     durability: Option<String>,
+}
+
+/// `[database]`, as Nova and Placement name it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSection {
+    /// `connection`: a `postgresql://` URL.
+    connection: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,8 +342,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(other) => bail!("config [store] durability: expected \"process\" or \"full\", got {other:?}"),
     };
     let (compute_config, agent_config) = compute_config(&config)?;
-    let placement = Placement::open(&data, durability)
-        .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?;
+    let placement = match args.database.clone().or(config.database.connection.clone()) {
+        Some(url) => {
+            let at = Location::parse(&url);
+            if !matches!(at, Location::Postgres(_)) {
+                bail!("--database / [database] connection: expected a postgresql:// URL, got {url:?}");
+            }
+            Placement::open_at(&at, durability).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?
+        }
+        None => Placement::open(&data, durability)
+            .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?,
+    };
     let cors = (!config.cors.allowed_origin.is_empty()).then_some(Cors {
         allowed_origins: config.cors.allowed_origin,
         allow_headers: config.cors.allow_headers,

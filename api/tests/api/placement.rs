@@ -23,9 +23,15 @@ struct Client {
 
 impl Server {
     fn start(data: &Path) -> Server {
+        Server::start_with(data, &[])
+    }
+
+    /// `quiver serve` on `data` with `extra` flags (`--database URL`).
+    fn start_with(data: &Path, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().expect("utf8")])
+            .args(extra)
             .args(["--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"])
             .env("QUIVER_LOG", "warn")
             .stdout(Stdio::null())
@@ -182,8 +188,21 @@ fn racing_clients_never_over_allocate_and_every_loser_gets_409() {
 
 #[test]
 fn kill_9_during_a_stream_of_writes_loses_no_acknowledged_allocation() {
+    kill_9_loses_nothing_acknowledged(&[]);
+}
+
+#[test]
+fn kill_9_with_placement_in_postgresql_loses_no_acknowledged_allocation() {
+    let cluster = quiver_placement::store::test_cluster::TestCluster::start();
+    let url = cluster.url("placement");
+    kill_9_loses_nothing_acknowledged(&["--database", &url]);
+}
+
+/// A stream of acknowledged allocation writes, `kill -9`, a restart on the
+/// same store: every acknowledged write is there.
+fn kill_9_loses_nothing_acknowledged(extra: &[&str]) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = Server::start(dir.path());
+    let mut s = Server::start_with(dir.path(), extra);
     let rp = provider(&s, "durable", 100_000);
     let client = s.client();
     let writer = std::thread::spawn(move || {
@@ -205,7 +224,7 @@ fn kill_9_during_a_stream_of_writes_loses_no_acknowledged_allocation() {
     s.kill9();
     let (acked, rp) = writer.join().expect("writer");
     assert!(acked.len() > 10, "the stream was running ({} writes acknowledged)", acked.len());
-    let s = Server::start(dir.path());
+    let s = Server::start_with(dir.path(), extra);
     for consumer in &acked {
         let (status, body) = s.call("GET", &format!("/allocations/{consumer}"), None, "1.39");
         assert_eq!(status, 200);
