@@ -173,12 +173,16 @@ mod tests {
         let cluster = crate::store::test_cluster::TestCluster::start();
         let at = Location::Postgres(cluster.url("placement"));
         survives_a_reopen(&at);
-        // A second process on the same database sees the same state, and a
-        // write through one is read back by a fresh open.
-        let other = open(&at);
-        other
+        // One process serves a database at a time (until replicas check
+        // generations in the database): a second one is refused, and the
+        // database is free again once the first goes.
+        let first = open(&at);
+        first
             .write(|s| s.create_provider("7d1c5c0e-2a4b-4a8e-9f00-000000000002".into(), "cn2".into(), None))
             .expect("create");
+        let refused = Placement::open_at(&at, Durability::Process).expect_err("a second process");
+        assert!(refused.detail.contains("already serves"), "{}", refused.detail);
+        drop(first);
         assert_eq!(open(&at).read(|s| s.live_providers().count()), 2);
     }
 

@@ -49,6 +49,12 @@ CREATE INDEX allocations_rp ON allocations (rp_id);
 /// Advisory lock key held while migrating ("quiver" in ASCII).
 const MIGRATION_LOCK: i64 = 0x71_75_69_76_65_72;
 
+/// Advisory lock key the one process serving the database holds for as
+/// long as it is connected ("quiver1"): until the replicas check
+/// generations in the database and follow a change feed, a second process
+/// would assign the same provider ids and over-allocate, so it is refused.
+const SERVING_LOCK: i64 = 0x71_75_69_76_65_72_31;
+
 pub struct PgStore {
     client: Client,
     /// The connection string without its password.
@@ -86,6 +92,19 @@ impl PgStore {
         let client = Client::connect(url, NoTls)
             .map_err(|e| Error::internal(format!("cannot connect to the database {shown}: {e}")))?;
         let mut store = PgStore { client, shown, statements: HashMap::new() };
+        // Wait a little: a process killed a moment ago may still hold it
+        // until the server notices the closed connection.
+        store.client.batch_execute("SET lock_timeout = '5s'")?;
+        if let Err(e) = store.client.execute("SELECT pg_advisory_lock($1)", &[&SERVING_LOCK]) {
+            if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                return Err(Error::internal(format!(
+                    "another Quiver process already serves the database {}: several replicas on one database are not supported yet",
+                    store.shown
+                )));
+            }
+            return Err(e.into());
+        }
+        store.client.batch_execute("RESET lock_timeout")?;
         store.migrate()?;
         Ok(store)
     }
