@@ -44,8 +44,12 @@ impl Error {
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(500, codes::DEFAULT, detail)
     }
+    /// The store cannot be reached (503, shown: the caller may retry).
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(503, codes::DEFAULT, detail)
+    }
     pub fn is_internal(&self) -> bool {
-        self.status >= 500
+        self.status >= 500 && self.status != 503
     }
 }
 

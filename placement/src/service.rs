@@ -92,6 +92,24 @@ impl Placement {
         f(&guard, &fleet)
     }
 
+    /// Checks that the store answers (`/healthcheck`).
+    ///
+    /// # Errors
+    /// The database is unreachable (503).
+    pub fn check_store(&self) -> Result<()> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner()).ping()
+    }
+
+    /// Where the store is, its schema version, and the version this build
+    /// knows (`quiver db status`).
+    ///
+    /// # Errors
+    /// The version cannot be read.
+    pub fn store_status(&self) -> Result<(String, i64, usize)> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        Ok((store.describe(), store.schema_version()?, store.known_schema_version()))
+    }
+
     /// Runs `f` on a shared view of the state.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         let guard = self.state.read().unwrap_or_else(|e| e.into_inner());

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod bench_boot;
 pub mod bench_candidates;
 pub mod bench_serve;
+pub mod db;
 pub mod decide;
 pub mod fleet;
 pub mod load;
@@ -71,6 +72,10 @@ pub enum Command {
     /// SQL over a fleet (hosts, inventories, usage, traits, aggregates) and
     /// simulation timelines, through DataFusion; or a JsonFilter query.
     Query(query::QueryArgs),
+    /// Placement's store: `sync` (migrate) and `status` (schema version,
+    /// contents), for a data directory or a PostgreSQL database.
+    #[command(subcommand)]
+    Db(db::DbCommand),
 }
 
 /// Sets up structured logging on stderr.
@@ -103,5 +108,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Agent(a) => agent::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Query(a) => query::run(a),
+        Command::Db(c) => db::run(c),
     }
 }

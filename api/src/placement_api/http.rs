@@ -427,6 +427,15 @@ pub fn handle(api: &PlacementApi, parts: Parts, body: Bytes) -> Response<Body> {
                 headers: vec![("content-type", "text/plain; version=0.0.4".into())],
             });
         }
+        // No credentials needed: load balancers probe it.
+        if path == "/healthcheck" && (parts.method == Method::GET || parts.method == Method::HEAD) {
+            api.placement.check_store()?;
+            return Ok(Resp {
+                status: 200,
+                body: Some(b"OK".to_vec()),
+                headers: vec![("content-type", "text/plain".into())],
+            });
+        }
         // noauth2
         let creds = if segments.is_empty() {
             Credentials::anonymous()

@@ -252,3 +252,25 @@ fn bench_candidates_builds_the_nested_perf_shape() {
     assert_eq!(doc["queries"][0]["candidates"], 6, "{doc}");
     assert_eq!(doc["queries"][1]["candidates"], 5, "{doc}");
 }
+
+#[test]
+fn db_sync_and_status_on_a_data_directory_and_bad_store_arguments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf8");
+    let (code, out, err) = quiver(&["db", "sync", "--data", data]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("schema version 1"), "{out}");
+    let (code, out, err) = quiver(&["db", "status", "--data", data]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("schema version  1 of 1 (current)") && out.contains("providers       0"), "{out}");
+    let (code, _, err) = quiver(&["db", "status", "--data", "/nonexistent/quiver"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no store at /nonexistent/quiver/placement.sqlite"), "{err}");
+    let (code, _, err) = quiver(&["db", "status", "--data", data, "--database", "postgresql://x@y/z"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--data and --database"), "{err}");
+    let (code, _, err) = quiver(&["db", "sync", "--database", "./not-a-url"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("expected a postgresql:// URL"), "{err}");
+}

@@ -313,3 +313,35 @@ fn allocation_candidates_filter_by_trait_capacity_and_limit() {
     let (_, c) = s.call("GET", "/allocation_candidates?resources=VCPU:4", None, "1.39");
     assert_eq!(c["allocation_requests"].as_array().map(Vec::len), Some(1));
 }
+
+/// `quiver db ...` on `url`: exit status and stdout + stderr.
+fn db(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver")).arg("db").args(args).output().expect("quiver db runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn postgresql_store_status_sync_and_a_healthcheck_that_fails_with_the_database() {
+    let cluster = quiver_placement::store::test_cluster::TestCluster::start();
+    let url = cluster.url("placement");
+    let (ok, text) = db(&["status", "--database", &url]);
+    assert!(ok && text.contains("schema version  0 of 1 (behind"), "{text}");
+    let (ok, text) = db(&["sync", "--database", &url]);
+    assert!(ok && text.contains("schema version 1"), "{text}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start_with(dir.path(), &["--database", &url]);
+    provider(&s, "pg-node", 8);
+    // Beside the running server: status reads, sync is refused.
+    let (ok, text) = db(&["status", "--database", &url]);
+    assert!(ok && text.contains("(current)") && text.contains("providers       1"), "{text}");
+    let (ok, text) = db(&["sync", "--database", &url]);
+    assert!(!ok && text.contains("already serves"), "{text}");
+    let (status, _) = s.raw("GET", "/healthcheck", b"");
+    assert_eq!(status, 200);
+    // The database goes away: the healthcheck says so, with Placement's body.
+    cluster.stop();
+    let (status, body) = s.raw("GET", "/healthcheck", b"");
+    assert_eq!(status, 503, "{body}");
+    let detail = body["errors"][0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("database"), "{body}");
+}

@@ -10,6 +10,9 @@
 
 mod postgres;
 mod sqlite;
+mod status;
+
+pub use status::{StoreStatus, status};
 
 use std::path::PathBuf;
 
@@ -112,6 +115,37 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.path().display().to_string(),
             Store::Postgres(p) => p.describe(),
+        }
+    }
+
+    /// Checks that the database answers (a PostgreSQL store reconnects
+    /// first if its connection was lost).
+    ///
+    /// # Errors
+    /// The database is unreachable (503).
+    pub fn ping(&mut self) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => s.ping(),
+            Store::Postgres(p) => p.ping(),
+        }
+    }
+
+    /// The schema version the database is at.
+    ///
+    /// # Errors
+    /// A read fails.
+    pub fn schema_version(&mut self) -> Result<i64> {
+        match self {
+            Store::Sqlite(s) => s.schema_version(),
+            Store::Postgres(p) => p.schema_version(),
+        }
+    }
+
+    /// The schema version this build migrates to.
+    pub fn known_schema_version(&self) -> usize {
+        match self {
+            Store::Sqlite(_) => sqlite::MIGRATIONS.len(),
+            Store::Postgres(_) => postgres::MIGRATIONS.len(),
         }
     }
 

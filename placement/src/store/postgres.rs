@@ -15,7 +15,7 @@ use crate::model::now;
 
 /// Schema migrations, applied in order; the index is the schema version.
 /// `seq` columns keep insertion order, as SQLite's `rowid` does.
-const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE resource_classes (seq BIGSERIAL, name TEXT PRIMARY KEY, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);
 CREATE TABLE traits (seq BIGSERIAL, name TEXT PRIMARY KEY, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);
 CREATE TABLE resource_providers (
@@ -57,6 +57,7 @@ const SERVING_LOCK: i64 = 0x71_75_69_76_65_72_31;
 
 pub struct PgStore {
     client: Client,
+    url: String,
     /// The connection string without its password.
     shown: String,
     statements: HashMap<String, Statement>,
@@ -69,7 +70,7 @@ impl From<postgres::Error> for Error {
 }
 
 /// `url` with any password replaced by `***`.
-fn without_password(url: &str) -> String {
+pub(super) fn without_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -89,24 +90,58 @@ impl PgStore {
     /// The server cannot be reached, or the schema is newer than this build.
     pub fn open(url: &str) -> Result<PgStore> {
         let shown = without_password(url);
-        let client = Client::connect(url, NoTls)
-            .map_err(|e| Error::internal(format!("cannot connect to the database {shown}: {e}")))?;
-        let mut store = PgStore { client, shown, statements: HashMap::new() };
+        let client = connect(url, &shown)?;
+        let mut store = PgStore { client, url: url.to_owned(), shown, statements: HashMap::new() };
+        store.hold_serving_lock()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Takes the serving lock on this connection, or says who has it.
+    fn hold_serving_lock(&mut self) -> Result<()> {
         // Wait a little: a process killed a moment ago may still hold it
         // until the server notices the closed connection.
-        store.client.batch_execute("SET lock_timeout = '5s'")?;
-        if let Err(e) = store.client.execute("SELECT pg_advisory_lock($1)", &[&SERVING_LOCK]) {
+        self.client.batch_execute("SET lock_timeout = '5s'")?;
+        if let Err(e) = self.client.execute("SELECT pg_advisory_lock($1)", &[&SERVING_LOCK]) {
             if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
                 return Err(Error::internal(format!(
                     "another Quiver process already serves the database {}: several replicas on one database are not supported yet",
-                    store.shown
+                    self.shown
                 )));
             }
             return Err(e.into());
         }
-        store.client.batch_execute("RESET lock_timeout")?;
-        store.migrate()?;
-        Ok(store)
+        self.client.batch_execute("RESET lock_timeout")?;
+        Ok(())
+    }
+
+    /// A lost connection (the server restarted, the network dropped) is
+    /// opened again, with the serving lock, before the next statement.
+    fn reconnect_if_closed(&mut self) -> Result<()> {
+        if !self.client.is_closed() {
+            return Ok(());
+        }
+        tracing::warn!(database = %self.shown, "the database connection was lost; reconnecting");
+        self.client = connect(&self.url, &self.shown)?;
+        self.statements.clear();
+        self.hold_serving_lock()
+    }
+
+    pub fn ping(&mut self) -> Result<()> {
+        self.reconnect_if_closed()?;
+        self.client
+            .simple_query("SELECT 1")
+            .map(|_| ())
+            .map_err(|e| Error::unavailable(format!("the database {} does not answer: {e}", self.shown)))
+    }
+
+    pub fn schema_version(&mut self) -> Result<i64> {
+        self.reconnect_if_closed()?;
+        Ok(self
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])?
+            .map(|r| r.get::<_, String>(0).parse().unwrap_or(0))
+            .unwrap_or(0))
     }
 
     /// Where it is, for logs.
@@ -149,6 +184,10 @@ impl PgStore {
     }
 }
 
+fn connect(url: &str, shown: &str) -> Result<Client> {
+    Client::connect(url, NoTls).map_err(|e| Error::unavailable(format!("cannot connect to the database {shown}: {e}")))
+}
+
 impl Row for postgres::Row {
     fn int(&self, i: usize) -> Result<i64> {
         Ok(self.try_get(i)?)
@@ -169,6 +208,7 @@ impl Row for postgres::Row {
 
 impl Backend for PgStore {
     fn begin(&mut self) -> Result<()> {
+        self.reconnect_if_closed()?;
         Ok(self.client.batch_execute("BEGIN")?)
     }
     fn commit(&mut self) -> Result<()> {
@@ -195,6 +235,7 @@ impl Backend for PgStore {
         Ok(())
     }
     fn query(&mut self, sql: &str, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
+        self.reconnect_if_closed()?;
         let stmt = self.statement(sql)?;
         for r in self.client.query(&stmt, &[])? {
             f(&r)?;

@@ -93,8 +93,10 @@ impl TestCluster {
     }
 }
 
-impl Drop for TestCluster {
-    fn drop(&mut self) {
+impl TestCluster {
+    /// Stops the server (immediately, as a crash would); a no-op when it
+    /// is already stopped.
+    pub fn stop(&self) {
         let data = self.dir.path().join("data");
         let exe = self.bin.join("pg_ctl");
         let mut cmd = match &self.as_user {
@@ -106,6 +108,12 @@ impl Drop for TestCluster {
             None => Command::new(&exe),
         };
         let _ = cmd.args(["-D", path(&data), "-m", "immediate", "stop"]).output();
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
