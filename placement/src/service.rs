@@ -19,6 +19,9 @@ pub struct Placement {
     /// order: `state`, then `fleet`.
     fleet: RwLock<Fleet>,
     store: Mutex<Store>,
+    /// A failed write's reload failed too: memory may hold what the store
+    /// did not acknowledge until [`Placement::ensure_fresh`] succeeds.
+    needs_reload: std::sync::atomic::AtomicBool,
     feed: Mutex<ProviderChanges>,
 }
 
@@ -56,6 +59,7 @@ impl Placement {
             fleet: RwLock::new(crate::fleet::build(&state)),
             state: RwLock::new(state),
             store: Mutex::new(store),
+            needs_reload: Default::default(),
             feed: Mutex::new(ProviderChanges::default()),
         })
     }
@@ -100,14 +104,43 @@ impl Placement {
         self.store.lock().unwrap_or_else(|e| e.into_inner()).ping()
     }
 
-    /// Where the store is, its schema version, and the version this build
-    /// knows (`quiver db status`).
+    /// Reloads the state from the store if a failed write could not, so
+    /// memory never serves a write the store did not acknowledge; callers
+    /// answer 503 while the store stays unreachable.
     ///
     /// # Errors
-    /// The version cannot be read.
-    pub fn store_status(&self) -> Result<(String, i64, usize)> {
+    /// The reload fails (the store is unreachable: 503).
+    pub fn ensure_fresh(&self) -> Result<()> {
+        if !self.needs_reload.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        Ok((store.describe(), store.schema_version()?, store.known_schema_version()))
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if !self.needs_reload.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
+        }
+        self.reload(&mut store, &mut state)
+    }
+
+    /// Replaces the state and the fleet with the store's, or marks them as
+    /// needing it.
+    fn reload(&self, store: &mut Store, state: &mut State) -> Result<()> {
+        match store.load() {
+            Ok(fresh) => {
+                *state = fresh;
+                *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = crate::fleet::build(state);
+                self.feed.lock().unwrap_or_else(|e| e.into_inner()).resync = true;
+                self.needs_reload.store(false, std::sync::atomic::Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                self.needs_reload.store(true, std::sync::atomic::Ordering::Release);
+                Err(Error::unavailable(format!(
+                    "the store cannot be read, so nothing is served from memory: {}",
+                    e.detail
+                )))
+            }
+        }
     }
 
     /// Runs `f` on a shared view of the state.
@@ -122,6 +155,7 @@ impl Placement {
     /// commit fails, the state is reloaded from the store, so memory never
     /// holds an unacknowledged write.
     pub fn write<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
+        self.ensure_fresh()?;
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
         state.dirty.clear();
@@ -134,9 +168,7 @@ impl Placement {
         };
         if let Some(err) = failed {
             tracing::error!(error = %err, "write not committed; reloading state from the store");
-            *state = store.load()?;
-            *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = crate::fleet::build(&state);
-            self.feed.lock().unwrap_or_else(|e| e.into_inner()).resync = true;
+            self.reload(&mut store, &mut state)?;
             return match out {
                 Err(e) => Err(e),
                 Ok(_) => Err(err),

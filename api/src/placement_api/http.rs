@@ -447,6 +447,10 @@ pub fn handle(api: &PlacementApi, parts: Parts, body: Bytes) -> Response<Body> {
         };
         let version = parse_version(headers)?;
         ctx.version = Some(version);
+        // Never serve from memory what the store did not acknowledge.
+        if !segments.is_empty() {
+            api.placement.ensure_fresh()?;
+        }
         if let Some(len) = headers.get("content-length") {
             match len.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
                 Some(n) if n > 0 && headers.get("content-type").is_none() => {

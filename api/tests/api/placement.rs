@@ -321,7 +321,7 @@ fn db(args: &[&str]) -> (bool, String) {
 }
 
 #[test]
-fn postgresql_store_status_sync_and_a_healthcheck_that_fails_with_the_database() {
+fn postgresql_store_status_sync_healthcheck_and_a_database_restart() {
     let cluster = quiver_placement::store::test_cluster::TestCluster::start();
     let url = cluster.url("placement");
     let (ok, text) = db(&["status", "--database", &url]);
@@ -338,10 +338,26 @@ fn postgresql_store_status_sync_and_a_healthcheck_that_fails_with_the_database()
     assert!(!ok && text.contains("already serves"), "{text}");
     let (status, _) = s.raw("GET", "/healthcheck", b"");
     assert_eq!(status, 200);
-    // The database goes away: the healthcheck says so, with Placement's body.
+    // The database goes away: the healthcheck says so, with Placement's
+    // body; a write is refused with 503 and nothing is served from memory
+    // that the store did not acknowledge.
     cluster.stop();
     let (status, body) = s.raw("GET", "/healthcheck", b"");
     assert_eq!(status, 503, "{body}");
     let detail = body["errors"][0]["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("database"), "{body}");
+    let (status, body) = s.call("POST", "/resource_providers", Some(&json!({"name": "lost"})), "1.39");
+    assert_eq!(status, 503, "{body}");
+    let (status, _) = s.call("GET", "/resource_providers", None, "1.39");
+    assert_eq!(status, 503, "no stale answers while the store is gone");
+    // It comes back: the server reconnects; the refused write is not there.
+    cluster.restart();
+    let (status, _) = s.raw("GET", "/healthcheck", b"");
+    assert_eq!(status, 200);
+    let (status, body) = s.call("GET", "/resource_providers", None, "1.39");
+    assert_eq!(status, 200);
+    let names: Vec<&str> =
+        body["resource_providers"].as_array().expect("list").iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["pg-node"]);
+    provider(&s, "after-restart", 4);
 }

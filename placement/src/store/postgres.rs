@@ -65,7 +65,11 @@ pub struct PgStore {
 
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        Error::internal(format!("store: {e}"))
+        if e.is_closed() {
+            Error::unavailable(format!("the database connection is closed: {e}"))
+        } else {
+            Error::internal(format!("store: {e}"))
+        }
     }
 }
 

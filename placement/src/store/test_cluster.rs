@@ -53,13 +53,21 @@ impl TestCluster {
         let port = free_port();
         let c = TestCluster { dir, bin, port, as_user };
         c.run("initdb", &["-D", path(&data), "-U", "quiver", "--auth=trust", "-E", "UTF8", "--no-sync"]);
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
-            c.dir.path().display()
-        );
-        let log = c.dir.path().join("log");
-        c.run("pg_ctl", &["-D", path(&data), "-l", path(&log), "-o", &opts, "-w", "start"]);
+        c.restart();
         c
+    }
+
+    /// Starts the server again after [`TestCluster::stop`] (same port, same
+    /// data).
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data");
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        self.run("pg_ctl", &["-D", path(&data), "-l", path(&log), "-o", &opts, "-w", "start"]);
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
