@@ -27,8 +27,8 @@ use std::time::Duration;
 /// scheduler and conductor, on one data directory.
 ///
 /// State lives in DATA/placement.sqlite and DATA/compute.sqlite (SQLite in
-/// WAL mode, created and migrated on start), or Placement's in PostgreSQL
-/// with `--database postgresql://...`; every acknowledged write is
+/// WAL mode, created and migrated on start), or both in PostgreSQL with
+/// `--database postgresql://...`; every acknowledged write is
 /// committed before the response is sent. Authentication is noauth2, as in
 /// Nova's and Placement's development mode: send `X-Auth-Token: admin`, or
 /// `user:project`. `--with-agents N` starts N compute agents in this
@@ -51,7 +51,7 @@ Config file (TOML; every key optional; Nova's and Placement's option names):
   data = \"./quiver-data\"
   durability = \"process\"   # or \"full\": fsync every commit
   [database]
-  connection = \"postgresql://quiver@db.example.com/placement\"   # Placement's store in PostgreSQL
+  connection = \"postgresql://quiver@db.example.com/quiver\"   # Placement and the compute records in PostgreSQL
   [DEFAULT]
   service_down_time = 60
   default_availability_zone = \"nova\"
@@ -91,11 +91,11 @@ pub struct ServeArgs {
     /// Data directory [default: ./quiver-data].
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Keep Placement's store in this PostgreSQL database
-    /// (`postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`, as Placement's
-    /// `[placement_database] connection`) instead of SQLite in the data
-    /// directory; migrated on start. The compute records stay in the data
-    /// directory for now.
+    /// Keep the stores in this PostgreSQL database
+    /// (`postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`, as Nova's and
+    /// Placement's `[database] connection`) instead of SQLite in the data
+    /// directory: Placement's tables (migrated on start) and the compute
+    /// records. Images stay in the data directory.
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
     /// TOML configuration file; command-line flags override it.
@@ -342,16 +342,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(other) => bail!("config [store] durability: expected \"process\" or \"full\", got {other:?}"),
     };
     let (compute_config, agent_config) = compute_config(&config)?;
-    let placement = match args.database.clone().or(config.database.connection.clone()) {
+    let (placement, records_at) = match args.database.clone().or(config.database.connection.clone()) {
         Some(url) => {
             let at = Location::parse(&url);
             if !matches!(at, Location::Postgres(_)) {
                 bail!("--database / [database] connection: expected a postgresql:// URL, got {url:?}");
             }
-            Placement::open_at(&at, durability).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?
+            let p =
+                Placement::open_at(&at, durability).map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+            (p, at)
         }
-        None => Placement::open(&data, durability)
-            .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?,
+        None => {
+            let p = Placement::open(&data, durability)
+                .map_err(|e| anyhow::anyhow!("cannot open data directory {}: {e}", data.display()))?;
+            (p, Location::Dir(data.clone()))
+        }
     };
     let cors = (!config.cors.allowed_origin.is_empty()).then_some(Cors {
         allowed_origins: config.cors.allowed_origin,
@@ -373,7 +378,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),
     });
     let compute = Arc::new(
-        ComputeApi::open(Arc::clone(&placement), data.clone(), compute_config, args.seed)
+        ComputeApi::open_with_records(Arc::clone(&placement), data.clone(), &records_at, compute_config, args.seed)
             .map_err(|e| anyhow::anyhow!("cannot open the compute records in {}: {e}", data.display()))?,
     );
     let agent = if args.with_agents > 0 {

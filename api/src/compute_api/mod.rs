@@ -17,6 +17,7 @@ mod images;
 pub mod live_fleet;
 pub mod query;
 mod quotas;
+pub mod record_store;
 pub mod records;
 mod server_groups;
 mod servers;
@@ -102,7 +103,24 @@ impl ComputeApi {
         config: ComputeConfig,
         seed: u64,
     ) -> Result<Self, String> {
-        let records = Records::open(&data_dir).map_err(|e| e.to_string())?;
+        let at = quiver_placement::store::Location::Dir(data_dir.clone());
+        Self::open_with_records(placement, data_dir, &at, config, seed)
+    }
+
+    /// As [`ComputeApi::open`], with the records at `records` (a data
+    /// directory, or the PostgreSQL database Placement uses); images stay
+    /// in `data_dir`.
+    ///
+    /// # Errors
+    /// The records cannot be opened, or the scheduler options are bad.
+    pub fn open_with_records(
+        placement: Arc<Placement>,
+        data_dir: PathBuf,
+        records: &quiver_placement::store::Location,
+        config: ComputeConfig,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let records = Records::open_at(records).map_err(|e| e.to_string())?;
         let scheduler = quiver_engine::Scheduler::new(config.scheduler.clone(), seed).map_err(|e| e.to_string())?;
         Ok(Self {
             placement,

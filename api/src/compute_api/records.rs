@@ -1,12 +1,12 @@
 //! Nova's records (flavors, images, servers, server groups, aggregates,
-//! compute services, quotas) in memory, written through to SQLite before a
-//! change is acknowledged: `DATA/compute.sqlite`, WAL mode, one table of
-//! JSON documents keyed by kind and id.
+//! compute services, quotas) in memory, written through to the store before
+//! a change is acknowledged ([`super::record_store`]: one table of JSON
+//! documents keyed by kind and id, in SQLite or PostgreSQL).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use rusqlite::{Connection, params};
+use quiver_placement::store::Location;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -190,7 +190,7 @@ pub struct QuotaSet {
 
 /// All records, and the SQLite file they are written to.
 pub struct Records {
-    conn: Connection,
+    store: super::record_store::DocStore,
     pub flavors: BTreeMap<String, Flavor>,
     pub images: BTreeMap<String, Image>,
     /// Servers by id; change them through [`Records::put_server`] and
@@ -251,7 +251,7 @@ record!(QuotaSet, "quota", |self| self.project.clone());
 /// A store failure: the change was not made.
 #[derive(Debug, thiserror::Error)]
 #[error("compute store: {0}")]
-pub struct StoreError(String);
+pub struct StoreError(pub String);
 
 fn se(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -263,16 +263,18 @@ impl Records {
     /// # Errors
     /// The file cannot be opened or holds a record that does not parse.
     pub fn open(dir: &Path) -> Result<Records, StoreError> {
-        std::fs::create_dir_all(dir).map_err(se)?;
-        let conn = Connection::open(dir.join("compute.sqlite")).map_err(se)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS records (kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
-                                                 PRIMARY KEY (kind, id));",
-        )
-        .map_err(se)?;
+        Records::open_at(&Location::Dir(dir.to_owned()))
+    }
+
+    /// Opens the records at `at` (a data directory, or the PostgreSQL
+    /// database Placement uses) and loads every one.
+    ///
+    /// # Errors
+    /// The store cannot be opened or holds a record that does not parse.
+    pub fn open_at(at: &Location) -> Result<Records, StoreError> {
+        let store = super::record_store::DocStore::open(at)?;
         let mut r = Records {
-            conn,
+            store,
             flavors: BTreeMap::new(),
             images: BTreeMap::new(),
             servers: HashMap::new(),
@@ -284,10 +286,7 @@ impl Records {
             changes: Default::default(),
             last_service_id: std::cell::Cell::new(0),
         };
-        let rows: Vec<(String, String)> = {
-            let mut st = r.conn.prepare("SELECT kind, body FROM records").map_err(se)?;
-            st.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(se)?.collect::<Result<_, _>>().map_err(se)?
-        };
+        let rows = r.store.load_all()?;
         for (kind, body) in rows {
             let bad = |e: serde_json::Error| StoreError(format!("record of kind {kind}: {e}"));
             match kind.as_str() {
@@ -389,15 +388,10 @@ impl Records {
     /// Writes one record (insert or replace), committed on return.
     ///
     /// # Errors
-    /// SQLite refused the write.
+    /// The store refused the write.
     pub fn save<R: Record>(&self, rec: &R) -> Result<(), StoreError> {
         let body = serde_json::to_string(rec).map_err(se)?;
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
-                params![R::KIND, rec.key(), body],
-            )
-            .map_err(se)?;
+        self.store.put(R::KIND, &rec.key(), &body)?;
         self.mark(R::KIND, &rec.key());
         Ok(())
     }
@@ -405,18 +399,13 @@ impl Records {
     /// Writes several records in one transaction.
     ///
     /// # Errors
-    /// SQLite refused the write; none of them is written.
+    /// The store refused the write; none of them is written.
     pub fn save_all<R: Record>(&mut self, recs: &[&R]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction().map_err(se)?;
-        for rec in recs {
-            let body = serde_json::to_string(rec).map_err(se)?;
-            tx.execute(
-                "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?1, ?2, ?3)",
-                params![R::KIND, rec.key(), body],
-            )
-            .map_err(se)?;
-        }
-        tx.commit().map_err(se)?;
+        let docs: Vec<(&str, String, String)> = recs
+            .iter()
+            .map(|rec| Ok((R::KIND, rec.key(), serde_json::to_string(rec).map_err(se)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.store.put_all(&docs)?;
         for rec in recs {
             self.mark(R::KIND, &rec.key());
         }
@@ -426,9 +415,9 @@ impl Records {
     /// Deletes one record.
     ///
     /// # Errors
-    /// SQLite refused the write.
+    /// The store refused the write.
     pub fn remove(&self, kind: &str, key: &str) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM records WHERE kind = ?1 AND id = ?2", params![kind, key]).map_err(se)?;
+        self.store.delete(kind, key)?;
         self.mark(kind, key);
         Ok(())
     }

@@ -730,3 +730,41 @@ fn provider_config_files_add_gpus_that_flavors_can_claim() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("vcpu.yaml") && err.contains("cannot be overridden"), "{err}");
 }
+
+#[test]
+fn a_cloud_on_postgresql_boots_and_keeps_its_servers_across_kill_9() {
+    let cluster = quiver_placement::store::test_cluster::TestCluster::start();
+    let url = cluster.url("quiver");
+    let data = tempfile::tempdir().expect("tempdir");
+    let args = ["--with-agents", "2", "--agent-driver", "fake", "--database", url.as_str()];
+    let mut cloud = Cloud::start(data.path(), &args, false);
+    cloud.wait("two hypervisors", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 2)
+    });
+    cloud.flavor("small", 1, 512, 1);
+    for i in 0..3 {
+        cloud.boot(json!({"server": {"name": format!("pg{i}"), "flavorRef": "small", "networks": "none"}}));
+    }
+    let servers = cloud.settle(60);
+    assert!(servers.iter().all(|s| s["status"] == "ACTIVE"), "{servers:?}");
+    let used =
+        |c: &Cloud| -> i64 { c.providers().values().map(|rp| c.usages(rp).get("VCPU").copied().unwrap_or(0)).sum() };
+    assert_eq!(used(&cloud), 3);
+    // kill -9, then a new process on the same database: records and
+    // allocations are the database's.
+    cloud._serve.0.kill().expect("kill -9");
+    let _ = cloud._serve.0.wait();
+    cloud = Cloud::start(data.path(), &args, false);
+    cloud.wait("two hypervisors again", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 2)
+    });
+    let mut names: Vec<String> = cloud
+        .servers()
+        .iter()
+        .filter(|s| s["status"] == "ACTIVE")
+        .map(|s| s["name"].as_str().unwrap_or("").to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["pg0", "pg1", "pg2"]);
+    assert_eq!(used(&cloud), 3);
+}

@@ -85,6 +85,16 @@ pub(crate) trait Backend {
     fn order_column(&self) -> &'static str;
 }
 
+/// Runs a blocking database call: on a worker thread of a multi-threaded
+/// tokio runtime through `block_in_place` (the PostgreSQL client drives its
+/// own runtime, which cannot start inside another's), elsewhere directly.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The store.
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
@@ -106,7 +116,7 @@ impl Store {
     pub fn open(at: &Location, durability: Durability) -> Result<Store> {
         Ok(match at {
             Location::Dir(dir) => Store::Sqlite(sqlite::SqliteStore::open(dir, durability)?),
-            Location::Postgres(url) => Store::Postgres(Box::new(postgres::PgStore::open(url)?)),
+            Location::Postgres(url) => Store::Postgres(Box::new(blocking(|| postgres::PgStore::open(url))?)),
         })
     }
 
@@ -126,7 +136,7 @@ impl Store {
     pub fn ping(&mut self) -> Result<()> {
         match self {
             Store::Sqlite(s) => s.ping(),
-            Store::Postgres(p) => p.ping(),
+            Store::Postgres(p) => blocking(|| p.ping()),
         }
     }
 
@@ -137,7 +147,7 @@ impl Store {
     pub fn schema_version(&mut self) -> Result<i64> {
         match self {
             Store::Sqlite(s) => s.schema_version(),
-            Store::Postgres(p) => p.schema_version(),
+            Store::Postgres(p) => blocking(|| p.schema_version()),
         }
     }
 
@@ -149,19 +159,15 @@ impl Store {
         }
     }
 
-    fn backend(&mut self) -> &mut dyn Backend {
-        match self {
-            Store::Sqlite(s) => s,
-            Store::Postgres(p) => p.as_mut(),
-        }
-    }
-
     /// Rebuilds the whole in-memory state from the database.
     ///
     /// # Errors
     /// A read fails.
     pub fn load(&mut self) -> Result<State> {
-        load(self.backend())
+        match self {
+            Store::Sqlite(s) => load(s),
+            Store::Postgres(p) => blocking(|| load(p.as_mut())),
+        }
     }
 
     /// Writes everything `state.dirty` names in one transaction.
@@ -169,14 +175,19 @@ impl Store {
     /// # Errors
     /// A write or the commit fails; nothing of the write is kept.
     pub fn persist(&mut self, state: &State) -> Result<()> {
-        let b = self.backend();
-        b.begin()?;
-        match persist(b, state) {
-            Ok(()) => b.commit(),
-            Err(e) => {
-                b.rollback();
-                Err(e)
+        let commit = |b: &mut dyn Backend| {
+            b.begin()?;
+            match persist(b, state) {
+                Ok(()) => b.commit(),
+                Err(e) => {
+                    b.rollback();
+                    Err(e)
+                }
             }
+        };
+        match self {
+            Store::Sqlite(s) => commit(s),
+            Store::Postgres(p) => blocking(|| commit(p.as_mut())),
         }
     }
 }

@@ -31,7 +31,7 @@ const COUNTS: &str = "SELECT (SELECT count(*) FROM resource_providers), (SELECT 
 pub fn status(at: &Location) -> Result<StoreStatus> {
     match at {
         Location::Dir(dir) => sqlite_status(dir),
-        Location::Postgres(url) => postgres_status(url),
+        Location::Postgres(url) => super::blocking(|| postgres_status(url)),
     }
 }
 
