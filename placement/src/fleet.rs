@@ -31,9 +31,7 @@ pub fn refresh(fleet: &mut Fleet, state: &State, changed: &BTreeSet<RpId>, used:
     write_rows(fleet, state, changed.iter().copied());
     for &id in used.difference(changed) {
         let Some(Some(p)) = state.providers.get(id as usize) else { continue };
-        for r in &p.inventories {
-            fleet.set_provider_used(id as usize, state.class_name(r.class), r.used);
-        }
+        fleet.set_provider_usage(id as usize, p.inventories.iter().map(|r| (state.class_name(r.class), r.used)));
     }
 }
 

@@ -126,13 +126,7 @@ impl Fleet {
     /// capacity fields follow the inventory ([`Fleet::sync_hoststate`]).
     pub fn set_provider(&mut self, row: usize, p: &ProviderRow<'_>) {
         self.ensure_rows(row + 1);
-        let was_live = self.providers.live.get(row);
-        if was_live {
-            let (b, r) = self.locate(row);
-            let code = b.traitset[r];
-            self.providers.traitsets.count(code, -1);
-            self.providers.aggsets.count(self.providers.aggset[row], -1);
-        }
+        self.uncount(row);
         self.providers.live.set(row, true);
         self.providers.root[row] = p.root;
         self.providers.parent[row] = p.parent;
@@ -148,13 +142,26 @@ impl Fleet {
         self.sync_hoststate(row);
     }
 
-    /// Sets the usage of class `rc` (by name) on row `row`, as an
-    /// allocation write left it.
-    pub fn set_provider_used(&mut self, row: usize, rc: &str, used: i64) {
-        if let Some(i) = self.rc_index(rc) {
-            self.set_used(row, i, used);
-            self.sync_hoststate(row);
+    /// Sets the usage of row `row`, per class (by name), as an allocation
+    /// write left it; `HostState` follows once.
+    pub fn set_provider_usage<'a>(&mut self, row: usize, used: impl IntoIterator<Item = (&'a str, i64)>) {
+        for (rc, n) in used {
+            if let Some(i) = self.rc_index(rc) {
+                self.set_used(row, i, n);
+            }
         }
+        self.sync_hoststate(row);
+    }
+
+    /// Takes a live row out of its sets' live counts (a no-op on a dead one).
+    fn uncount(&mut self, row: usize) {
+        if !self.providers.live.get(row) {
+            return;
+        }
+        let (b, r) = self.locate(row);
+        let code = b.traitset[r];
+        self.providers.traitsets.count(code, -1);
+        self.providers.aggsets.count(self.providers.aggset[row], -1);
     }
 
     /// Provider `row` was deleted: its row becomes a tombstone (a host row
@@ -164,10 +171,7 @@ impl Fleet {
             return;
         }
         self.unbind_host(row);
-        let (b, r) = self.locate(row);
-        let code = b.traitset[r];
-        self.providers.traitsets.count(code, -1);
-        self.providers.aggsets.count(self.providers.aggset[row], -1);
+        self.uncount(row);
         self.providers.live.set(row, false);
         for rc in 0..self.resource_classes.len() {
             self.refresh_avail(rc, row);
