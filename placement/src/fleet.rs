@@ -90,6 +90,7 @@ mod tests {
             aggregates: Default::default(),
             created_at: 0,
             updated_at: 0,
+            stored_generation: None,
         };
         s.providers = vec![Some(mk(0, None, 0)), Some(mk(1, Some(0), 0))];
         let mut fleet = build(&s);

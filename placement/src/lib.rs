@@ -1,7 +1,8 @@
 //! The Placement domain: resource providers (trees), inventories, resource
 //! classes, traits, aggregates, consumers and allocations, kept in memory for
-//! fast reads and written through to an embedded SQLite store (WAL mode) that
-//! is the source of truth. Allocation candidates are answered from the
+//! fast reads and written through to the store that is the source of truth:
+//! embedded SQLite (WAL mode), or PostgreSQL shared by several replicas that
+//! follow its change feed. Allocation candidates are answered from the
 //! in-memory replica.
 //!
 //! Names and behaviour follow OpenStack Placement 16.0 (microversions 1.0 to
@@ -11,8 +12,11 @@
 pub mod candidates;
 pub mod error;
 pub mod fleet;
+pub mod follower;
 pub mod model;
 pub mod ops;
+#[cfg(test)]
+mod replica_tests;
 pub mod request;
 pub mod service;
 pub mod store;

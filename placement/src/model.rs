@@ -48,6 +48,9 @@ pub struct Provider {
     pub aggregates: BTreeSet<AggId>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// The generation the store holds (None: not stored yet); the store's
+    /// write checks it, so a write built on a stale view is refused.
+    pub stored_generation: Option<i64>,
 }
 
 impl Provider {
@@ -80,6 +83,9 @@ pub struct Consumer {
     pub allocations: Vec<Allocation>,
     pub created_at: Ts,
     pub updated_at: Ts,
+    /// The generation the store holds (None: not stored yet), as for
+    /// providers.
+    pub stored_generation: Option<i64>,
 }
 
 /// An interned vocabulary with per-name timestamps and a live flag (custom
@@ -96,6 +102,10 @@ pub struct Names {
 impl Names {
     pub fn get(&self, name: &str) -> Option<u32> {
         self.by_name.get(name).copied().filter(|&id| self.live[id as usize])
+    }
+    /// The id of `name`, live or deleted.
+    pub fn id_of(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).copied()
     }
     pub fn name(&self, id: u32) -> &str {
         &self.names[id as usize]

@@ -1,16 +1,22 @@
 //! [`Placement`]: the state behind a lock, written through to the store.
-//! Writers are serialized (one write lock), so generation checks are exact;
-//! readers share the state and never touch SQLite.
+//! Writers are serialized (one write lock here, and on PostgreSQL one
+//! advisory lock across replicas), so generation checks are exact, and the
+//! store checks them again; readers share the state. On PostgreSQL a read
+//! first catches up with the change feed, so it sees every write any
+//! replica acknowledged before it arrived.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use quiver_engine::Fleet;
 
 use crate::error::{Error, Result};
+use crate::follower::FeedStats;
 use crate::model::{Dirty, RpId, State};
-use crate::store::{Durability, Location, Store};
+use crate::store::{CatchUp, Durability, Location, Store};
 
 pub struct Placement {
     state: RwLock<State>,
@@ -21,8 +27,14 @@ pub struct Placement {
     store: Mutex<Store>,
     /// A failed write's reload failed too: memory may hold what the store
     /// did not acknowledge until [`Placement::ensure_fresh`] succeeds.
-    needs_reload: std::sync::atomic::AtomicBool,
+    needs_reload: AtomicBool,
     feed: Mutex<ProviderChanges>,
+    /// Where this replica is in the change feed (PostgreSQL).
+    feed_stats: FeedStats,
+    /// When the last freshness check that succeeded began (ns after
+    /// `opened`): a request that arrived before it need not ask again.
+    fresh_from: AtomicU64,
+    opened: Instant,
 }
 
 /// What committed writes changed since the last [`Placement::update_fleet`]:
@@ -55,13 +67,42 @@ impl Placement {
     pub fn open_at(at: &Location, durability: Durability) -> Result<Placement> {
         let mut store = Store::open(at, durability)?;
         let state = store.load()?;
+        let feed_stats = FeedStats::default();
+        feed_stats.note(store.applied_seq().unwrap_or(0), vec![]);
         Ok(Placement {
             fleet: RwLock::new(crate::fleet::build(&state)),
             state: RwLock::new(state),
             store: Mutex::new(store),
             needs_reload: Default::default(),
             feed: Mutex::new(ProviderChanges::default()),
+            feed_stats,
+            fresh_from: AtomicU64::new(0),
+            opened: Instant::now(),
         })
+    }
+
+    /// Starts following the store's change feed (PostgreSQL; nothing to do
+    /// on SQLite), so this replica applies other replicas' writes as they
+    /// commit ([`crate::follower`]).
+    ///
+    /// # Errors
+    /// The follower thread cannot be started.
+    pub fn follow_changes(self: &Arc<Self>) -> std::io::Result<()> {
+        let feed = self.store.lock().unwrap_or_else(|e| e.into_inner()).feed();
+        match feed {
+            Some((url, replica)) => crate::follower::follow(Arc::downgrade(self), url, replica),
+            None => Ok(()),
+        }
+    }
+
+    /// Where this replica is in the change feed.
+    pub fn feed_stats(&self) -> &FeedStats {
+        &self.feed_stats
+    }
+
+    /// Whether the store is shared through a change feed (PostgreSQL).
+    pub fn has_change_feed(&self) -> bool {
+        self.store.lock().unwrap_or_else(|e| e.into_inner()).feed().is_some()
     }
 
     fn take_changes(&self) -> ProviderChanges {
@@ -104,22 +145,97 @@ impl Placement {
         self.store.lock().unwrap_or_else(|e| e.into_inner()).ping()
     }
 
-    /// Reloads the state from the store if a failed write could not, so
-    /// memory never serves a write the store did not acknowledge; callers
-    /// answer 503 while the store stays unreachable.
+    /// Makes memory safe to answer from: reloads the state if a failed
+    /// write could not, so memory never serves a write the store did not
+    /// acknowledge, and on PostgreSQL applies every change committed
+    /// before this call (one round trip to read the newest sequence,
+    /// shared by the requests that arrived while it ran). Callers answer
+    /// 503 while the store stays unreachable.
     ///
     /// # Errors
-    /// The reload fails (the store is unreachable: 503).
+    /// The store is unreachable (503).
     pub fn ensure_fresh(&self) -> Result<()> {
-        if !self.needs_reload.load(std::sync::atomic::Ordering::Acquire) {
+        let arrived = self.since_opened();
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if self.needs_reload.load(Ordering::Acquire) {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            self.reload(&mut store, &mut state)?;
+        }
+        if self.fresh_from.load(Ordering::Acquire) > arrived {
+            return Ok(());
+        }
+        let began = self.since_opened();
+        let Some(latest) = store.latest_seq().map_err(|e| {
+            Error::unavailable(format!("this replica cannot confirm it is current with the store: {}", e.detail))
+        })?
+        else {
+            return Ok(());
+        };
+        self.feed_stats.saw(latest);
+        if store.applied_seq().is_some_and(|applied| applied < latest) {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            self.catch_up_locked(&mut store, &mut state)?;
+        }
+        self.fresh_from.fetch_max(began, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn since_opened(&self) -> u64 {
+        // Never 0, so a check that began at open still counts as later
+        // than the initial `fresh_from`.
+        self.opened.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Applies the changes up to `seq` unless memory already holds them
+    /// (the change-feed follower).
+    ///
+    /// # Errors
+    /// The store fails (503).
+    pub fn catch_up_to(&self, seq: i64) -> Result<()> {
+        if self.feed_stats.applied() >= seq {
             return Ok(());
         }
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if !self.needs_reload.load(std::sync::atomic::Ordering::Acquire) {
+        if store.applied_seq().is_none_or(|applied| applied >= seq) {
             return Ok(());
         }
-        self.reload(&mut store, &mut state)
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        self.catch_up_locked(&mut store, &mut state)
+    }
+
+    fn catch_up_locked(&self, store: &mut Store, state: &mut State) -> Result<()> {
+        match store.catch_up(state) {
+            Ok(caught) => {
+                self.apply_catch_up(store, state, caught);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the change feed could not be applied; reloading");
+                self.reload(store, state)?;
+                Err(Error::unavailable(format!("the change feed could not be applied: {}", e.detail)))
+            }
+        }
+    }
+
+    /// Brings the fleet and the provider-change feed up to what catching
+    /// up changed in `state`.
+    fn apply_catch_up(&self, store: &mut Store, state: &mut State, caught: CatchUp) {
+        match caught {
+            CatchUp::Current => {}
+            CatchUp::Changed(changed) => {
+                let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
+                crate::fleet::refresh(&mut fleet, state, &changed, &BTreeSet::new());
+                drop(fleet);
+                state.epoch += 1;
+                self.feed.lock().unwrap_or_else(|e| e.into_inner()).providers.extend(changed);
+            }
+            CatchUp::Reloaded => {
+                *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = crate::fleet::build(state);
+                state.epoch += 1;
+                self.feed.lock().unwrap_or_else(|e| e.into_inner()).resync = true;
+            }
+        }
+        self.feed_stats.note(store.applied_seq().unwrap_or(0), store.take_lags());
     }
 
     /// Replaces the state and the fleet with the store's, or marks them as
@@ -128,13 +244,15 @@ impl Placement {
         match store.load() {
             Ok(fresh) => {
                 *state = fresh;
+                state.epoch += 1;
                 *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = crate::fleet::build(state);
                 self.feed.lock().unwrap_or_else(|e| e.into_inner()).resync = true;
-                self.needs_reload.store(false, std::sync::atomic::Ordering::Release);
+                self.feed_stats.note(store.applied_seq().unwrap_or(0), vec![]);
+                self.needs_reload.store(false, Ordering::Release);
                 Ok(())
             }
             Err(e) => {
-                self.needs_reload.store(true, std::sync::atomic::Ordering::Release);
+                self.needs_reload.store(true, Ordering::Release);
                 Err(Error::unavailable(format!(
                     "the store cannot be read, so nothing is served from memory: {}",
                     e.detail
@@ -155,16 +273,28 @@ impl Placement {
     /// commit fails, the state is reloaded from the store, so memory never
     /// holds an unacknowledged write.
     pub fn write<R>(&self, f: impl FnOnce(&mut State) -> Result<R>) -> Result<R> {
-        self.ensure_fresh()?;
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if self.needs_reload.load(Ordering::Acquire) {
+            self.reload(&mut store, &mut state)?;
+        }
+        match store.begin_write(&mut state) {
+            Ok(caught) => self.apply_catch_up(&mut store, &mut state, caught),
+            Err(e) => {
+                // Catching up may have stopped half-way.
+                self.reload(&mut store, &mut state)?;
+                return Err(e);
+            }
+        }
         state.dirty.clear();
         state.usage_changed.clear();
         let out = f(&mut state);
         let failed = match &out {
-            Ok(_) => store.persist(&state).err(),
-            Err(_) if !state.dirty.is_empty() => Some(Error::internal("write failed after mutating")),
-            Err(_) => None,
+            Ok(_) => store.finish_write(&state).err(),
+            Err(_) => {
+                store.abort_write();
+                (!state.dirty.is_empty()).then(|| Error::internal("write failed after mutating"))
+            }
         };
         if let Some(err) = failed {
             tracing::error!(error = %err, "write not committed; reloading state from the store");
@@ -174,31 +304,43 @@ impl Placement {
                 Ok(_) => Err(err),
             };
         }
-        if out.is_ok() {
-            let changed: BTreeSet<RpId> = state
-                .dirty
-                .iter()
-                .filter_map(|d| match d {
-                    Dirty::Provider(id) => Some(*id),
-                    _ => None,
-                })
-                .collect();
-            let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
-            crate::fleet::refresh(&mut fleet, &state, &changed, &state.usage_changed);
-        }
         if out.is_ok() && !state.dirty.is_empty() {
-            state.epoch += 1;
-            let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
-            let state = &*state;
-            feed.providers.extend(state.dirty.iter().filter_map(|d| match d {
-                Dirty::Provider(id) => Some(*id),
-                _ => None,
-            }));
-            feed.providers.extend(state.usage_changed.iter().copied());
+            self.committed(&mut store, &mut state);
         }
         state.dirty.clear();
         state.usage_changed.clear();
         out
+    }
+
+    /// After a commit: the stored generations, the fleet's rows and the
+    /// provider-change feed follow what the write changed.
+    fn committed(&self, store: &mut Store, state: &mut State) {
+        let dirty = std::mem::take(&mut state.dirty);
+        let mut changed = BTreeSet::new();
+        for d in &dirty {
+            match d {
+                Dirty::Provider(id) => {
+                    changed.insert(*id);
+                    if let Some(Some(p)) = state.providers.get_mut(*id as usize) {
+                        p.stored_generation = Some(p.generation);
+                    }
+                }
+                Dirty::Consumer(uuid) => {
+                    if let Some(c) = state.consumers.get_mut(uuid) {
+                        c.stored_generation = Some(c.generation);
+                    }
+                }
+                Dirty::Class(_) | Dirty::Trait(_) => {}
+            }
+        }
+        let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
+        crate::fleet::refresh(&mut fleet, state, &changed, &state.usage_changed);
+        drop(fleet);
+        state.epoch += 1;
+        let mut feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        feed.providers.extend(changed);
+        feed.providers.extend(state.usage_changed.iter().copied());
+        self.feed_stats.note(store.applied_seq().unwrap_or(0), vec![]);
     }
 }
 
@@ -223,17 +365,6 @@ mod tests {
         let cluster = crate::store::test_cluster::TestCluster::start();
         let at = Location::Postgres(cluster.url("placement"));
         survives_a_reopen(&at);
-        // One process serves a database at a time (until replicas check
-        // generations in the database): a second one is refused, and the
-        // database is free again once the first goes.
-        let first = open(&at);
-        first
-            .write(|s| s.create_provider("7d1c5c0e-2a4b-4a8e-9f00-000000000002".into(), "cn2".into(), None))
-            .expect("create");
-        let refused = Placement::open_at(&at, Durability::Process).expect_err("a second process");
-        assert!(refused.detail.contains("already serves"), "{}", refused.detail);
-        drop(first);
-        assert_eq!(open(&at).read(|s| s.live_providers().count()), 2);
     }
 
     fn survives_a_reopen(at: &Location) {

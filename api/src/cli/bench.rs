@@ -18,6 +18,9 @@ pub enum BenchCommand {
     Boot(super::bench_boot::BootBenchArgs),
     /// Time GET /allocation_candidates on Placement's nested perf shape.
     Candidates(super::bench_candidates::CandidatesBenchArgs),
+    /// Placement replicas on one PostgreSQL beside SQLite and the real
+    /// Placement: writes per second, read latency, change-feed lag.
+    Replicas(super::bench_replicas::ReplicasBenchArgs),
 }
 
 /// Arguments of `quiver bench`.
@@ -65,6 +68,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     match a.command {
         Some(BenchCommand::Boot(b)) => return super::bench_boot::run(b),
         Some(BenchCommand::Candidates(c)) => return super::bench_candidates::run(c),
+        Some(BenchCommand::Replicas(r)) => return super::bench_replicas::run(r),
         None => {}
     }
     for p in &a.profiles {

@@ -73,6 +73,21 @@ pub fn run(cmd: DbCommand) -> Result<()> {
             println!("providers       {}", s.providers);
             println!("consumers       {}", s.consumers);
             println!("allocations     {}", s.allocations);
+            if let Some(latest) = s.latest_change {
+                println!("change feed     newest change {latest}");
+                if s.replicas.is_empty() {
+                    println!("replicas        none reported in the last hour");
+                }
+                for r in &s.replicas {
+                    let lag = r.lag_ms.map_or("-".to_owned(), |ms| format!("{ms:.1} ms"));
+                    let state =
+                        if r.seen_ago > 10 { format!("last seen {} s ago", r.seen_ago) } else { "live".to_owned() };
+                    println!(
+                        "replica         {}  applied {}  behind {}  lag {lag}  ({state})",
+                        r.name, r.applied, r.behind
+                    );
+                }
+            }
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod bench;
 pub mod bench_boot;
 pub mod bench_candidates;
+pub mod bench_replicas;
 pub mod bench_serve;
 pub mod db;
 pub mod decide;

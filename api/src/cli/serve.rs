@@ -124,6 +124,11 @@ pub struct ServeArgs {
     /// Seed of the scheduler's `host_subset_size` picks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Serve only the Placement API: the extra replicas of a Placement
+    /// shared through one PostgreSQL database (`--database`), which follow
+    /// each other's writes. The Compute and image APIs run on one replica.
+    #[arg(long, conflicts_with_all = ["with_agents", "compute_listen", "image_listen", "agent_listen"])]
+    pub placement_only: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -367,6 +372,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         allow_credentials: config.cors.allow_credentials,
     });
     let placement = Arc::new(placement);
+    // Other replicas on the same database: apply their writes as they land.
+    placement.follow_changes().context("cannot start the change-feed follower")?;
     let api = Arc::new(PlacementApi {
         placement: Arc::clone(&placement),
         policy: Policy {
@@ -377,6 +384,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
         metrics: Metrics::default(),
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),
     });
+    if args.placement_only {
+        return serve_placement_only(listen, app(api));
+    }
     let compute = Arc::new(
         ComputeApi::open_with_records(Arc::clone(&placement), data.clone(), &records_at, compute_config, args.seed)
             .map_err(|e| anyhow::anyhow!("cannot open the compute records in {}: {e}", data.display()))?,
@@ -423,6 +433,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         while let Some(done) = servers.join_next().await {
             done??;
         }
+        Ok(())
+    })
+}
+
+/// `--placement-only`: the Placement API alone.
+fn serve_placement_only(listen: SocketAddr, app: axum::Router) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("quiver-http").build()?;
+    runtime.block_on(async move {
+        let l = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(%listen, "Placement API ready (placement only)");
+        eprintln!("quiver: Placement on http://{listen} (placement only)");
+        axum::serve(l, app).with_graceful_shutdown(shutdown()).await?;
         Ok(())
     })
 }

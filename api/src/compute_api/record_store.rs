@@ -2,6 +2,12 @@
 //! and id, in `DATA/compute.sqlite` (WAL mode) or, with `quiver serve
 //! --database`, in the same PostgreSQL database as Placement's store
 //! (table `compute_records`). Every write is committed before it returns.
+//!
+//! Placement's tables are shared by any number of replicas; the compute
+//! records are not yet (each replica would hold its own copy in memory),
+//! so on PostgreSQL one process at a time serves them, holding an advisory
+//! lock for as long as it is connected. Other replicas run
+//! `quiver serve --placement-only`.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -21,10 +27,29 @@ pub struct PgDocs {
     client: RefCell<postgres::Client>,
 }
 
+/// Advisory lock key of the process serving the compute records ("quiverc").
+const COMPUTE_LOCK: i64 = 0x71_75_69_76_65_72_63;
+
 impl PgDocs {
+    /// Connects and takes the compute records' lock, or says who has it.
     fn connect(url: &str) -> Result<postgres::Client, StoreError> {
-        postgres::Client::connect(url, postgres::NoTls)
-            .map_err(|e| StoreError(format!("cannot connect to the database: {e}")))
+        let mut c = postgres::Client::connect(url, postgres::NoTls)
+            .map_err(|e| StoreError(format!("cannot connect to the database: {e}")))?;
+        // Wait a little: a process killed a moment ago holds it until the
+        // server notices its connection closed.
+        c.batch_execute("SET lock_timeout = '5s'").map_err(se)?;
+        if let Err(e) = c.execute("SELECT pg_advisory_lock($1)", &[&COMPUTE_LOCK]) {
+            if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) {
+                return Err(StoreError(
+                    "another replica serves the Compute API on this database (the compute records have one \
+                     writer): start this one with --placement-only"
+                        .into(),
+                ));
+            }
+            return Err(se(e));
+        }
+        c.batch_execute("RESET lock_timeout").map_err(se)?;
+        Ok(c)
     }
 
     fn client(&self) -> Result<std::cell::RefMut<'_, postgres::Client>, StoreError> {
@@ -171,6 +196,8 @@ mod tests {
             r.remove("flavor", "m1.medium").expect("remove");
         }
         let r = Records::open_at(&at).expect("reopen");
+        let other = Records::open_at(&at).err().expect("a second writer of the compute records is refused");
+        assert!(other.to_string().contains("--placement-only"), "{other}");
         let names: Vec<&str> = r.flavors.keys().map(String::as_str).collect();
         assert_eq!(names, ["m1.large", "m1.small"]);
         assert_eq!(r.flavors["m1.large"].ram, 8192);
@@ -179,6 +206,7 @@ mod tests {
         assert!(r.save(&Flavor::for_test("m1.tiny", 1, 256, 1)).is_err(), "no database, no acknowledged write");
         cluster.restart();
         r.save(&Flavor::for_test("m1.tiny", 1, 256, 1)).expect("reconnected");
+        drop(r);
         assert!(Records::open_at(&at).expect("reopen").flavors.contains_key("m1.tiny"));
     }
 }

@@ -67,6 +67,11 @@ impl Metrics {
         let (providers, consumers, epoch) =
             api.placement.read(|s| (s.live_providers().count(), s.consumers.len(), s.epoch));
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let feed = if api.placement.has_change_feed() {
+            change_feed_metrics(&api.placement.feed_stats().status())
+        } else {
+            String::new()
+        };
         format!(
             "# HELP quiver_placement_requests_total HTTP requests served by the Placement API.\n\
              # TYPE quiver_placement_requests_total counter\n\
@@ -92,7 +97,7 @@ impl Metrics {
              quiver_placement_consumers {consumers}\n\
              # HELP quiver_placement_state_epoch Committed writes since start.\n\
              # TYPE quiver_placement_state_epoch counter\n\
-             quiver_placement_state_epoch {epoch}\n",
+             quiver_placement_state_epoch {epoch}\n{feed}",
             g(&self.requests),
             g(&self.errors_4xx),
             g(&self.errors_5xx),
@@ -101,6 +106,35 @@ impl Metrics {
             g(&self.candidates_micros) as f64 / 1e6,
         )
     }
+}
+
+/// This replica's place in the change feed of a shared database.
+fn change_feed_metrics(s: &quiver_placement::follower::FeedStatus) -> String {
+    let mut out = format!(
+        "# HELP quiver_change_feed_applied_seq The newest change of the shared database this replica's memory holds.\n\
+         # TYPE quiver_change_feed_applied_seq gauge\n\
+         quiver_change_feed_applied_seq {}\n\
+         # HELP quiver_change_feed_lag_changes Changes committed that this replica has seen but not applied yet.\n\
+         # TYPE quiver_change_feed_lag_changes gauge\n\
+         quiver_change_feed_lag_changes {}\n\
+         # HELP quiver_change_feed_applied_total Other replicas' changes applied since start.\n\
+         # TYPE quiver_change_feed_applied_total counter\n\
+         quiver_change_feed_applied_total {}\n",
+        s.applied,
+        (s.latest - s.applied).max(0),
+        s.applied_total,
+    );
+    if let (Some(p50), Some(p99)) = (s.lag_p50_ms, s.lag_p99_ms) {
+        out.push_str(&format!(
+            "# HELP quiver_change_feed_lag_seconds Commit-to-apply delay of other replicas' recent changes.\n\
+             # TYPE quiver_change_feed_lag_seconds summary\n\
+             quiver_change_feed_lag_seconds{{quantile=\"0.5\"}} {}\n\
+             quiver_change_feed_lag_seconds{{quantile=\"0.99\"}} {}\n",
+            p50 / 1e3,
+            p99 / 1e3
+        ));
+    }
+    out
 }
 
 /// The Placement API as an axum router (tests call it with `oneshot`).

@@ -4,3 +4,4 @@
 mod cli;
 mod compute;
 mod placement;
+mod replicas;

@@ -10,29 +10,37 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 /// A minimal HTTP/1.1 client (one connection per request) for the tests.
 #[derive(Clone, Copy)]
-struct Client {
-    port: u16,
+pub(crate) struct Client {
+    pub(crate) port: u16,
 }
 
 impl Server {
-    fn start(data: &Path) -> Server {
+    pub(crate) fn start(data: &Path) -> Server {
         Server::start_with(data, &[])
     }
 
     /// `quiver serve` on `data` with `extra` flags (`--database URL`).
-    fn start_with(data: &Path, extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    pub(crate) fn start_with(data: &Path, extra: &[&str]) -> Server {
+        let mut args = extra.to_vec();
+        args.extend(["--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"]);
+        Server::start_on(data, &args, None)
+    }
+
+    /// `quiver serve --listen` on `port` (a free one if None) with exactly
+    /// `args` besides.
+    pub(crate) fn start_on(data: &Path, args: &[&str], port: Option<u16>) -> Server {
+        let port =
+            port.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port());
         let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().expect("utf8")])
-            .args(extra)
-            .args(["--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"])
+            .args(args)
             .env("QUIVER_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -49,15 +57,21 @@ impl Server {
         panic!("server did not become ready");
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         Client { port: self.port }
     }
 
-    fn try_call(&self, method: &str, path: &str, body: Option<&[u8]>, version: &str) -> Option<(u16, Value)> {
+    pub(crate) fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        version: &str,
+    ) -> Option<(u16, Value)> {
         self.client().try_call(method, path, body, version)
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>, version: &str) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>, version: &str) -> (u16, Value) {
         self.client().call(method, path, body, version)
     }
 
@@ -65,14 +79,20 @@ impl Server {
         self.client().try_call(method, path, Some(body), "1.39").expect("server answers")
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
 }
 
 impl Client {
-    fn try_call(&self, method: &str, path: &str, body: Option<&[u8]>, version: &str) -> Option<(u16, Value)> {
+    pub(crate) fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        version: &str,
+    ) -> Option<(u16, Value)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
         let body = body.unwrap_or(b"");
@@ -97,7 +117,7 @@ impl Client {
         Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<&Value>, version: &str) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>, version: &str) -> (u16, Value) {
         let bytes = body.map(|b| serde_json::to_vec(b).expect("json"));
         self.try_call(method, path, bytes.as_deref(), version).expect("server answers")
     }
@@ -124,12 +144,12 @@ fn dechunk(body: &str) -> String {
     out
 }
 
-fn uuid() -> String {
+pub(crate) fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 /// A provider with `vcpus` VCPU; returns its uuid.
-fn provider(s: &Server, name: &str, vcpus: i64) -> String {
+pub(crate) fn provider(s: &Server, name: &str, vcpus: i64) -> String {
     let (status, rp) = s.call("POST", "/resource_providers", Some(&json!({"name": name})), "1.39");
     assert_eq!(status, 200, "{rp}");
     let id = rp["uuid"].as_str().expect("uuid").to_string();
@@ -139,7 +159,7 @@ fn provider(s: &Server, name: &str, vcpus: i64) -> String {
     id
 }
 
-fn allocate(s: &Server, rp: &str, consumer: &str, vcpus: i64) -> (u16, Value) {
+pub(crate) fn allocate(s: &Server, rp: &str, consumer: &str, vcpus: i64) -> (u16, Value) {
     let body = json!({
         "allocations": {rp: {"resources": {"VCPU": vcpus}}},
         "project_id": "p", "user_id": "u", "consumer_generation": null, "consumer_type": "INSTANCE"
@@ -325,17 +345,27 @@ fn postgresql_store_status_sync_healthcheck_and_a_database_restart() {
     let cluster = quiver_placement::store::test_cluster::TestCluster::start();
     let url = cluster.url("placement");
     let (ok, text) = db(&["status", "--database", &url]);
-    assert!(ok && text.contains("schema version  0 of 1 (behind"), "{text}");
+    assert!(ok && text.contains("schema version  0 of 2 (behind"), "{text}");
     let (ok, text) = db(&["sync", "--database", &url]);
-    assert!(ok && text.contains("schema version 1"), "{text}");
+    assert!(ok && text.contains("schema version 2"), "{text}");
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Server::start_with(dir.path(), &["--database", &url]);
     provider(&s, "pg-node", 8);
-    // Beside the running server: status reads, sync is refused.
-    let (ok, text) = db(&["status", "--database", &url]);
-    assert!(ok && text.contains("(current)") && text.contains("providers       1"), "{text}");
+    // Beside the running server: status reads, with the server's place in
+    // the change feed once it reported; sync is a no-op.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let (ok, text) = db(&["status", "--database", &url]);
+        assert!(ok && text.contains("(current)") && text.contains("providers       1"), "{text}");
+        if text.contains("behind 0") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let newest = text.split("newest change ").nth(1).and_then(|t| t.split_whitespace().next()).expect("the feed");
+    assert!(text.contains(&format!("applied {newest}  behind 0")), "{text}");
     let (ok, text) = db(&["sync", "--database", &url]);
-    assert!(!ok && text.contains("already serves"), "{text}");
+    assert!(ok && text.contains("schema version 2"), "{text}");
     let (status, _) = s.raw("GET", "/healthcheck", b"");
     assert_eq!(status, 200);
     // The database goes away: the healthcheck says so, with Placement's

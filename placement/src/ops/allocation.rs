@@ -145,6 +145,7 @@ impl State {
                     allocations: vec![],
                     created_at: t,
                     updated_at: t,
+                    stored_generation: None,
                 });
                 c.project = project;
                 c.user = user;

@@ -61,6 +61,7 @@ impl State {
             aggregates: BTreeSet::new(),
             created_at: t,
             updated_at: t,
+            stored_generation: None,
         };
         self.providers.push(Some(p));
         self.by_uuid.insert(uuid, id);

@@ -5,19 +5,37 @@
 //! database whose schema is newer than this build knows), and commit every
 //! acknowledged write as one transaction that rewrites exactly the rows the
 //! write touched ([`Dirty`]). The in-memory [`State`] is rebuilt from
-//! either on start; reading rows and writing them is written once here,
-//! over a small [`Backend`] each database implements.
+//! either on start; reading rows ([`load`]) and writing them ([`persist`])
+//! is written once, over a small [`Backend`] each database implements.
+//! Several replicas share a PostgreSQL database through its change feed
+//! ([`postgres`], [`change_set`]).
 
+pub mod change_set;
+mod load;
+mod persist;
 mod postgres;
 mod sqlite;
 mod status;
 
-pub use status::{StoreStatus, status};
+pub use postgres::CHANNEL;
+pub use status::{ReplicaStatus, StoreStatus, status};
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::model::{Allocation, Consumer, Dirty, Inventory, InventoryRecord, Provider, State};
+use crate::model::{RpId, State};
+
+/// What applying other writers' changes did to the state.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Nothing new.
+    Current,
+    /// These providers' rows (or their usage) changed.
+    Changed(BTreeSet<RpId>),
+    /// The whole state was read again.
+    Reloaded,
+}
 
 /// How hard each commit goes to disk (SQLite; PostgreSQL commits are
 /// durable as the server is configured).
@@ -79,8 +97,9 @@ pub(crate) trait Backend {
     fn begin(&mut self) -> Result<()>;
     fn commit(&mut self) -> Result<()>;
     fn rollback(&mut self);
-    fn exec(&mut self, sql: &str, args: &[Val<'_>]) -> Result<()>;
-    fn query(&mut self, sql: &str, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()>;
+    /// Runs a statement; the number of rows it changed.
+    fn exec(&mut self, sql: &str, args: &[Val<'_>]) -> Result<u64>;
+    fn query(&mut self, sql: &str, args: &[Val<'_>], f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()>;
     /// The column that keeps insertion order (`rowid`, or a sequence).
     fn order_column(&self) -> &'static str;
 }
@@ -165,29 +184,98 @@ impl Store {
     /// A read fails.
     pub fn load(&mut self) -> Result<State> {
         match self {
-            Store::Sqlite(s) => load(s),
-            Store::Postgres(p) => blocking(|| load(p.as_mut())),
+            Store::Sqlite(s) => load::load(s),
+            Store::Postgres(p) => blocking(|| p.load_state()),
         }
     }
 
-    /// Writes everything `state.dirty` names in one transaction.
+    /// Opens a write transaction. On PostgreSQL it holds the write lock
+    /// shared by every replica and first applies to `state` what other
+    /// replicas committed, so the write validates against the truth.
     ///
     /// # Errors
-    /// A write or the commit fails; nothing of the write is kept.
-    pub fn persist(&mut self, state: &State) -> Result<()> {
-        let commit = |b: &mut dyn Backend| {
-            b.begin()?;
-            match persist(b, state) {
-                Ok(()) => b.commit(),
+    /// The database fails; nothing is open then (on a failure while
+    /// applying changes, `state` may be half-applied: reload it).
+    pub fn begin_write(&mut self, state: &mut State) -> Result<CatchUp> {
+        match self {
+            Store::Sqlite(s) => s.begin().map(|()| CatchUp::Current),
+            Store::Postgres(p) => blocking(|| p.begin_write(state)),
+        }
+    }
+
+    /// Writes everything `state.dirty` names and commits (on PostgreSQL
+    /// with its change-feed row).
+    ///
+    /// # Errors
+    /// A write, a generation check in the store (409) or the commit fails;
+    /// nothing of the write is kept.
+    pub fn finish_write(&mut self, state: &State) -> Result<()> {
+        match self {
+            Store::Sqlite(s) => match persist::persist(s, state) {
+                Ok(()) => s.commit(),
                 Err(e) => {
-                    b.rollback();
+                    s.rollback();
                     Err(e)
                 }
-            }
-        };
+            },
+            Store::Postgres(p) => blocking(|| p.finish_write(state)),
+        }
+    }
+
+    /// Ends an open write without keeping anything.
+    pub fn abort_write(&mut self) {
         match self {
-            Store::Sqlite(s) => commit(s),
-            Store::Postgres(p) => blocking(|| commit(p.as_mut())),
+            Store::Sqlite(s) => s.rollback(),
+            Store::Postgres(p) => blocking(|| p.abort_write()),
+        }
+    }
+
+    /// The newest change committed by any replica (None: a store without a
+    /// change feed, whose one process holds everything).
+    ///
+    /// # Errors
+    /// The database does not answer (503).
+    pub fn latest_seq(&mut self) -> Result<Option<i64>> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(p) => blocking(|| p.latest_seq()).map(Some),
+        }
+    }
+
+    /// The newest change applied to this process's state.
+    pub fn applied_seq(&self) -> Option<i64> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some(p.applied()),
+        }
+    }
+
+    /// Applies to `state` what other replicas committed since.
+    ///
+    /// # Errors
+    /// The database fails (`state` may be half-applied: reload it).
+    pub fn catch_up(&mut self, state: &mut State) -> Result<CatchUp> {
+        match self {
+            Store::Sqlite(_) => Ok(CatchUp::Current),
+            Store::Postgres(p) => blocking(|| p.catch_up(state)),
+        }
+    }
+
+    /// Commit-to-apply delays (ms) of other replicas' changes applied since
+    /// the last call.
+    pub fn take_lags(&mut self) -> Vec<f64> {
+        match self {
+            Store::Sqlite(_) => vec![],
+            Store::Postgres(p) => p.take_lags(),
+        }
+    }
+
+    /// The database URL and this replica's name, where replicas follow a
+    /// change feed.
+    pub fn feed(&self) -> Option<(String, String)> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some((p.url().to_owned(), p.replica().to_owned())),
         }
     }
 }
@@ -199,266 +287,6 @@ fn check_version(found: i64, known: usize) -> Result<()> {
         return Err(Error::internal(format!(
             "the database schema is version {found}, newer than this build knows ({known}): upgrade Quiver"
         )));
-    }
-    Ok(())
-}
-
-fn load(b: &mut dyn Backend) -> Result<State> {
-    let order = b.order_column();
-    let mut created = 0i64;
-    b.query("SELECT value FROM meta WHERE key = 'created_at'", &mut |r| {
-        created = r.text(0)?.parse().unwrap_or(0);
-        Ok(())
-    })?;
-    let mut s = State::with_standard_names(created);
-    let mut names: Vec<(String, i64, i64)> = vec![];
-    b.query(&format!("SELECT name, created_at, updated_at FROM resource_classes ORDER BY {order}"), &mut |r| {
-        names.push((r.text(0)?, r.int(1)?, r.int(2)?));
-        Ok(())
-    })?;
-    for (name, c, u) in names.drain(..) {
-        let id = s.classes.intern(&name, c);
-        s.classes.updated_at[id as usize] = u;
-    }
-    b.query(&format!("SELECT name, created_at, updated_at FROM traits ORDER BY {order}"), &mut |r| {
-        names.push((r.text(0)?, r.int(1)?, r.int(2)?));
-        Ok(())
-    })?;
-    for (name, c, u) in names {
-        let id = s.traits.intern(&name, c);
-        s.traits.updated_at[id as usize] = u;
-    }
-    let mut providers = vec![];
-    b.query(
-        "SELECT id, uuid, name, generation, parent_id, root_id, created_at, updated_at FROM resource_providers ORDER BY id",
-        &mut |r| {
-            providers.push(Provider {
-                id: r.int(0)? as u32,
-                uuid: r.text(1)?,
-                name: r.text(2)?,
-                generation: r.int(3)?,
-                parent: r.opt_int(4)?.map(|v| v as u32),
-                root: r.int(5)? as u32,
-                children: Default::default(),
-                inventories: vec![],
-                traits: Default::default(),
-                aggregates: Default::default(),
-                created_at: r.int(6)?,
-                updated_at: r.int(7)?,
-            });
-            Ok(())
-        },
-    )?;
-    for p in providers {
-        let id = p.id as usize;
-        if s.providers.len() <= id {
-            s.providers.resize(id + 1, None);
-        }
-        s.by_uuid.insert(p.uuid.clone(), p.id);
-        s.by_name.insert(p.name.clone(), p.id);
-        if p.parent.is_some() {
-            s.nested += 1;
-        }
-        s.providers[id] = Some(p);
-    }
-    let ids: Vec<(u32, Option<u32>)> = s.live_providers().map(|p| (p.id, p.parent)).collect();
-    for (id, parent) in ids {
-        if let Some(parent) = parent {
-            s.provider_mut(parent).children.insert(id);
-        }
-    }
-    let mut rows: Vec<(u32, String, Inventory, i64, i64)> = vec![];
-    b.query(
-        "SELECT rp_id, class, total, reserved, min_unit, max_unit, step_size, allocation_ratio, created_at, updated_at FROM inventories",
-        &mut |r| {
-            let inv = Inventory {
-                total: r.int(2)?,
-                reserved: r.int(3)?,
-                min_unit: r.int(4)?,
-                max_unit: r.int(5)?,
-                step_size: r.int(6)?,
-                allocation_ratio: r.real(7)?,
-            };
-            rows.push((r.int(0)? as u32, r.text(1)?, inv, r.int(8)?, r.int(9)?));
-            Ok(())
-        },
-    )?;
-    for (rp, class, inv, c, u) in rows {
-        let class = s.classes.intern(&class, c);
-        let p = s.provider_mut(rp);
-        p.inventories.push(InventoryRecord { class, inv, used: 0, created_at: c, updated_at: u });
-        p.inventories.sort_by_key(|r| r.class);
-    }
-    let mut pairs: Vec<(u32, String)> = vec![];
-    b.query("SELECT rp_id, trait FROM provider_traits", &mut |r| {
-        pairs.push((r.int(0)? as u32, r.text(1)?));
-        Ok(())
-    })?;
-    for (rp, name) in pairs.drain(..) {
-        let t = s.traits.intern(&name, created);
-        s.provider_mut(rp).traits.insert(t);
-    }
-    b.query("SELECT rp_id, aggregate FROM provider_aggregates", &mut |r| {
-        pairs.push((r.int(0)? as u32, r.text(1)?));
-        Ok(())
-    })?;
-    for (rp, agg) in pairs {
-        let a = s.aggs.intern(&agg, created);
-        s.provider_mut(rp).aggregates.insert(a);
-        s.agg_members.entry(a).or_default().insert(rp);
-    }
-    let mut consumers = vec![];
-    b.query(
-        "SELECT uuid, project, \"user\", generation, consumer_type, created_at, updated_at FROM consumers",
-        &mut |r| {
-            consumers.push(Consumer {
-                uuid: r.text(0)?,
-                project: r.text(1)?,
-                user: r.text(2)?,
-                generation: r.int(3)?,
-                consumer_type: r.opt_text(4)?,
-                allocations: vec![],
-                created_at: r.int(5)?,
-                updated_at: r.int(6)?,
-            });
-            Ok(())
-        },
-    )?;
-    for c in consumers {
-        s.consumers.insert(c.uuid.clone(), c);
-    }
-    let mut allocs: Vec<(String, u32, String, i64)> = vec![];
-    b.query(&format!("SELECT consumer, rp_id, class, used FROM allocations ORDER BY {order}"), &mut |r| {
-        allocs.push((r.text(0)?, r.int(1)? as u32, r.text(2)?, r.int(3)?));
-        Ok(())
-    })?;
-    for (consumer, rp, class, used) in allocs {
-        let class = s.classes.intern(&class, created);
-        if let Some(c) = s.consumers.get_mut(&consumer) {
-            c.allocations.push(Allocation { rp, class, used });
-        }
-        s.add_usage(rp, class, used);
-    }
-    s.usage_changed.clear();
-    Ok(s)
-}
-
-fn persist(b: &mut dyn Backend, state: &State) -> Result<()> {
-    use Val::{F, I, OptI, OptS, S};
-    for d in &state.dirty {
-        match d {
-            Dirty::Class(id) => {
-                let name = state.classes.name(*id);
-                b.exec("DELETE FROM resource_classes WHERE name = $1", &[S(name)])?;
-                if state.classes.live[*id as usize] {
-                    b.exec(
-                        "INSERT INTO resource_classes (name, created_at, updated_at) VALUES ($1, $2, $3)",
-                        &[
-                            S(name),
-                            I(state.classes.created_at[*id as usize]),
-                            I(state.classes.updated_at[*id as usize]),
-                        ],
-                    )?;
-                }
-            }
-            Dirty::Trait(id) => {
-                let name = state.traits.name(*id);
-                b.exec("DELETE FROM traits WHERE name = $1", &[S(name)])?;
-                if state.traits.live[*id as usize] {
-                    b.exec(
-                        "INSERT INTO traits (name, created_at, updated_at) VALUES ($1, $2, $3)",
-                        &[S(name), I(state.traits.created_at[*id as usize]), I(state.traits.updated_at[*id as usize])],
-                    )?;
-                }
-            }
-            Dirty::Provider(id) => {
-                let rid = i64::from(*id);
-                b.exec("DELETE FROM inventories WHERE rp_id = $1", &[I(rid)])?;
-                b.exec("DELETE FROM provider_traits WHERE rp_id = $1", &[I(rid)])?;
-                b.exec("DELETE FROM provider_aggregates WHERE rp_id = $1", &[I(rid)])?;
-                let Some(Some(p)) = state.providers.get(*id as usize) else {
-                    b.exec("DELETE FROM resource_providers WHERE id = $1", &[I(rid)])?;
-                    continue;
-                };
-                b.exec(
-                    "INSERT INTO resource_providers (id, uuid, name, generation, parent_id, root_id, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                     ON CONFLICT (id) DO UPDATE SET uuid = excluded.uuid, name = excluded.name,
-                       generation = excluded.generation, parent_id = excluded.parent_id,
-                       root_id = excluded.root_id, updated_at = excluded.updated_at",
-                    &[
-                        I(rid),
-                        S(&p.uuid),
-                        S(&p.name),
-                        I(p.generation),
-                        OptI(p.parent.map(i64::from)),
-                        I(i64::from(p.root)),
-                        I(p.created_at),
-                        I(p.updated_at),
-                    ],
-                )?;
-                for r in &p.inventories {
-                    let i = &r.inv;
-                    b.exec(
-                        "INSERT INTO inventories (rp_id, class, total, reserved, min_unit, max_unit, step_size, allocation_ratio, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                        &[
-                            I(rid),
-                            S(state.class_name(r.class)),
-                            I(i.total),
-                            I(i.reserved),
-                            I(i.min_unit),
-                            I(i.max_unit),
-                            I(i.step_size),
-                            F(i.allocation_ratio),
-                            I(r.created_at),
-                            I(r.updated_at),
-                        ],
-                    )?;
-                }
-                for t in &p.traits {
-                    b.exec(
-                        "INSERT INTO provider_traits (rp_id, trait) VALUES ($1, $2)",
-                        &[I(rid), S(state.traits.name(*t))],
-                    )?;
-                }
-                for a in &p.aggregates {
-                    b.exec(
-                        "INSERT INTO provider_aggregates (rp_id, aggregate) VALUES ($1, $2)",
-                        &[I(rid), S(state.aggs.name(*a))],
-                    )?;
-                }
-            }
-            Dirty::Consumer(uuid) => {
-                b.exec("DELETE FROM allocations WHERE consumer = $1", &[S(uuid)])?;
-                let Some(c) = state.consumers.get(uuid) else {
-                    b.exec("DELETE FROM consumers WHERE uuid = $1", &[S(uuid)])?;
-                    continue;
-                };
-                b.exec(
-                    "INSERT INTO consumers (uuid, project, \"user\", generation, consumer_type, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (uuid) DO UPDATE SET project = excluded.project, \"user\" = excluded.\"user\",
-                       generation = excluded.generation, consumer_type = excluded.consumer_type,
-                       updated_at = excluded.updated_at",
-                    &[
-                        S(&c.uuid),
-                        S(&c.project),
-                        S(&c.user),
-                        I(c.generation),
-                        OptS(c.consumer_type.as_deref()),
-                        I(c.created_at),
-                        I(c.updated_at),
-                    ],
-                )?;
-                for a in &c.allocations {
-                    b.exec(
-                        "INSERT INTO allocations (consumer, rp_id, class, used) VALUES ($1, $2, $3, $4)",
-                        &[S(&c.uuid), I(i64::from(a.rp)), S(state.class_name(a.class)), I(a.used)],
-                    )?;
-                }
-            }
-        }
     }
     Ok(())
 }

@@ -135,14 +135,13 @@ impl Backend for SqliteStore {
     fn rollback(&mut self) {
         let _ = self.conn.execute_batch("ROLLBACK");
     }
-    fn exec(&mut self, sql: &str, args: &[Val<'_>]) -> Result<()> {
+    fn exec(&mut self, sql: &str, args: &[Val<'_>]) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        stmt.execute(rusqlite::params_from_iter(args.iter()))?;
-        Ok(())
+        Ok(stmt.execute(rusqlite::params_from_iter(args.iter()))? as u64)
     }
-    fn query(&mut self, sql: &str, f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
+    fn query(&mut self, sql: &str, args: &[Val<'_>], f: &mut dyn FnMut(&dyn Row) -> Result<()>) -> Result<()> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query([])?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
         while let Some(r) = rows.next()? {
             f(r)?;
         }

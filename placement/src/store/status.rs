@@ -1,7 +1,8 @@
 //! What `quiver db status` reports about a store without serving it: where
 //! it is, the schema version it is at against the one this build knows,
-//! and how much it holds. It takes no lock and migrates nothing, so it
-//! works beside a running server.
+//! and how much it holds, and on PostgreSQL how far each replica's memory
+//! trails the change feed. It takes no lock and migrates nothing, so it
+//! works beside running servers.
 
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use super::{Location, postgres, sqlite};
 use crate::error::{Error, Result};
 
 /// A store's state, as `quiver db status` prints it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StoreStatus {
     /// Where it is (a PostgreSQL URL without its password).
     pub location: String,
@@ -20,6 +21,24 @@ pub struct StoreStatus {
     pub providers: i64,
     pub consumers: i64,
     pub allocations: i64,
+    /// The newest change in the feed (PostgreSQL).
+    pub latest_change: Option<i64>,
+    /// The replicas that reported in (PostgreSQL), newest first.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// One replica's place in the change feed, as it last reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub applied: i64,
+    /// Changes committed that it had not applied when it reported.
+    pub behind: i64,
+    /// Its last commit-to-apply delay of another replica's change (ms).
+    pub lag_ms: Option<f64>,
+    /// Seconds since it reported (a replica that stopped stays listed
+    /// until it is an hour old).
+    pub seen_ago: i64,
 }
 
 const COUNTS: &str = "SELECT (SELECT count(*) FROM resource_providers), (SELECT count(*) FROM consumers), (SELECT count(*) FROM allocations)";
@@ -54,6 +73,8 @@ fn sqlite_status(dir: &Path) -> Result<StoreStatus> {
         providers,
         consumers,
         allocations,
+        latest_change: None,
+        replicas: vec![],
     })
 }
 
@@ -76,6 +97,27 @@ fn postgres_status(url: &str) -> Result<StoreStatus> {
     } else {
         (0, 0, 0)
     };
+    let (latest_change, replicas) = if schema_version >= 2 {
+        let latest: i64 = c.query_one("SELECT coalesce(max(seq), 0) FROM changes", &[])?.get(0);
+        let now = crate::model::now();
+        let replicas = c
+            .query("SELECT name, applied_seq, lag_ms, seen_at FROM replicas WHERE seen_at > $1 ORDER BY seen_at DESC, name", &[&(now - 3600)])?
+            .iter()
+            .map(|r| {
+                let applied: i64 = r.get(1);
+                ReplicaStatus {
+                    name: r.get(0),
+                    applied,
+                    behind: (latest - applied).max(0),
+                    lag_ms: r.get(2),
+                    seen_ago: (now - r.get::<_, i64>(3)).max(0),
+                }
+            })
+            .collect();
+        (Some(latest), replicas)
+    } else {
+        (None, vec![])
+    };
     Ok(StoreStatus {
         location,
         schema_version,
@@ -83,5 +125,7 @@ fn postgres_status(url: &str) -> Result<StoreStatus> {
         providers,
         consumers,
         allocations,
+        latest_change,
+        replicas,
     })
 }
