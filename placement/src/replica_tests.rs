@@ -196,3 +196,27 @@ fn a_write_built_on_a_stale_view_is_refused_by_the_store_and_the_follower_applie
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+#[test]
+fn old_changes_are_pruned_and_a_replica_that_missed_them_reloads_in_full() {
+    let cluster = TestCluster::start();
+    let url = cluster.url("placement");
+    let at = Location::Postgres(url.clone());
+    let (a, b) = (open(&at), open(&at));
+    b.set_feed_retention(5, 3);
+    for n in 0..20 {
+        b.write(|s| s.create_provider(rp(n), format!("cn{n}"), None)).expect("create on B");
+    }
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+    let kept: i64 = raw.query_one("SELECT count(*) FROM changes", &[]).expect("count").get(0);
+    assert!(kept <= 5 + 3, "old change rows are pruned ({kept} kept)");
+    let pruned: String =
+        raw.query_one("SELECT value FROM meta WHERE key = 'pruned_through'", &[]).expect("meta").get(0);
+    assert!(pruned.parse::<i64>().expect("a sequence") >= 12, "{pruned}");
+    // A missed changes that are gone: it reads everything again.
+    assert_eq!(a.read(|s| s.live_providers().count()), 0);
+    a.ensure_fresh().expect("fresh");
+    assert_eq!(a.read(|s| s.live_providers().count()), 20);
+    assert_eq!(a.feed_stats().status().applied, b.feed_stats().status().applied);
+    assert!(a.read_with_fleet(|s, fleet| s.live_providers().all(|p| fleet.is_provider(p.id as usize))));
+}

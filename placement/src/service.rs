@@ -95,6 +95,12 @@ impl Placement {
         }
     }
 
+    /// Keeps `rows` change rows, pruning every `every` writes (tests).
+    #[cfg(test)]
+    pub fn set_feed_retention(&self, rows: i64, every: u64) {
+        self.store.lock().unwrap_or_else(|e| e.into_inner()).set_retention(rows, every);
+    }
+
     /// Where this replica is in the change feed.
     pub fn feed_stats(&self) -> &FeedStats {
         &self.feed_stats

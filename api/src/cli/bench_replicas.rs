@@ -106,7 +106,8 @@ fn wait_ready(endpoint: &str) -> Result<()> {
 fn fresh_database(base: &str, name: &str) -> Result<String> {
     let mut c = postgres::Client::connect(&format!("{base}postgres"), postgres::NoTls)
         .with_context(|| format!("cannot connect to {base}postgres"))?;
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))?;
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
+    c.batch_execute(&format!("CREATE DATABASE {name}"))?;
     Ok(format!("{base}{name}"))
 }
 
@@ -247,13 +248,17 @@ fn write_load(s: &Setup, providers: &[String], clients: usize, seconds: u64) -> 
                         let endpoint = &s.endpoints[i % s.endpoints.len()];
                         let rp = &providers[(i * 7919) % providers.len()];
                         let body = json!({"allocations": {rp: {"resources": {"VCPU": 1, "MEMORY_MB": 512}}},
-                            "project_id": "bench", "user_id": "bench", "consumer_generation": null});
+                            "project_id": "bench", "user_id": "bench", "consumer_generation": null,
+                            "consumer_type": "INSTANCE"});
                         let t = Instant::now();
                         let r =
                             http.put(format!("{endpoint}/allocations/{}", uuid::Uuid::new_v4())).json(&body).send()?;
                         if r.status().as_u16() == 204 {
                             lat.push(t.elapsed().as_secs_f64() * 1e3);
                         } else {
+                            if refused == 0 {
+                                tracing::warn!(status = r.status().as_u16(), body = %r.text().unwrap_or_default(), "a write was refused");
+                            }
                             refused += 1;
                         }
                     }

@@ -317,6 +317,26 @@ async fn count_requests(
     resp
 }
 
+/// Before a Compute API request reads Placement's state (the scheduler's
+/// fleet, usages), the replica applies every change other replicas
+/// committed before it arrived (nothing to do on SQLite); a database it
+/// cannot reach is a 503, never a stale answer.
+async fn fresh_placement(
+    State(api): State<Arc<ComputeApi>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path().starts_with("/v2.1/")
+        && let Err(e) = api.placement.ensure_fresh()
+    {
+        return axum::response::IntoResponse::into_response(http::NovaError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            e.detail,
+        ));
+    }
+    next.run(req).await
+}
+
 /// The Compute API's route table.
 pub fn app(api: Arc<ComputeApi>) -> Router {
     let v = Router::new()
@@ -366,6 +386,7 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/identity/v3/projects/{id}", get(identity_project))
         .nest("/v2.1", v)
         .fallback(http::not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), fresh_placement))
         .layer(axum::middleware::from_fn(http::edge))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), count_requests))
         .layer(DefaultBodyLimit::max(1 << 20))

@@ -270,6 +270,14 @@ impl Store {
         }
     }
 
+    /// Keeps `rows` change rows, pruning every `every` writes (tests).
+    #[cfg(test)]
+    pub fn set_retention(&mut self, rows: i64, every: u64) {
+        if let Store::Postgres(p) = self {
+            p.set_retention(rows, every);
+        }
+    }
+
     /// The database URL and this replica's name, where replicas follow a
     /// change feed.
     pub fn feed(&self) -> Option<(String, String)> {

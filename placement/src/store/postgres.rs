@@ -93,6 +93,8 @@ pub struct PgStore {
     /// This replica's name in `changes` and `replicas`.
     replica: String,
     writes: u64,
+    /// Change rows kept, and writes between prunings.
+    retain: (i64, u64),
     /// Commit-to-apply delays of other replicas' changes applied since the
     /// last [`PgStore::take_lags`], in milliseconds.
     lags: Vec<f64>,
@@ -170,6 +172,7 @@ impl PgStore {
             applied: 0,
             replica: replica_name(),
             writes: 0,
+            retain: (RETAINED_CHANGES, PRUNE_EVERY),
             lags: vec![],
         };
         store.migrate()?;
@@ -341,8 +344,9 @@ impl PgStore {
         let notify = self.statement("SELECT pg_notify($1, $2)")?;
         self.client.execute(&notify, &[&CHANNEL, &seq.to_string()])?;
         self.writes += 1;
-        if self.writes.is_multiple_of(PRUNE_EVERY) && seq > RETAINED_CHANGES {
-            let through = seq - RETAINED_CHANGES;
+        let (retain, every) = self.retain;
+        if self.writes.is_multiple_of(every) && seq > retain {
+            let through = seq - retain;
             self.client.execute("DELETE FROM changes WHERE seq <= $1", &[&through])?;
             self.client.execute(
                 "UPDATE meta SET value = $1 WHERE key = 'pruned_through' AND value::BIGINT < $2",
@@ -350,6 +354,12 @@ impl PgStore {
             )?;
         }
         Ok(Some(seq))
+    }
+
+    /// Keeps `rows` change rows, pruning every `every` writes (tests).
+    #[cfg(test)]
+    pub fn set_retention(&mut self, rows: i64, every: u64) {
+        self.retain = (rows, every.max(1));
     }
 
     /// Ends an open write without keeping anything.
