@@ -8,7 +8,7 @@
 //! reads the newest sequence first); it keeps an idle replica's fleet
 //! current for the scheduler and measures the feed's lag.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ pub struct FeedStats {
     applied: AtomicI64,
     latest: AtomicI64,
     lags: Mutex<Lags>,
+    /// Freshness checks made (reads of the newest sequence) and their time.
+    checks: AtomicU64,
+    check_nanos: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +49,9 @@ pub struct FeedStatus {
     /// Commit-to-apply delay percentiles over the recent changes (ms).
     pub lag_p50_ms: Option<f64>,
     pub lag_p99_ms: Option<f64>,
+    /// Freshness checks made by requests, and the seconds they took.
+    pub freshness_checks: u64,
+    pub freshness_seconds: f64,
 }
 
 impl FeedStats {
@@ -63,6 +69,11 @@ impl FeedStats {
             }
             l.recent.push_back(x);
         }
+    }
+
+    pub(crate) fn checked(&self, took: std::time::Duration) {
+        self.checks.fetch_add(1, Ordering::Relaxed);
+        self.check_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn saw(&self, latest: i64) {
@@ -84,6 +95,8 @@ impl FeedStats {
             applied_total: l.total,
             lag_p50_ms: pct(0.50),
             lag_p99_ms: pct(0.99),
+            freshness_checks: self.checks.load(Ordering::Relaxed),
+            freshness_seconds: self.check_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
 }

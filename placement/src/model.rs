@@ -139,6 +139,9 @@ impl Names {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dirty {
     Provider(RpId),
+    /// Only the provider's generation (an allocation write bumps it): one
+    /// column to write, one to re-read elsewhere.
+    Generation(RpId),
     Consumer(String),
     Class(ClassId),
     Trait(TraitId),

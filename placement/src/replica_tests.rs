@@ -141,11 +141,14 @@ fn replicas_on_one_postgresql_see_each_others_writes_and_never_win_the_same_capa
         racers.into_iter().map(|r| r.join().expect("racer")).sum()
     });
     assert_eq!(winners, 10, "exactly as many win as there are units");
+    let generation = |p: &Placement| p.read(|s| s.get_provider(&rp(3)).map(|p| p.generation)).expect("provider");
     for p in [&a, &b] {
         p.ensure_fresh().expect("fresh");
         assert_eq!(used_vcpu(p, &rp(3)), 10);
         assert_eq!(fleet_free_vcpu(p, &rp(3)), Some(0));
     }
+    assert_eq!(generation(&a), 11, "the inventory and each of the 10 claims bumped it");
+    assert_eq!(generation(&a), generation(&b));
     // A reopened replica holds the same truth.
     let c = open(&at);
     assert_eq!(used_vcpu(&c, &rp(3)), 10);

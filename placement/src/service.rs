@@ -171,12 +171,14 @@ impl Placement {
             return Ok(());
         }
         let began = self.since_opened();
+        let timer = Instant::now();
         let Some(latest) = store.latest_seq().map_err(|e| {
             Error::unavailable(format!("this replica cannot confirm it is current with the store: {}", e.detail))
         })?
         else {
             return Ok(());
         };
+        self.feed_stats.checked(timer.elapsed());
         self.feed_stats.saw(latest);
         if store.applied_seq().is_some_and(|applied| applied < latest) {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -327,6 +329,11 @@ impl Placement {
             match d {
                 Dirty::Provider(id) => {
                     changed.insert(*id);
+                    if let Some(Some(p)) = state.providers.get_mut(*id as usize) {
+                        p.stored_generation = Some(p.generation);
+                    }
+                }
+                Dirty::Generation(id) => {
                     if let Some(Some(p)) = state.providers.get_mut(*id as usize) {
                         p.stored_generation = Some(p.generation);
                     }

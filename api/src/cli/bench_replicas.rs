@@ -29,6 +29,8 @@ endpoint. Columns:
   get p50       GET /resource_providers/{uuid} (ms): on PostgreSQL it includes
                 the freshness check (the newest change's sequence, one round trip)
   floor p50     GET / (ms), interleaved with the two above: HTTP alone
+  fresh ms      the mean freshness check of those reads (reading the newest
+                change's sequence), from /metrics (Quiver on PostgreSQL)
   lag p50/p99   commit-to-apply delay of other replicas' changes (ms), from
                 /metrics (Quiver replicas only)
 
@@ -80,7 +82,15 @@ struct Setup {
 
 impl Drop for Setup {
     fn drop(&mut self) {
+        // SIGTERM first: gunicorn's master stops its workers only then.
         for c in &mut self.children {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        for c in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -106,7 +116,7 @@ fn wait_ready(endpoint: &str) -> Result<()> {
 fn fresh_database(base: &str, name: &str) -> Result<String> {
     let mut c = postgres::Client::connect(&format!("{base}postgres"), postgres::NoTls)
         .with_context(|| format!("cannot connect to {base}postgres"))?;
-    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
     c.batch_execute(&format!("CREATE DATABASE {name}"))?;
     Ok(format!("{base}{name}"))
 }
@@ -228,6 +238,7 @@ struct Figures {
     cands_p50_ms: f64,
     get_p50_ms: f64,
     floor_p50_ms: f64,
+    fresh_ms: Option<f64>,
     lag_ms: Option<(f64, f64)>,
 }
 
@@ -310,6 +321,28 @@ fn reads(s: &Setup, providers: &[String], repeat: usize) -> Result<(f64, f64, f6
     Ok((pct(&cands, 0.5), pct(&get, 0.5), pct(&floor, 0.5)))
 }
 
+/// Freshness checks and their seconds, summed over the Quiver replicas'
+/// /metrics (PostgreSQL only).
+fn freshness(s: &Setup) -> Result<Option<(f64, f64)>> {
+    if !s.quiver {
+        return Ok(None);
+    }
+    let http = client()?;
+    let mut sum: Option<(f64, f64)> = None;
+    for e in &s.endpoints {
+        let text = http.get(format!("{e}/metrics")).send()?.text()?;
+        let value =
+            |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok());
+        if let (Some(n), Some(secs)) =
+            (value("quiver_change_feed_freshness_checks_total"), value("quiver_change_feed_freshness_seconds_total"))
+        {
+            let (a, b) = sum.unwrap_or_default();
+            sum = Some((a + n, b + secs));
+        }
+    }
+    Ok(sum)
+}
+
 /// The worst replica's lag quantiles from /metrics.
 fn lag(s: &Setup) -> Result<Option<(f64, f64)>> {
     if !s.quiver || s.endpoints.len() < 2 {
@@ -372,8 +405,17 @@ pub fn run(a: ReplicasBenchArgs) -> Result<()> {
         ));
     }
     println!(
-        "{:<20} {:>9} {:>10} {:>8} {:>10} {:>8} {:>10} {:>9} {:>9}",
-        "setup", "writes/s", "write p50", "refused", "cands p50", "get p50", "floor p50", "lag p50", "lag p99"
+        "{:<20} {:>9} {:>10} {:>8} {:>10} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "setup",
+        "writes/s",
+        "write p50",
+        "refused",
+        "cands p50",
+        "get p50",
+        "floor p50",
+        "fresh ms",
+        "lag p50",
+        "lag p99"
     );
     let mut rows = vec![];
     for (name, start) in plans {
@@ -392,7 +434,14 @@ pub fn run(a: ReplicasBenchArgs) -> Result<()> {
         let providers = build_fleet(&setup.endpoints[0], a.providers, &bar)?;
         bar.finish_and_clear();
         let (writes_per_s, write_p50_ms, refused) = write_load(&setup, &providers, a.clients, a.seconds)?;
+        let before = freshness(&setup)?;
         let (cands_p50_ms, get_p50_ms, floor_p50_ms) = reads(&setup, &providers, a.repeat)?;
+        // The mean freshness check of the read phase (the /metrics reads
+        // themselves make none).
+        let fresh_ms = match (before, freshness(&setup)?) {
+            (Some((n0, s0)), Some((n1, s1))) if n1 > n0 => Some((s1 - s0) / (n1 - n0) * 1e3),
+            _ => None,
+        };
         let f = Figures {
             writes_per_s,
             write_p50_ms,
@@ -400,11 +449,12 @@ pub fn run(a: ReplicasBenchArgs) -> Result<()> {
             cands_p50_ms,
             get_p50_ms,
             floor_p50_ms,
+            fresh_ms,
             lag_ms: lag(&setup)?,
         };
         let lag_cell = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.1}"));
         println!(
-            "{:<20} {:>9.0} {:>10.2} {:>8} {:>10.2} {:>8.2} {:>10.2} {:>9} {:>9}",
+            "{:<20} {:>9.0} {:>10.2} {:>8} {:>10.2} {:>8.2} {:>10.2} {:>9} {:>9} {:>9}",
             setup.name,
             f.writes_per_s,
             f.write_p50_ms,
@@ -412,13 +462,14 @@ pub fn run(a: ReplicasBenchArgs) -> Result<()> {
             f.cands_p50_ms,
             f.get_p50_ms,
             f.floor_p50_ms,
+            f.fresh_ms.map_or("-".to_owned(), |x| format!("{x:.3}")),
             lag_cell(f.lag_ms.map(|l| l.0)),
             lag_cell(f.lag_ms.map(|l| l.1)),
         );
         rows.push(json!({
             "setup": setup.name, "endpoints": setup.endpoints.len(), "writes_per_s": f.writes_per_s,
             "write_p50_ms": f.write_p50_ms, "refused": f.refused, "candidates_p50_ms": f.cands_p50_ms,
-            "get_provider_p50_ms": f.get_p50_ms, "floor_p50_ms": f.floor_p50_ms,
+            "get_provider_p50_ms": f.get_p50_ms, "floor_p50_ms": f.floor_p50_ms, "freshness_check_mean_ms": f.fresh_ms,
             "lag_p50_ms": f.lag_ms.map(|l| l.0), "lag_p99_ms": f.lag_ms.map(|l| l.1),
         }));
     }

@@ -119,10 +119,18 @@ fn change_feed_metrics(s: &quiver_placement::follower::FeedStatus) -> String {
          quiver_change_feed_lag_changes {}\n\
          # HELP quiver_change_feed_applied_total Other replicas' changes applied since start.\n\
          # TYPE quiver_change_feed_applied_total counter\n\
-         quiver_change_feed_applied_total {}\n",
+         quiver_change_feed_applied_total {}\n\
+         # HELP quiver_change_feed_freshness_checks_total Reads of the newest change made before answering requests.\n\
+         # TYPE quiver_change_feed_freshness_checks_total counter\n\
+         quiver_change_feed_freshness_checks_total {}\n\
+         # HELP quiver_change_feed_freshness_seconds_total Time those reads took.\n\
+         # TYPE quiver_change_feed_freshness_seconds_total counter\n\
+         quiver_change_feed_freshness_seconds_total {}\n",
         s.applied,
         (s.latest - s.applied).max(0),
         s.applied_total,
+        s.freshness_checks,
+        s.freshness_seconds,
     );
     if let (Some(p50), Some(p99)) = (s.lag_p50_ms, s.lag_p99_ms) {
         out.push_str(&format!(

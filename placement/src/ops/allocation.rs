@@ -159,7 +159,7 @@ impl State {
             self.touch(Dirty::Consumer(w.consumer.clone()));
         }
         for rp in bumped {
-            self.bump(rp);
+            self.bump_generation(rp);
         }
         Ok(())
     }

@@ -292,4 +292,15 @@ impl State {
         p.updated_at = now();
         self.touch(Dirty::Provider(id));
     }
+
+    /// As [`State::bump`] where nothing else of the provider changed (an
+    /// allocation write).
+    pub(super) fn bump_generation(&mut self, id: RpId) {
+        let p = self.provider_mut(id);
+        p.generation += 1;
+        p.updated_at = now();
+        if !self.dirty.contains(&Dirty::Provider(id)) {
+            self.touch(Dirty::Generation(id));
+        }
+    }
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::change_set::ChangeSet;
 use super::{Backend, Row, Val};
 use crate::error::Result;
-use crate::model::{Allocation, ClassId, Consumer, Inventory, InventoryRecord, Provider, RpId, State, Ts};
+use crate::model::{Allocation, ClassId, Consumer, Inventory, InventoryRecord, Names, Provider, RpId, State, Ts};
 
 const PROVIDERS: &str =
     "SELECT id, uuid, name, generation, parent_id, root_id, created_at, updated_at FROM resource_providers";
@@ -198,6 +198,27 @@ fn take_provider(s: &mut State, id: RpId) -> Option<(Provider, HashMap<ClassId, 
     Some((old, used))
 }
 
+/// Re-reads the rows of `names` from `table` (resource classes or traits):
+/// a name the table no longer holds is deleted.
+fn reload_names(b: &mut dyn Backend, vocab: &mut Names, table: &str, names: &BTreeSet<String>) -> Result<()> {
+    let sql = format!("SELECT name, created_at, updated_at FROM {table} WHERE name = $1");
+    for name in names {
+        match rows(b, &sql, &[Val::S(name)], named)?.pop() {
+            Some((name, c, u)) => {
+                let id = vocab.intern(&name, c);
+                vocab.created_at[id as usize] = c;
+                vocab.updated_at[id as usize] = u;
+            }
+            None => {
+                if let Some(id) = vocab.id_of(name) {
+                    vocab.kill(id);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Re-reads from the store exactly the rows `changes` names (resource
 /// classes, traits, providers, consumers with their allocations) and puts
 /// them in place of memory's, keeping every derived index (names, trees,
@@ -207,36 +228,8 @@ fn take_provider(s: &mut State, id: RpId) -> Option<(Provider, HashMap<ClassId, 
 pub(super) fn reload_changed(b: &mut dyn Backend, s: &mut State, changes: &ChangeSet) -> Result<BTreeSet<RpId>> {
     use Val::{I, S};
     let created = s.classes.created_at.first().copied().unwrap_or(0);
-    for name in &changes.classes {
-        match rows(b, "SELECT name, created_at, updated_at FROM resource_classes WHERE name = $1", &[S(name)], named)?
-            .pop()
-        {
-            Some((name, c, u)) => {
-                let id = s.classes.intern(&name, c);
-                s.classes.created_at[id as usize] = c;
-                s.classes.updated_at[id as usize] = u;
-            }
-            None => {
-                if let Some(id) = s.classes.id_of(name) {
-                    s.classes.kill(id);
-                }
-            }
-        }
-    }
-    for name in &changes.traits {
-        match rows(b, "SELECT name, created_at, updated_at FROM traits WHERE name = $1", &[S(name)], named)?.pop() {
-            Some((name, c, u)) => {
-                let id = s.traits.intern(&name, c);
-                s.traits.created_at[id as usize] = c;
-                s.traits.updated_at[id as usize] = u;
-            }
-            None => {
-                if let Some(id) = s.traits.id_of(name) {
-                    s.traits.kill(id);
-                }
-            }
-        }
-    }
+    reload_names(b, &mut s.classes, "resource_classes", &changes.classes)?;
+    reload_names(b, &mut s.traits, "traits", &changes.traits)?;
     let mut changed = BTreeSet::new();
     let mut linked = vec![];
     for &id in &changes.providers {
@@ -266,6 +259,17 @@ pub(super) fn reload_changed(b: &mut dyn Backend, s: &mut State, changes: &Chang
             rows(b, "SELECT rp_id, aggregate FROM provider_aggregates WHERE rp_id = $1", &[I(i64::from(id))], pair)?
         {
             put_aggregate(s, id, &agg, created);
+        }
+    }
+    for &id in changes.generations.difference(&changes.providers) {
+        let row =
+            rows(b, "SELECT generation, updated_at FROM resource_providers WHERE id = $1", &[I(i64::from(id))], |r| {
+                Ok((r.int(0)?, r.int(1)?))
+            })?;
+        if let (Some((generation, updated_at)), Some(Some(p))) = (row.first(), s.providers.get_mut(id as usize)) {
+            p.generation = *generation;
+            p.stored_generation = Some(*generation);
+            p.updated_at = *updated_at;
         }
     }
     // Linked after every provider is in place: a parent may be newer than

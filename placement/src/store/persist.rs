@@ -13,6 +13,29 @@ fn stale(what: &str, uuid: &str) -> Error {
     )
 }
 
+/// Inserts `row` (its key first) when the store does not hold it yet
+/// (`stored` None), else updates it where the stored generation is
+/// `stored`: `Err(None)` when it is not (a newer writer got there first).
+/// The update's placeholders take the key and the generation last, in
+/// order of appearance, as SQLite numbers `$n`.
+fn insert_or_update_checked(
+    b: &mut dyn Backend,
+    insert: &str,
+    update: &str,
+    row: &[Val<'_>],
+    stored: Option<i64>,
+) -> std::result::Result<(), Option<Error>> {
+    let Some(stored) = stored else {
+        return b.exec(insert, row).map(|_| ()).map_err(Some);
+    };
+    let mut args = row[1..].to_vec();
+    args.extend([row[0], Val::I(stored)]);
+    match b.exec(update, &args).map_err(Some)? {
+        1 => Ok(()),
+        _ => Err(None),
+    }
+}
+
 /// Writes everything `state.dirty` names. A provider or consumer the store
 /// already holds is updated only where its stored generation is the one
 /// memory read (`stored_generation`); otherwise the write fails with
@@ -65,30 +88,17 @@ pub(super) fn persist(b: &mut dyn Backend, state: &State) -> Result<()> {
                     I(p.created_at),
                     I(p.updated_at),
                 ];
-                match p.stored_generation {
-                    None => {
-                        b.exec(
-                            "INSERT INTO resource_providers (id, uuid, name, generation, parent_id, root_id, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                            &row,
-                        )?;
-                    }
-                    Some(stored) => {
-                        // Placeholders in order of appearance: SQLite numbers
-                        // `$n` that way.
-                        let mut args = row[1..].to_vec();
-                        args.extend([row[0], I(stored)]);
-                        let n = b.exec(
-                            "UPDATE resource_providers SET uuid = $1, name = $2, generation = $3, parent_id = $4,
-                               root_id = $5, created_at = $6, updated_at = $7
-                             WHERE id = $8 AND generation = $9",
-                            &args,
-                        )?;
-                        if n != 1 {
-                            return Err(stale("resource provider", &p.uuid));
-                        }
-                    }
-                }
+                insert_or_update_checked(
+                    b,
+                    "INSERT INTO resource_providers (id, uuid, name, generation, parent_id, root_id, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "UPDATE resource_providers SET uuid = $1, name = $2, generation = $3, parent_id = $4,
+                       root_id = $5, created_at = $6, updated_at = $7
+                     WHERE id = $8 AND generation = $9",
+                    &row,
+                    p.stored_generation,
+                )
+                .map_err(|e| e.unwrap_or_else(|| stale("resource provider", &p.uuid)))?;
                 for r in &p.inventories {
                     let i = &r.inv;
                     b.exec(
@@ -121,6 +131,22 @@ pub(super) fn persist(b: &mut dyn Backend, state: &State) -> Result<()> {
                     )?;
                 }
             }
+            Dirty::Generation(id) => {
+                if state.dirty.contains(&Dirty::Provider(*id)) {
+                    continue;
+                }
+                let Some(Some(p)) = state.providers.get(*id as usize) else { continue };
+                let Some(stored) = p.stored_generation else {
+                    return Err(Error::internal("a generation bump of a provider never stored"));
+                };
+                let n = b.exec(
+                    "UPDATE resource_providers SET generation = $1, updated_at = $2 WHERE id = $3 AND generation = $4",
+                    &[I(p.generation), I(p.updated_at), I(i64::from(*id)), I(stored)],
+                )?;
+                if n != 1 {
+                    return Err(stale("resource provider", &p.uuid));
+                }
+            }
             Dirty::Consumer(uuid) => {
                 b.exec("DELETE FROM allocations WHERE consumer = $1", &[S(uuid)])?;
                 let Some(c) = state.consumers.get(uuid) else {
@@ -136,28 +162,17 @@ pub(super) fn persist(b: &mut dyn Backend, state: &State) -> Result<()> {
                     I(c.created_at),
                     I(c.updated_at),
                 ];
-                match c.stored_generation {
-                    None => {
-                        b.exec(
-                            "INSERT INTO consumers (uuid, project, \"user\", generation, consumer_type, created_at, updated_at)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            &row,
-                        )?;
-                    }
-                    Some(stored) => {
-                        let mut args = row[1..].to_vec();
-                        args.extend([row[0], I(stored)]);
-                        let n = b.exec(
-                            "UPDATE consumers SET project = $1, \"user\" = $2, generation = $3, consumer_type = $4,
-                               created_at = $5, updated_at = $6
-                             WHERE uuid = $7 AND generation = $8",
-                            &args,
-                        )?;
-                        if n != 1 {
-                            return Err(stale("consumer", &c.uuid));
-                        }
-                    }
-                }
+                insert_or_update_checked(
+                    b,
+                    "INSERT INTO consumers (uuid, project, \"user\", generation, consumer_type, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "UPDATE consumers SET project = $1, \"user\" = $2, generation = $3, consumer_type = $4,
+                       created_at = $5, updated_at = $6
+                     WHERE uuid = $7 AND generation = $8",
+                    &row,
+                    c.stored_generation,
+                )
+                .map_err(|e| e.unwrap_or_else(|| stale("consumer", &c.uuid)))?;
                 for a in &c.allocations {
                     b.exec(
                         "INSERT INTO allocations (consumer, rp_id, class, used) VALUES ($1, $2, $3, $4)",

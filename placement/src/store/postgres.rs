@@ -261,12 +261,8 @@ impl PgStore {
     /// transaction and applies them: only the rows they name, or the whole
     /// state when the ones needed were pruned.
     fn catch_up_in_transaction(&mut self, state: &mut State) -> Result<CatchUp> {
-        let pruned: i64 = self
-            .client
-            .query_one("SELECT value FROM meta WHERE key = 'pruned_through'", &[])?
-            .get::<_, String>(0)
-            .parse()
-            .unwrap_or(0);
+        let stmt = self.statement("SELECT value FROM meta WHERE key = 'pruned_through'")?;
+        let pruned: i64 = self.client.query_one(&stmt, &[])?.get::<_, String>(0).parse().unwrap_or(0);
         if self.applied < pruned {
             tracing::warn!(applied = self.applied, pruned, "the changes this replica missed were pruned; reloading");
             *state = load(self)?;
@@ -304,9 +300,8 @@ impl PgStore {
         self.reconnect_if_closed()?;
         self.client.batch_execute("BEGIN")?;
         let caught = self
-            .client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
-            .map_err(Error::from)
+            .statement("SELECT pg_advisory_xact_lock($1)")
+            .and_then(|lock| Ok(self.client.execute(&lock, &[&WRITE_LOCK])?))
             .and_then(|_| self.catch_up_in_transaction(state));
         if caught.is_err() {
             self.rollback();
