@@ -35,6 +35,8 @@ pub struct Placement {
     /// `opened`): a request that arrived before it need not ask again.
     fresh_from: AtomicU64,
     opened: Instant,
+    /// The store is shared with other replicas through a change feed.
+    shared: bool,
 }
 
 /// What committed writes changed since the last [`Placement::update_fleet`]:
@@ -72,12 +74,13 @@ impl Placement {
         Ok(Placement {
             fleet: RwLock::new(crate::fleet::build(&state)),
             state: RwLock::new(state),
-            store: Mutex::new(store),
             needs_reload: Default::default(),
             feed: Mutex::new(ProviderChanges::default()),
             feed_stats,
             fresh_from: AtomicU64::new(0),
             opened: Instant::now(),
+            shared: store.feed().is_some(),
+            store: Mutex::new(store),
         })
     }
 
@@ -108,7 +111,7 @@ impl Placement {
 
     /// Whether the store is shared through a change feed (PostgreSQL).
     pub fn has_change_feed(&self) -> bool {
-        self.store.lock().unwrap_or_else(|e| e.into_inner()).feed().is_some()
+        self.shared
     }
 
     fn take_changes(&self) -> ProviderChanges {
@@ -161,6 +164,10 @@ impl Placement {
     /// # Errors
     /// The store is unreachable (503).
     pub fn ensure_fresh(&self) -> Result<()> {
+        // One process holds the whole store: only a failed reload to redo.
+        if !self.shared && !self.needs_reload.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let arrived = self.since_opened();
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if self.needs_reload.load(Ordering::Acquire) {

@@ -41,27 +41,48 @@ fn client() -> reqwest::blocking::Client {
 }
 
 impl Cloud {
+    /// `quiver serve` on free ports. Ports are picked before the server
+    /// binds them, so a test running beside may take one first: a server
+    /// that exits before it answers is started again on other ports.
     fn start(data: &Path, extra: &[&str], embedded_agents: bool) -> Cloud {
-        let (p, c, i, a) = (port(), port(), port(), port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
-        cmd.args(["serve", "--data", data.to_str().expect("utf8")])
-            .args(["--listen", &format!("127.0.0.1:{p}"), "--compute-listen", &format!("127.0.0.1:{c}")])
-            .args(["--image-listen", &format!("127.0.0.1:{i}")])
-            .args(extra);
-        if embedded_agents {
-            cmd.args(["--agent-listen", &format!("127.0.0.1:{a}")]);
+        std::fs::create_dir_all(data).expect("data directory");
+        let log = data.join("serve.stderr.log");
+        for _ in 0..3 {
+            let (p, c, i, a) = (port(), port(), port(), port());
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiver"));
+            cmd.args(["serve", "--data", data.to_str().expect("utf8")])
+                .args(["--listen", &format!("127.0.0.1:{p}"), "--compute-listen", &format!("127.0.0.1:{c}")])
+                .args(["--image-listen", &format!("127.0.0.1:{i}")])
+                .args(extra);
+            if embedded_agents {
+                cmd.args(["--agent-listen", &format!("127.0.0.1:{a}")]);
+            }
+            let child = cmd
+                .env("QUIVER_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("serve starts");
+            let mut cloud = Cloud {
+                _serve: Proc(child),
+                compute: format!("http://127.0.0.1:{c}/v2.1"),
+                placement: format!("http://127.0.0.1:{p}"),
+                agents: embedded_agents.then(|| format!("http://127.0.0.1:{a}")),
+                http: client(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if cloud.http.get(format!("{}/flavors", cloud.compute)).send().is_ok() {
+                    return cloud;
+                }
+                if cloud._serve.0.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        let child =
-            cmd.env("QUIVER_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("serve starts");
-        let cloud = Cloud {
-            _serve: Proc(child),
-            compute: format!("http://127.0.0.1:{c}/v2.1"),
-            placement: format!("http://127.0.0.1:{p}"),
-            agents: embedded_agents.then(|| format!("http://127.0.0.1:{a}")),
-            http: client(),
-        };
-        cloud.wait("the API", 30, || cloud.http.get(format!("{}/flavors", cloud.compute)).send().is_ok());
-        cloud
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("timed out waiting for the API (three tries); the last server said:\n{said}");
     }
 
     fn wait(&self, what: &str, secs: u64, mut ok: impl FnMut() -> bool) {

@@ -30,31 +30,37 @@ impl Server {
     pub(crate) fn start_with(data: &Path, extra: &[&str]) -> Server {
         let mut args = extra.to_vec();
         args.extend(["--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"]);
-        Server::start_on(data, &args, None)
+        Server::start_on(data, &args)
     }
 
-    /// `quiver serve --listen` on `port` (a free one if None) with exactly
-    /// `args` besides.
-    pub(crate) fn start_on(data: &Path, args: &[&str], port: Option<u16>) -> Server {
-        let port =
-            port.unwrap_or_else(|| TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port());
-        let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().expect("utf8")])
-            .args(args)
-            .env("QUIVER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("quiver serve starts");
-        let s = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if s.try_call("GET", "/", None, "1.0").is_some_and(|(status, _)| status == 200) {
-                return s;
+    /// `quiver serve --listen` on a free port with exactly `args` besides.
+    /// The port is picked before the server binds it, so a test running
+    /// beside may take it first: a server that exits before it answers is
+    /// started again on another.
+    pub(crate) fn start_on(data: &Path, args: &[&str]) -> Server {
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            let child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data", data.to_str().expect("utf8")])
+                .args(args)
+                .env("QUIVER_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("quiver serve starts");
+            let mut s = Server { child, port };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if s.try_call("GET", "/", None, "1.0").is_some_and(|(status, _)| status == 200) {
+                    return s;
+                }
+                if s.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("server did not become ready");
+        panic!("server did not become ready (three tries)");
     }
 
     pub(crate) fn client(&self) -> Client {

@@ -16,13 +16,9 @@ use crate::placement::{Client, Server, provider, uuid};
 fn replica(data: &Path, url: &str, i: usize) -> Server {
     let dir = data.join(format!("replica-{i}"));
     if i == 0 {
-        Server::start_on(
-            &dir,
-            &["--database", url, "--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"],
-            None,
-        )
+        Server::start_on(&dir, &["--database", url, "--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"])
     } else {
-        Server::start_on(&dir, &["--database", url, "--placement-only"], None)
+        Server::start_on(&dir, &["--database", url, "--placement-only"])
     }
 }
 
