@@ -413,6 +413,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
             tokio::net::TcpListener::bind(a).await.with_context(|| format!("cannot listen on {a}"))
         };
         let (pl, cl, il) = (bind(listen).await?, bind(compute_listen).await?, bind(image_listen).await?);
+        // The addresses bound, which differ from the asked ones for port 0.
+        let (listen, compute_listen, image_listen) = (pl.local_addr()?, cl.local_addr()?, il.local_addr()?);
         let mut servers = tokio::task::JoinSet::new();
         servers.spawn(async move { axum::serve(pl, app(api)).with_graceful_shutdown(shutdown()).await });
         let c = Arc::clone(&compute);
@@ -420,6 +422,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         servers.spawn(async move { axum::serve(il, image_app(compute)).with_graceful_shutdown(shutdown()).await });
         if let (Some(agent), Some(a)) = (agent, args.agent_listen) {
             let l = bind(a).await?;
+            let a = l.local_addr()?;
             servers.spawn(async move { axum::serve(l, agent_router(agent)).with_graceful_shutdown(shutdown()).await });
             eprintln!("quiver: embedded agents' API on http://{a}");
         }
@@ -442,6 +445,7 @@ fn serve_placement_only(listen: SocketAddr, app: axum::Router) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("quiver-http").build()?;
     runtime.block_on(async move {
         let l = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listen = l.local_addr()?;
         tracing::info!(%listen, "Placement API ready (placement only)");
         eprintln!("quiver: Placement on http://{listen} (placement only)");
         axum::serve(l, app).with_graceful_shutdown(shutdown()).await?;

@@ -274,3 +274,37 @@ fn db_sync_and_status_on_a_data_directory_and_bad_store_arguments() {
     assert_eq!(code, 2);
     assert!(err.contains("expected a postgresql:// URL"), "{err}");
 }
+
+/// `quiver serve` on port 0 says which ports it got, and they answer.
+#[test]
+fn serve_on_port_zero_prints_the_ports_it_bound() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["serve", "--data", dir.path().to_str().expect("utf8"), "--listen", "127.0.0.1:0"])
+        .args(["--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"])
+        .env("QUIVER_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("quiver: Placement on "))
+        .expect("the ready line");
+    let port = |after: &str| -> u16 {
+        let rest = line.split(after).nth(1).expect("address");
+        let addr: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+        addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+    };
+    let (placement, compute) = (port("Placement on http://"), port("Compute on http://"));
+    assert!(placement != 0 && compute != 0 && placement != compute, "{line}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", placement)).expect("Placement answers");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
