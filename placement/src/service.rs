@@ -237,12 +237,12 @@ impl Placement {
     fn apply_catch_up(&self, store: &mut Store, state: &mut State, caught: CatchUp) {
         match caught {
             CatchUp::Current => {}
-            CatchUp::Changed(changed) => {
+            CatchUp::Changed { rows, usage } => {
                 let mut fleet = self.fleet.write().unwrap_or_else(|e| e.into_inner());
-                crate::fleet::refresh(&mut fleet, state, &changed, &BTreeSet::new());
+                crate::fleet::refresh(&mut fleet, state, &rows, &usage);
                 drop(fleet);
                 state.epoch += 1;
-                self.feed.lock().unwrap_or_else(|e| e.into_inner()).providers.extend(changed);
+                self.feed.lock().unwrap_or_else(|e| e.into_inner()).providers.extend(rows.into_iter().chain(usage));
             }
             CatchUp::Reloaded => {
                 *self.fleet.write().unwrap_or_else(|e| e.into_inner()) = crate::fleet::build(state);

@@ -222,10 +222,15 @@ fn reload_names(b: &mut dyn Backend, vocab: &mut Names, table: &str, names: &BTr
 /// Re-reads from the store exactly the rows `changes` names (resource
 /// classes, traits, providers, consumers with their allocations) and puts
 /// them in place of memory's, keeping every derived index (names, trees,
-/// aggregate members, usage) exact. Returns the providers whose rows or
-/// usage changed. Called with the store at one consistent point: inside the
+/// aggregate members, usage) exact. Returns the providers whose rows
+/// changed, and those whose usage alone changed (the fleet re-writes only
+/// that of the latter). Called with the store at one consistent point: inside the
 /// write lock, or one read-only snapshot.
-pub(super) fn reload_changed(b: &mut dyn Backend, s: &mut State, changes: &ChangeSet) -> Result<BTreeSet<RpId>> {
+pub(super) fn reload_changed(
+    b: &mut dyn Backend,
+    s: &mut State,
+    changes: &ChangeSet,
+) -> Result<(BTreeSet<RpId>, BTreeSet<RpId>)> {
     use Val::{I, S};
     let created = s.classes.created_at.first().copied().unwrap_or(0);
     reload_names(b, &mut s.classes, "resource_classes", &changes.classes)?;
@@ -302,6 +307,6 @@ pub(super) fn reload_changed(b: &mut dyn Backend, s: &mut State, changes: &Chang
         }
         s.consumers.insert(c.uuid.clone(), c);
     }
-    changed.extend(std::mem::take(&mut s.usage_changed));
-    Ok(changed)
+    let usage = std::mem::take(&mut s.usage_changed).difference(&changed).copied().collect();
+    Ok((changed, usage))
 }

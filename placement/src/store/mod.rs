@@ -31,8 +31,8 @@ use crate::model::{RpId, State};
 pub enum CatchUp {
     /// Nothing new.
     Current,
-    /// These providers' rows (or their usage) changed.
-    Changed(BTreeSet<RpId>),
+    /// These providers' rows changed, and these others' usage only.
+    Changed { rows: BTreeSet<RpId>, usage: BTreeSet<RpId> },
     /// The whole state was read again.
     Reloaded,
 }

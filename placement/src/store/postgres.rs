@@ -224,14 +224,27 @@ impl PgStore {
 
     /// Loads the whole state at one snapshot and notes the change it holds.
     pub fn load_state(&mut self) -> Result<State> {
+        self.in_snapshot(|p| {
+            let state = load(p)?;
+            p.applied = p.latest_seq()?;
+            Ok(state)
+        })
+    }
+
+    /// Applies every change committed since the last one applied, at one
+    /// read-only snapshot.
+    pub fn catch_up(&mut self, state: &mut State) -> Result<CatchUp> {
+        self.in_snapshot(|p| p.catch_up_in_transaction(state))
+    }
+
+    /// Runs `f` in one read-only transaction at one snapshot.
+    fn in_snapshot<R>(&mut self, f: impl FnOnce(&mut Self) -> Result<R>) -> Result<R> {
         self.reconnect_if_closed()?;
         self.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        let loaded = load(self).and_then(|s| Ok((s, self.latest_seq()?)));
-        match loaded {
-            Ok((state, seq)) => {
+        match f(self) {
+            Ok(out) => {
                 self.client.batch_execute("COMMIT")?;
-                self.applied = seq;
-                Ok(state)
+                Ok(out)
             }
             Err(e) => {
                 self.rollback();
@@ -240,21 +253,11 @@ impl PgStore {
         }
     }
 
-    /// Applies every change committed since the last one applied, at one
-    /// read-only snapshot.
-    pub fn catch_up(&mut self, state: &mut State) -> Result<CatchUp> {
-        self.reconnect_if_closed()?;
-        self.client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-        match self.catch_up_in_transaction(state) {
-            Ok(c) => {
-                self.client.batch_execute("COMMIT")?;
-                Ok(c)
-            }
-            Err(e) => {
-                self.rollback();
-                Err(e)
-            }
-        }
+    /// Reads the whole state again inside the current transaction.
+    fn reload_all(&mut self, state: &mut State) -> Result<CatchUp> {
+        *state = load(self)?;
+        self.applied = self.latest_seq()?;
+        Ok(CatchUp::Reloaded)
     }
 
     /// Reads the changes after `applied` (in order) inside the current
@@ -265,9 +268,7 @@ impl PgStore {
         let pruned: i64 = self.client.query_one(&stmt, &[])?.get::<_, String>(0).parse().unwrap_or(0);
         if self.applied < pruned {
             tracing::warn!(applied = self.applied, pruned, "the changes this replica missed were pruned; reloading");
-            *state = load(self)?;
-            self.applied = self.latest_seq()?;
-            return Ok(CatchUp::Reloaded);
+            return self.reload_all(state);
         }
         let stmt = self.statement("SELECT seq, at_us, replica, body FROM changes WHERE seq > $1 ORDER BY seq")?;
         let rows = self.client.query(&stmt, &[&self.applied])?;
@@ -280,18 +281,16 @@ impl PgStore {
             let body: String = r.get(3);
             let Some(one) = ChangeSet::decode(&body) else {
                 tracing::warn!(seq = r.get::<_, i64>(0), "a change this build cannot read; reloading");
-                *state = load(self)?;
-                self.applied = self.latest_seq()?;
-                return Ok(CatchUp::Reloaded);
+                return self.reload_all(state);
             };
             set.merge(one);
             if r.get::<_, String>(2) != self.replica {
                 self.lags.push((now - r.get::<_, i64>(1)).max(0) as f64 / 1000.0);
             }
         }
-        let changed = reload_changed(self, state, &set)?;
+        let (rows, usage) = reload_changed(self, state, &set)?;
         self.applied = last;
-        Ok(CatchUp::Changed(changed))
+        Ok(CatchUp::Changed { rows, usage })
     }
 
     /// Opens a write: a transaction holding the write lock, with every
