@@ -124,9 +124,10 @@ pub struct ServeArgs {
     /// Seed of the scheduler's `host_subset_size` picks.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Serve only the Placement API: the extra replicas of a Placement
-    /// shared through one PostgreSQL database (`--database`), which follow
-    /// each other's writes. The Compute and image APIs run on one replica.
+    /// Serve only the Placement API: a Placement-only replica of a cloud
+    /// shared through one PostgreSQL database (`--database`). Replicas
+    /// follow each other's writes, the Compute API's records included, so
+    /// any number may also serve the Compute and image APIs.
     #[arg(long, conflicts_with_all = ["with_agents", "compute_listen", "image_listen", "agent_listen"])]
     pub placement_only: bool,
 }

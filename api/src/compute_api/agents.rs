@@ -14,7 +14,7 @@ use quiver_placement::model::Inventory;
 
 use super::ComputeApi;
 use super::conductor::unclaim;
-use super::records::{Fault, Service, now_iso, unix_now};
+use super::records::{Fault, Service, now_iso, parse_iso, unix_now};
 
 /// A server built this recently is left alone by the reconcile: the
 /// agent's guest list may predate it.
@@ -80,29 +80,31 @@ impl ComputeApi {
     fn register_host(&self, report: &HostReport) -> Result<Registered, String> {
         let now = unix_now();
         let (svc, fresh) = {
-            let r = self.records();
+            let mut r = self.records();
             match r.services.get(&report.host) {
                 Some(old) => (old.clone(), false),
                 None => {
                     let id = r.next_id("service");
-                    (
-                        Service {
-                            id,
-                            uuid: uuid::Uuid::new_v4().to_string(),
-                            host: report.host.clone(),
-                            disabled: false,
-                            disabled_reason: None,
-                            forced_down: false,
-                            created_at: now_iso(),
-                            updated_at: now_iso(),
-                            last_seen: now,
-                            compute_node_id: id,
-                            compute_node_uuid: uuid::Uuid::new_v4().to_string(),
-                            hypervisor: report.info.clone(),
-                            agent_url: report.agent_url.clone(),
-                        },
-                        true,
-                    )
+                    let svc = Service {
+                        id,
+                        uuid: uuid::Uuid::new_v4().to_string(),
+                        host: report.host.clone(),
+                        disabled: false,
+                        disabled_reason: None,
+                        forced_down: false,
+                        created_at: now_iso(),
+                        updated_at: now_iso(),
+                        last_seen: now,
+                        compute_node_id: id,
+                        compute_node_uuid: uuid::Uuid::new_v4().to_string(),
+                        hypervisor: report.info.clone(),
+                        agent_url: report.agent_url.clone(),
+                    };
+                    // Recorded at once, under the records' lock: the id is
+                    // taken before another replica can hand it out too.
+                    r.save(&svc).map_err(|e| e.to_string())?;
+                    r.services.insert(svc.host.clone(), svc.clone());
+                    (svc, true)
                 }
             }
         };
@@ -160,15 +162,18 @@ impl ComputeApi {
     }
 
     fn reconcile_host(&self, host: &str, guests: &[GuestInfo]) -> Result<ReconcileReply, String> {
-        let in_flight: HashSet<String> = self.in_flight().clone();
-        let have: HashSet<&str> = guests.iter().map(|g| g.uuid.as_str()).collect();
         let now = unix_now();
+        let mut in_flight: HashSet<String> = self.in_flight().clone();
+        {
+            // On shared records, builds other replicas run count too.
+            let r = self.records();
+            if r.is_shared() {
+                in_flight.extend(r.servers.values().filter(|s| s.building_recently(now)).map(|s| s.id.clone()));
+            }
+        }
+        let have: HashSet<&str> = guests.iter().map(|g| g.uuid.as_str()).collect();
         let recent = |launched: &Option<String>| {
-            launched
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339(t).ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .is_some_and(|t| now - t.as_secs_f64() < RECONCILE_GRACE_S)
+            launched.as_deref().and_then(parse_iso).is_some_and(|t| now - t < RECONCILE_GRACE_S)
         };
         let mut reply = ReconcileReply::default();
         let mut lost = Vec::new();

@@ -176,7 +176,13 @@ pub fn unclaim(api: &ComputeApi, id: &str) {
 fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) -> Option<Server> {
     let mut r = api.records();
     let mut s = r.servers.get(id).cloned()?;
+    let deleting = s.task_state.as_deref() == Some("deleting");
     f(&mut s);
+    if deleting && s.vm_state != "error" {
+        // A delete asked for meanwhile (on any replica) wins: the build
+        // finishes, then sees it.
+        s.task_state = Some("deleting".into());
+    }
     s.updated = now_iso();
     if let Err(e) = r.save(&s) {
         tracing::error!(server = id, error = %e, "cannot record server state");
@@ -215,65 +221,109 @@ pub fn start_build(api: &Arc<ComputeApi>, ids: Vec<String>) {
     });
 }
 
+/// What to claim on each chosen host and alternate of a decision.
+type Claims = BTreeMap<String, Allocations>;
+
+/// Rounds of scheduling again for one server whose every candidate was
+/// claimed first by someone else (another replica's conductor): Nova tries
+/// every weighed host in turn; here each round sees the fleet as it is now.
+const CLAIM_ROUNDS: usize = 3;
+
+/// One decision for `req` over the live fleet, and the claim for each host
+/// it names.
+fn decide(
+    st: &mut SchedState,
+    api: &ComputeApi,
+    req: &BootRequest,
+    groups: &mut Groups,
+) -> Result<(Decision, Claims), String> {
+    st.requests += 1;
+    let index = st.requests;
+    let SchedState { scheduler, .. } = st;
+    scheduler.trace = true;
+    let rr = quiver_engine::resource_request::from_flavor(&req.flavor, req.is_bfv);
+    // What to claim on each chosen host and alternate (not a map of
+    // every service per request): the tree's allocation request, or
+    // the unnumbered group on the compute node's provider.
+    let unnumbered: Vec<(String, i64)> = match &rr {
+        Ok(rr) => rr.unnumbered.resources.iter().map(|&(rc, n)| (rc.to_owned(), n)).collect(),
+        Err(_) => Vec::new(),
+    };
+    // One pass over the live fleet: numbered groups go through
+    // Placement's candidates first (Nova's flow), then the decision.
+    api.placement.with_fleet(|state, fleet| {
+        let tree = match rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty()) {
+            Some(rr) => Some(tree_candidates(state, fleet, rr)?),
+            None => None,
+        };
+        // A decision only: the fleet takes the usage from the claims
+        // below when Placement commits them.
+        let d = scheduler.select(fleet, groups, req, index, tree.as_ref().map(|t| &t.within));
+        let claims: Claims = d
+            .instances
+            .iter()
+            .flat_map(|i| i.chosen.iter().chain(&i.alternates))
+            .filter_map(|h| {
+                let row = fleet.index_of(h)?;
+                let a = match &tree {
+                    Some(t) => t.allocations.get(&row)?.clone(),
+                    None => vec![(state.uuid_of(row as u32).to_owned(), unnumbered.clone())],
+                };
+                Some((h.clone(), a))
+            })
+            .collect();
+        Ok::<_, String>((d, claims))
+    })
+}
+
+/// Brings Placement (other replicas' commits) and the records into the
+/// live fleet.
+fn catch_up(st: &mut SchedState, api: &ComputeApi) -> Result<(), String> {
+    api.placement.ensure_fresh().map_err(|e| e.detail)?;
+    let r = api.records();
+    st.live.catch_up(&api.placement, &r)
+}
+
+/// Claims the first of `hosts` that can still be claimed, dropping the
+/// ones that cannot.
+fn claim_first(api: &ComputeApi, s: &Server, hosts: &mut Vec<(String, Allocations)>) -> bool {
+    while !hosts.is_empty() {
+        match claim(api, s, &hosts[0].1) {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::info!(server = %s.id, host = %hosts[0].0, error = %e, "claim failed; next alternate");
+                hosts.remove(0);
+            }
+        }
+    }
+    false
+}
+
 /// Schedules, claims and dispatches the servers of one create call.
 fn build(api: &Arc<ComputeApi>, ids: &[String]) {
     // 1. schedule and claim, one request at a time
     let mut placed: Vec<(Server, Vec<(String, Allocations)>)> = Vec::new(); // server, [(host, claim)] chosen first
     {
         let mut st = api.conductor.lock();
-        let r = api.records();
-        let servers: Vec<Server> = ids.iter().filter_map(|i| r.servers.get(i).cloned()).collect();
+        let servers: Vec<Server> = {
+            let r = api.records();
+            ids.iter().filter_map(|i| r.servers.get(i).cloned()).collect()
+        };
         if servers.is_empty() {
             return;
         }
-        if let Err(e) = st.live.catch_up(&api.placement, &r) {
-            drop(r);
+        if let Err(e) = catch_up(&mut st, api) {
+            drop(st);
             for s in &servers {
                 fail(api, &s.id, "No valid host was found. ".into(), format!("cannot update the fleet: {e}"));
             }
             return;
         }
-        let req = boot_request(&r, &servers);
-        let mut groups = groups_for(&r, &servers);
-        drop(r);
-        st.requests += 1;
-        let index = st.requests;
-        let SchedState { scheduler, .. } = &mut *st;
-        scheduler.trace = true;
-        let rr = quiver_engine::resource_request::from_flavor(&req.flavor, req.is_bfv);
-        // What to claim on each chosen host and alternate (not a map of
-        // every service per request): the tree's allocation request, or
-        // the unnumbered group on the compute node's provider.
-        let unnumbered: Vec<(String, i64)> = match &rr {
-            Ok(rr) => rr.unnumbered.resources.iter().map(|&(rc, n)| (rc.to_owned(), n)).collect(),
-            Err(_) => Vec::new(),
+        let (req, mut groups) = {
+            let r = api.records();
+            (boot_request(&r, &servers), groups_for(&r, &servers))
         };
-        // One pass over the live fleet: numbered groups go through
-        // Placement's candidates first (Nova's flow), then the decision.
-        let decided = api.placement.with_fleet(|state, fleet| {
-            let tree = match rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty()) {
-                Some(rr) => Some(tree_candidates(state, fleet, rr)?),
-                None => None,
-            };
-            // A decision only: the fleet takes the usage from the claims
-            // below when Placement commits them.
-            let d = scheduler.select(fleet, &mut groups, &req, index, tree.as_ref().map(|t| &t.within));
-            let claims: BTreeMap<String, Allocations> = d
-                .instances
-                .iter()
-                .flat_map(|i| i.chosen.iter().chain(&i.alternates))
-                .filter_map(|h| {
-                    let row = fleet.index_of(h)?;
-                    let a = match &tree {
-                        Some(t) => t.allocations.get(&row)?.clone(),
-                        None => vec![(state.uuid_of(row as u32).to_owned(), unnumbered.clone())],
-                    };
-                    Some((h.clone(), a))
-                })
-                .collect();
-            Ok::<_, String>((d, claims))
-        });
-        let (d, claims) = match decided {
+        let (d, claims) = match decide(&mut st, api, &req, &mut groups) {
             Ok(v) => v,
             Err(e) => {
                 drop(st);
@@ -292,26 +342,38 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             return;
         }
         let max_attempts = api.config.scheduler.max_attempts.max(1);
+        let hosts_of =
+            |inst: &quiver_engine::scheduler::InstanceDecision, claims: &Claims| -> Vec<(String, Allocations)> {
+                inst.chosen
+                    .iter()
+                    .chain(&inst.alternates)
+                    .filter_map(|h| claims.get(h).map(|a| (h.clone(), a.clone())))
+                    .take(max_attempts)
+                    .collect()
+            };
         for (s, inst) in servers.into_iter().zip(&d.instances) {
-            let mut hosts: Vec<(String, Allocations)> = inst
-                .chosen
-                .iter()
-                .chain(&inst.alternates)
-                .filter_map(|h| claims.get(h).map(|a| (h.clone(), a.clone())))
-                .take(max_attempts)
-                .collect();
             // The claim is the authority: on a conflict, the next alternate.
-            let mut claimed = false;
-            while !hosts.is_empty() {
-                match claim(api, &s, &hosts[0].1) {
-                    Ok(()) => {
-                        claimed = true;
-                        break;
+            let mut hosts = hosts_of(inst, &claims);
+            let mut claimed = claim_first(api, &s, &mut hosts);
+            // Every candidate taken meanwhile (by another replica): schedule
+            // this one again on the fleet as it is now. Not for a group
+            // member: its peers chosen above are not on their hosts yet.
+            let mut round = 0;
+            while !claimed && s.group.is_none() && round < CLAIM_ROUNDS {
+                round += 1;
+                if catch_up(&mut st, api).is_err() {
+                    break;
+                }
+                let one = {
+                    let r = api.records();
+                    boot_request(&r, std::slice::from_ref(&s))
+                };
+                match decide(&mut st, api, &one, &mut Groups::default()) {
+                    Ok((d, claims)) if d.status == "ok" => {
+                        hosts = d.instances.first().map(|i| hosts_of(i, &claims)).unwrap_or_default();
+                        claimed = claim_first(api, &s, &mut hosts);
                     }
-                    Err(e) => {
-                        tracing::info!(server = %s.id, host = %hosts[0].0, error = %e, "claim failed; next alternate");
-                        hosts.remove(0);
-                    }
+                    _ => break,
                 }
             }
             if claimed {
@@ -376,17 +438,10 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocation
                 unclaim(api, &s.id);
                 hosts.remove(0);
                 // the next alternate that can still be claimed
-                let mut next = false;
-                {
+                let next = {
                     let _st = api.conductor.lock();
-                    while !hosts.is_empty() {
-                        if claim(api, &s, &hosts[0].1).is_ok() {
-                            next = true;
-                            break;
-                        }
-                        hosts.remove(0);
-                    }
-                }
+                    claim_first(api, &s, &mut hosts)
+                };
                 if !next {
                     update(api, &s.id, |x| {
                         x.host = None;
@@ -412,6 +467,15 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocation
 pub fn start_delete(api: &Arc<ComputeApi>, id: String) {
     if api.in_flight().contains(&id) {
         // The build finishes first and then sees `deleting`.
+        return;
+    }
+    let elsewhere = {
+        let r = api.records();
+        r.is_shared() && r.servers.get(&id).is_some_and(|s| s.building_recently(super::records::unix_now()))
+    };
+    if elsewhere {
+        // Another replica's conductor is building it: it sees `deleting`
+        // when the build ends, as this one would.
         return;
     }
     let api = Arc::clone(api);

@@ -134,9 +134,17 @@ impl ComputeApi {
         })
     }
 
-    /// The records (lock order: conductor, records, then Placement).
-    pub fn records(&self) -> MutexGuard<'_, Records> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    /// The records (lock order: conductor, records, then Placement). On
+    /// PostgreSQL the guard also holds the records' lock across replicas
+    /// and the copy is caught up with their writes first (see
+    /// [`record_store`]); if the database cannot be reached the copy is as
+    /// of the last catch-up, and writes fail.
+    pub fn records(&self) -> RecordsGuard<'_> {
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = r.acquire() {
+            tracing::warn!(error = %e, "compute records not caught up with other replicas");
+        }
+        RecordsGuard(r)
     }
 
     /// Servers whose build is under way (scheduling, claiming, spawning).
@@ -168,6 +176,29 @@ impl ComputeApi {
     /// Where an image's data is kept.
     pub fn image_path(&self, id: &str) -> PathBuf {
         self.data_dir.join("images").join(id)
+    }
+}
+
+/// The records while a caller reads or changes them (see
+/// [`ComputeApi::records`]); dropping it lets other replicas write.
+pub struct RecordsGuard<'a>(MutexGuard<'a, Records>);
+
+impl std::ops::Deref for RecordsGuard<'_> {
+    type Target = Records;
+    fn deref(&self) -> &Records {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for RecordsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Records {
+        &mut self.0
+    }
+}
+
+impl Drop for RecordsGuard<'_> {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 

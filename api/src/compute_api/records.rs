@@ -113,7 +113,24 @@ pub struct Server {
     pub launched_at: Option<String>,
 }
 
+/// How long a server in BUILD counts as some conductor's work in progress
+/// when the records are shared: another replica's in-flight builds are
+/// not in this process's list, only in the records.
+pub const BUILD_IN_PROGRESS_S: f64 = 300.0;
+
+/// Unix seconds of a timestamp as the records write it.
+pub fn parse_iso(t: &str) -> Option<f64> {
+    let t = humantime::parse_rfc3339(t).ok()?;
+    t.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+}
+
 impl Server {
+    /// Whether a conductor may still be building this server (it is in
+    /// BUILD and was written in the last [`BUILD_IN_PROGRESS_S`]).
+    pub fn building_recently(&self, now: f64) -> bool {
+        self.vm_state == "building" && parse_iso(&self.updated).is_some_and(|t| now - t < BUILD_IN_PROGRESS_S)
+    }
+
     /// The API's `status` from vm_state and task_state (Nova's
     /// `common.status_from_state`).
     pub fn status(&self) -> &'static str {
@@ -211,6 +228,28 @@ pub struct Records {
     /// The largest service id handed out (so a registration is O(1), not a
     /// scan of every service).
     last_service_id: std::cell::Cell<i64>,
+    /// Where this copy stands in the shared store's change feed.
+    feed: FeedPosition,
+}
+
+/// Seconds between reads of other replicas' heartbeats.
+const HEARTBEAT_READ_INTERVAL_S: f64 = 1.0;
+
+/// How far back each read of the heartbeats looks past the newest one it
+/// saw (replicas' clocks and commits are not in step).
+const HEARTBEAT_OVERLAP_S: f64 = 5.0;
+
+/// A copy's place in the change feed of [`super::record_store`].
+#[derive(Debug, Default)]
+struct FeedPosition {
+    /// The newest change applied.
+    applied: std::cell::Cell<i64>,
+    /// Caught up under the lock (so a write's own change can be taken as
+    /// applied).
+    current: std::cell::Cell<bool>,
+    /// When other replicas' heartbeats were last read, and the newest seen.
+    heartbeats_read: std::cell::Cell<f64>,
+    newest_heartbeat: std::cell::Cell<f64>,
 }
 
 /// Records written since the last [`Records::take_changes`], by key.
@@ -285,44 +324,196 @@ impl Records {
             quotas: BTreeMap::new(),
             changes: Default::default(),
             last_service_id: std::cell::Cell::new(0),
+            feed: Default::default(),
         };
-        let rows = r.store.load_all()?;
+        r.load()?;
+        Ok(r)
+    }
+
+    /// (Re)loads every record from the store.
+    fn load(&mut self) -> Result<(), StoreError> {
+        let (rows, seq) = self.store.load_all()?;
+        self.flavors.clear();
+        self.images.clear();
+        self.servers.clear();
+        self.project_usage.clear();
+        self.groups.clear();
+        self.aggregates.clear();
+        self.services.clear();
+        self.quotas.clear();
         for (kind, body) in rows {
-            let bad = |e: serde_json::Error| StoreError(format!("record of kind {kind}: {e}"));
-            match kind.as_str() {
-                "flavor" => {
-                    let v: Flavor = serde_json::from_str(&body).map_err(bad)?;
-                    r.flavors.insert(v.id.clone(), v);
+            self.insert_doc(&kind, &body)?;
+        }
+        self.last_service_id.set(self.services.values().map(|s| s.id).max().unwrap_or(0));
+        self.feed.applied.set(seq);
+        Ok(())
+    }
+
+    /// Puts one stored document into memory; returns its key.
+    fn insert_doc(&mut self, kind: &str, body: &str) -> Result<String, StoreError> {
+        let bad = |e: serde_json::Error| StoreError(format!("record of kind {kind}: {e}"));
+        Ok(match kind {
+            "flavor" => {
+                let v: Flavor = serde_json::from_str(body).map_err(bad)?;
+                let k = v.id.clone();
+                self.flavors.insert(k.clone(), v);
+                k
+            }
+            "image" => {
+                let v: Image = serde_json::from_str(body).map_err(bad)?;
+                let k = v.id.clone();
+                self.images.insert(k.clone(), v);
+                k
+            }
+            "server" => {
+                let v: Server = serde_json::from_str(body).map_err(bad)?;
+                let k = v.id.clone();
+                self.put_server(v);
+                k
+            }
+            "server_group" => {
+                let v: ServerGroup = serde_json::from_str(body).map_err(bad)?;
+                let k = v.id.clone();
+                self.groups.insert(k.clone(), v);
+                k
+            }
+            "aggregate" => {
+                let v: Aggregate = serde_json::from_str(body).map_err(bad)?;
+                let k = v.id.to_string();
+                self.aggregates.insert(v.id, v);
+                k
+            }
+            "service" => {
+                let mut v: Service = serde_json::from_str(body).map_err(bad)?;
+                // A heartbeat this copy already saw is newer than the one
+                // the writer had in memory.
+                if let Some(old) = self.services.get(&v.host) {
+                    v.last_seen = v.last_seen.max(old.last_seen);
                 }
-                "image" => {
-                    let v: Image = serde_json::from_str(&body).map_err(bad)?;
-                    r.images.insert(v.id.clone(), v);
+                self.last_service_id.set(self.last_service_id.get().max(v.id));
+                let k = v.host.clone();
+                self.services.insert(k.clone(), v);
+                k
+            }
+            "quota" => {
+                let v: QuotaSet = serde_json::from_str(body).map_err(bad)?;
+                let k = v.project.clone();
+                self.quotas.insert(k.clone(), v);
+                k
+            }
+            _ => String::new(),
+        })
+    }
+
+    /// Drops one document from memory (another replica deleted it).
+    fn forget_doc(&mut self, kind: &str, key: &str) {
+        match kind {
+            "flavor" => drop(self.flavors.remove(key)),
+            "image" => drop(self.images.remove(key)),
+            "server" => drop(self.drop_server(key)),
+            "server_group" => drop(self.groups.remove(key)),
+            "aggregate" => {
+                if let Ok(id) = key.parse() {
+                    self.aggregates.remove(&id);
                 }
-                "server" => {
-                    let v: Server = serde_json::from_str(&body).map_err(bad)?;
-                    r.put_server(v);
+            }
+            "service" => drop(self.services.remove(key)),
+            "quota" => drop(self.quotas.remove(key)),
+            _ => {}
+        }
+    }
+
+    /// The store (tests tune its feed retention).
+    #[cfg(test)]
+    pub(crate) fn store_for_test(&self) -> &super::record_store::DocStore {
+        &self.store
+    }
+
+    /// Whether other replicas write these records too (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        self.store.is_shared()
+    }
+
+    /// Takes the records' lock and applies what other replicas wrote since
+    /// this copy last looked (PostgreSQL; nothing on SQLite). Until
+    /// [`Records::release`], no other replica writes.
+    ///
+    /// # Errors
+    /// The database is unreachable: the copy may be behind.
+    pub fn acquire(&mut self) -> Result<(), StoreError> {
+        if !self.store.is_shared() {
+            return Ok(());
+        }
+        self.store.lock()?;
+        match self.store.changes_since(self.feed.applied.get())? {
+            super::record_store::Feed::Current => {}
+            super::record_store::Feed::Changed { docs, latest } => {
+                let found = self.store.get_many(&docs)?;
+                let mut present = std::collections::HashSet::new();
+                for (kind, id, body) in &found {
+                    self.insert_doc(kind, body)?;
+                    self.mark(kind, id);
+                    present.insert((kind.as_str(), id.as_str()));
                 }
-                "server_group" => {
-                    let v: ServerGroup = serde_json::from_str(&body).map_err(bad)?;
-                    r.groups.insert(v.id.clone(), v);
+                for (kind, id) in docs.iter().filter(|(k, i)| !present.contains(&(k.as_str(), i.as_str()))) {
+                    self.forget_doc(kind, id);
+                    self.mark(kind, id);
                 }
-                "aggregate" => {
-                    let v: Aggregate = serde_json::from_str(&body).map_err(bad)?;
-                    r.aggregates.insert(v.id, v);
+                self.feed.applied.set(latest);
+            }
+            super::record_store::Feed::Reload => {
+                let before: Vec<(&'static str, String)> = self.keys();
+                self.load()?;
+                for (kind, key) in before.into_iter().chain(self.keys()) {
+                    self.mark(kind, &key);
                 }
-                "service" => {
-                    let v: Service = serde_json::from_str(&body).map_err(bad)?;
-                    r.services.insert(v.host.clone(), v);
-                }
-                "quota" => {
-                    let v: QuotaSet = serde_json::from_str(&body).map_err(bad)?;
-                    r.quotas.insert(v.project.clone(), v);
-                }
-                _ => {}
             }
         }
-        r.last_service_id.set(r.services.values().map(|s| s.id).max().unwrap_or(0));
-        Ok(r)
+        self.read_heartbeats()?;
+        self.feed.current.set(true);
+        Ok(())
+    }
+
+    /// Gives the records' lock back.
+    pub fn release(&self) {
+        self.feed.current.set(false);
+        self.store.unlock();
+    }
+
+    /// Every key the live fleet follows (servers, services, aggregates).
+    fn keys(&self) -> Vec<(&'static str, String)> {
+        let servers = self.servers.keys().map(|k| ("server", k.clone()));
+        let services = self.services.keys().map(|k| ("service", k.clone()));
+        servers.chain(services).chain(self.aggregates.keys().map(|k| ("aggregate", k.to_string()))).collect()
+    }
+
+    /// Heartbeats other replicas took, at most once a second.
+    fn read_heartbeats(&mut self) -> Result<(), StoreError> {
+        let now = unix_now();
+        if now - self.feed.heartbeats_read.get() < HEARTBEAT_READ_INTERVAL_S {
+            return Ok(());
+        }
+        let since = self.feed.newest_heartbeat.get() - HEARTBEAT_OVERLAP_S;
+        for (host, at) in self.store.heartbeats_since(since)? {
+            self.feed.newest_heartbeat.set(self.feed.newest_heartbeat.get().max(at));
+            if let Some(s) = self.services.get_mut(&host).filter(|s| s.last_seen < at) {
+                s.last_seen = at;
+                self.mark("service", &host);
+            }
+        }
+        self.feed.heartbeats_read.set(now);
+        Ok(())
+    }
+
+    /// After a write with change `seq`: under the lock and caught up, this
+    /// copy already holds everything up to it.
+    fn wrote(&self, seq: Option<i64>) {
+        if let Some(seq) = seq
+            && self.feed.current.get()
+            && self.store.holds_lock()
+        {
+            self.feed.applied.set(self.feed.applied.get().max(seq));
+        }
     }
 
     fn mark(&self, kind: &str, key: &str) {
@@ -376,12 +567,16 @@ impl Records {
         std::mem::take(&mut *self.changes.borrow_mut())
     }
 
-    /// Records a heartbeat of `host`'s service (kept in memory: the next
-    /// registration or service write persists `last_seen`).
+    /// Records a heartbeat of `host`'s service: in memory (on SQLite the
+    /// next registration or service write persists `last_seen`) and, on
+    /// PostgreSQL, in the heartbeats every replica reads.
     pub fn heartbeat(&mut self, host: &str, at: f64) -> bool {
         let Some(s) = self.services.get_mut(host) else { return false };
         s.last_seen = at;
         self.mark("service", host);
+        if let Err(e) = self.store.put_heartbeat(host, at) {
+            tracing::warn!(host, error = %e, "cannot record the heartbeat");
+        }
         true
     }
 
@@ -391,7 +586,8 @@ impl Records {
     /// The store refused the write.
     pub fn save<R: Record>(&self, rec: &R) -> Result<(), StoreError> {
         let body = serde_json::to_string(rec).map_err(se)?;
-        self.store.put(R::KIND, &rec.key(), &body)?;
+        let seq = self.store.put(R::KIND, &rec.key(), &body)?;
+        self.wrote(seq);
         self.mark(R::KIND, &rec.key());
         Ok(())
     }
@@ -405,7 +601,8 @@ impl Records {
             .iter()
             .map(|rec| Ok((R::KIND, rec.key(), serde_json::to_string(rec).map_err(se)?)))
             .collect::<Result<_, StoreError>>()?;
-        self.store.put_all(&docs)?;
+        let seq = self.store.put_all(&docs)?;
+        self.wrote(seq);
         for rec in recs {
             self.mark(R::KIND, &rec.key());
         }
@@ -417,7 +614,8 @@ impl Records {
     /// # Errors
     /// The store refused the write.
     pub fn remove(&self, kind: &str, key: &str) -> Result<(), StoreError> {
-        self.store.delete(kind, key)?;
+        let seq = self.store.delete(kind, key)?;
+        self.wrote(seq);
         self.mark(kind, key);
         Ok(())
     }

@@ -789,3 +789,92 @@ fn a_cloud_on_postgresql_boots_and_keeps_its_servers_across_kill_9() {
     assert_eq!(names, ["pg0", "pg1", "pg2"]);
     assert_eq!(used(&cloud), 3);
 }
+
+#[test]
+fn three_replicas_booting_onto_the_last_slots_never_double_book_a_host() {
+    let cluster = quiver_placement::store::test_cluster::TestCluster::start();
+    let url = cluster.url("quiver");
+    let data = tempfile::tempdir().expect("tempdir");
+    let serve_conf = data.path().join("serve.toml");
+    std::fs::write(&serve_conf, "[quota]\ninstances = 100\ncores = 1000\nram = 1000000\n").expect("config");
+    let clouds: Vec<Cloud> = (0..3)
+        .map(|i| {
+            let args = ["--database", url.as_str(), "--config", serve_conf.to_str().expect("utf8")];
+            Cloud::start(&data.path().join(format!("replica-{i}")), &args, false)
+        })
+        .collect();
+    // One agent reporting to each replica; RAM binds: 4,096 MiB per host,
+    // nothing reserved, ratio 1.0, so four 1,024 MiB servers per host.
+    let agent_conf = data.path().join("agent.toml");
+    std::fs::write(&agent_conf, "[DEFAULT]\nreserved_host_memory_mb = 0\nram_allocation_ratio = 1.0\n")
+        .expect("config");
+    let listens: Vec<u16> = (0..3).map(|_| port()).collect();
+    let _agents: Vec<Proc> = (0..3)
+        .map(|i| {
+            let extra = ["--memory-mb", "4096", "--config", agent_conf.to_str().expect("utf8")];
+            agent(&clouds[i].compute, &format!("race-{i}"), listens[i], &extra)
+        })
+        .collect();
+    for c in &clouds {
+        c.wait("every replica to see three hosts up", 60, || {
+            (0..3).all(|i| service_state(c, &format!("race-{i}")) == "up") && c.providers().len() == 3
+        });
+    }
+    // A flavor made on one replica is what the others boot.
+    clouds[0].flavor("slot", 1, 1024, 1);
+    let booted: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..30)
+            .map(|i| {
+                let c = &clouds[i % 3];
+                scope.spawn(move || {
+                    let body = json!({"server": {"name": format!("race{i}"), "flavorRef": "slot", "networks": "none"}});
+                    c.boot(body)["server"]["id"].as_str().expect("id").to_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    assert_eq!(booted.iter().collect::<BTreeSet<_>>().len(), 30);
+    let views: Vec<BTreeSet<(String, String, String)>> = clouds
+        .iter()
+        .map(|c| {
+            c.settle(120)
+                .iter()
+                .map(|s| {
+                    let host = s["OS-EXT-SRV-ATTR:host"].as_str().unwrap_or("").to_owned();
+                    (s["id"].as_str().expect("id").to_owned(), s["status"].as_str().expect("status").to_owned(), host)
+                })
+                .collect()
+        })
+        .collect();
+    assert!(views.iter().all(|v| v == &views[0]), "every replica lists the same servers, states and hosts");
+    let servers = clouds[1].servers();
+    assert_eq!(servers.len(), 30);
+    let active: Vec<&Value> = servers.iter().filter(|s| s["status"] == "ACTIVE").collect();
+    assert_eq!(active.len(), 12, "exactly the twelve slots are won");
+    for s in servers.iter().filter(|s| s["status"] != "ACTIVE") {
+        assert_eq!(s["status"], "ERROR", "{s}");
+        assert!(s["fault"]["message"].as_str().is_some_and(|m| m.starts_with("No valid host")), "{s}");
+    }
+    // Placement agrees host by host, from any replica: four servers' RAM,
+    // and exactly the ACTIVE servers as consumers; each hypervisor runs them.
+    let rps = clouds[2].providers();
+    for (i, listen) in listens.iter().enumerate() {
+        let host = format!("race-{i}");
+        let on_host: BTreeSet<String> = active
+            .iter()
+            .filter(|s| s["OS-EXT-SRV-ATTR:host"] == host.as_str())
+            .map(|s| s["id"].as_str().expect("id").to_owned())
+            .collect();
+        assert_eq!(on_host.len(), 4, "{host} holds four servers");
+        let rp = &rps[&host];
+        assert_eq!(clouds[i].usages(rp).get("MEMORY_MB"), Some(&4096), "{host}");
+        assert_eq!(clouds[(i + 1) % 3].consumers_on(rp), on_host, "{host}");
+        let guests: BTreeSet<String> = clouds[0]
+            .guests(&format!("http://127.0.0.1:{listen}"), &host)
+            .iter()
+            .map(|g| g["uuid"].as_str().expect("uuid").to_owned())
+            .collect();
+        assert_eq!(guests, on_host, "{host}'s hypervisor runs exactly its servers");
+    }
+}

@@ -12,10 +12,11 @@ use serde_json::{Value, json};
 
 use crate::placement::{Client, Server, provider, uuid};
 
-/// Replica 0 serves the Compute API too; the others `--placement-only`.
+/// Every replica serves the Compute API too (on ports it picks); the
+/// last one runs `--placement-only`, as a Placement-only tier would.
 fn replica(data: &Path, url: &str, i: usize) -> Server {
     let dir = data.join(format!("replica-{i}"));
-    if i == 0 {
+    if i < 2 {
         Server::start_on(&dir, &["--database", url, "--compute-listen", "127.0.0.1:0", "--image-listen", "127.0.0.1:0"])
     } else {
         Server::start_on(&dir, &["--database", url, "--placement-only"])
