@@ -29,7 +29,8 @@ use super::bench_serve::{client, ok, pct, start};
 Examples:
   quiver bench boot --hosts 1000 --driver fake --servers 2000
   quiver bench boot --hosts 10 --driver libvirt --servers 500 --json boot.json
-  quiver bench boot --hosts 100000 --driver fake --servers 3000 --churn")]
+  quiver bench boot --hosts 100000 --driver fake --servers 3000 --churn
+  quiver bench boot --hosts 100 --servers 1000 --postgres postgresql://me@127.0.0.1:5432/ --replicas 1,3")]
 pub struct BootBenchArgs {
     /// Compute hosts (embedded agents).
     #[arg(long, default_value_t = 1000)]
@@ -56,11 +57,19 @@ pub struct BootBenchArgs {
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Boot against replicas on PostgreSQL instead: the server's base URL
+    /// (`postgresql://USER@HOST:PORT/`; a fresh database per setup is made
+    /// there), the hosts in one `quiver agent --driver fake` process.
+    #[arg(long, value_name = "BASE_URL")]
+    pub postgres: Option<String>,
+    /// With `--postgres`: replica counts to run, one setup each.
+    #[arg(long, value_delimiter = ',', default_value = "1,3", requires = "postgres")]
+    pub replicas: Vec<usize>,
 }
 
 /// Runs `n` jobs on `k` client threads; returns wall seconds and each
 /// job's latency in ms (or its error).
-fn drive(
+pub(super) fn drive(
     n: usize,
     k: usize,
     bar: &ProgressBar,
@@ -103,7 +112,7 @@ const CHURN_LIVE: usize = 64;
 
 /// One boot from POST to ACTIVE, in ms. With `churn`, first deletes the
 /// oldest server it booted once [`CHURN_LIVE`] are live.
-fn boot_one(
+pub(super) fn boot_one(
     http: &reqwest::blocking::Client,
     compute: &str,
     i: usize,
@@ -139,6 +148,9 @@ fn boot_one(
 }
 
 pub fn run(a: BootBenchArgs) -> Result<()> {
+    if let Some(base) = &a.postgres {
+        return super::bench_boot_replicas::run(&a, base);
+    }
     eprintln!("starting quiver serve with {} {} hosts ...", a.hosts, a.driver);
     let t = Instant::now();
     let s = Arc::new(start(&[

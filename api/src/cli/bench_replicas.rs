@@ -97,7 +97,7 @@ impl Drop for Setup {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -113,7 +113,7 @@ fn wait_ready(endpoint: &str) -> Result<()> {
     bail!("{endpoint} did not come up")
 }
 
-fn fresh_database(base: &str, name: &str) -> Result<String> {
+pub(super) fn fresh_database(base: &str, name: &str) -> Result<String> {
     let mut c = postgres::Client::connect(&format!("{base}postgres"), postgres::NoTls)
         .with_context(|| format!("cannot connect to {base}postgres"))?;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod agent;
 pub mod bench;
 pub mod bench_boot;
+pub mod bench_boot_replicas;
 pub mod bench_candidates;
 pub mod bench_replicas;
 pub mod bench_serve;

@@ -80,7 +80,7 @@ impl ComputeApi {
     fn register_host(&self, report: &HostReport) -> Result<Registered, String> {
         let now = unix_now();
         let (svc, fresh) = {
-            let mut r = self.records();
+            let mut r = self.records_mut();
             match r.services.get(&report.host) {
                 Some(old) => (old.clone(), false),
                 None => {
@@ -149,7 +149,7 @@ impl ComputeApi {
         svc.last_seen = now;
         svc.updated_at = now_iso();
         {
-            let mut r = self.records();
+            let mut r = self.records_mut();
             r.save(&svc).map_err(|e| e.to_string())?;
             r.services.insert(svc.host.clone(), svc.clone());
         }
@@ -208,7 +208,7 @@ impl ComputeApi {
         for id in &lost {
             tracing::warn!(server = %id, host, "guest gone from the hypervisor; server set to ERROR");
             unclaim(self, id);
-            let mut r = self.records();
+            let mut r = self.records_mut();
             if let Some(mut s) = r.servers.get(id).cloned() {
                 s.vm_state = "error".into();
                 s.task_state = None;
@@ -260,7 +260,10 @@ impl Controller for ComputeApi {
     }
 
     fn heartbeat(&self, host: &str) -> Result<(), ControllerError> {
-        if self.records().heartbeat(host, unix_now()) {
+        // Not under the records' lock: a heartbeat changes no document
+        // (its own table, newest wins).
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if r.heartbeat(host, unix_now()) {
             Ok(())
         } else {
             Err(cerr(format!("host {host} is not registered")))

@@ -105,7 +105,7 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
     ctx.require_admin("os_compute_api:os-aggregates:create")?;
     let (name, zone) = name_and_zone(&body(&raw)?, true)?;
     let name = name.unwrap_or_default();
-    let mut r = api.records();
+    let mut r = api.records_mut();
     if r.aggregates.values().any(|a| a.name == name) {
         return Err(NovaError::conflict(format!("Aggregate {name} already exists.")));
     }
@@ -135,7 +135,7 @@ pub async fn update(
 ) -> ApiResult {
     ctx.require_admin("os_compute_api:os-aggregates:update")?;
     let (name, zone) = name_and_zone(&body(&raw)?, false)?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut a = get_agg(&r, &id)?;
     if let Some(n) = name {
         if r.aggregates.values().any(|o| o.name == n && o.id != a.id) {
@@ -164,7 +164,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     ctx.require_admin("os_compute_api:os-aggregates:delete")?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let a = get_agg(&r, &id)?;
     if !a.hosts.is_empty() {
         return Err(NovaError::bad_request(format!(
@@ -184,7 +184,7 @@ pub async fn action(
     raw: Bytes,
 ) -> ApiResult {
     let (name, arg) = action_body(&raw)?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut a = get_agg(&r, &id)?;
     let host_arg = || -> Result<String, NovaError> {
         arg.get("host").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {

@@ -52,9 +52,7 @@ impl Conductor {
 /// A host the engine refuses.
 pub fn snapshot_fleet(api: &ComputeApi) -> Result<Fleet, String> {
     let mut st = api.conductor.lock();
-    let r = api.records();
-    st.live.catch_up(&api.placement, &r)?;
-    drop(r);
+    catch_up(&mut st, api)?;
     Ok(api.placement.read_with_fleet(|_, f| f.clone()))
 }
 
@@ -174,7 +172,7 @@ pub fn unclaim(api: &ComputeApi, id: &str) {
 
 /// Updates one server record if it still exists.
 fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) -> Option<Server> {
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut s = r.servers.get(id).cloned()?;
     let deleting = s.task_state.as_deref() == Some("deleting");
     f(&mut s);
@@ -280,6 +278,7 @@ fn decide(
 /// live fleet.
 fn catch_up(st: &mut SchedState, api: &ComputeApi) -> Result<(), String> {
     api.placement.ensure_fresh().map_err(|e| e.detail)?;
+    api.ensure_records_fresh().map_err(|e| e.to_string())?;
     let r = api.records();
     st.live.catch_up(&api.placement, &r)
 }
@@ -501,7 +500,7 @@ pub fn delete_now(api: &ComputeApi, id: &str) {
         tracing::warn!(server = id, %host, error = %e, "agent delete failed; deleting locally");
     }
     unclaim(api, id);
-    let mut r = api.records();
+    let mut r = api.records_mut();
     if let Some(g) = s.group.as_ref().and_then(|g| r.groups.get(g).cloned()) {
         let mut g = g;
         g.members.retain(|m| m != id);

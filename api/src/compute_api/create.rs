@@ -85,7 +85,7 @@ impl ComputeApi {
             .collect();
         let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
         {
-            let mut r = self.records();
+            let mut r = self.records_mut();
             // The group's new members are recorded with the servers, as nova-api does.
             let mut grp = group.as_ref().and_then(|g| r.groups.get(g).cloned());
             if let Some(g) = grp.as_mut() {

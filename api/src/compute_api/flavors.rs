@@ -163,7 +163,7 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
         extra_specs: BTreeMap::new(),
         created_at: now_iso(),
     };
-    let mut r = api.records();
+    let mut r = api.records_mut();
     if r.flavors.contains_key(&id) {
         return Err(NovaError::conflict(format!("Flavor with ID {id} already exists.")));
     }
@@ -182,7 +182,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     ctx.require_admin("os_compute_api:os-flavor-manage:delete")?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     if !r.flavors.contains_key(&id) {
         return Err(not_found(&id));
     }
@@ -228,7 +228,7 @@ pub async fn specs_create(
         }
         specs.insert(k.clone(), spec_value(v)?);
     }
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut f = r.flavors.get(&id).cloned().ok_or_else(|| not_found(&id))?;
     f.extra_specs.extend(specs.clone());
     r.save(&f)?;
@@ -258,7 +258,7 @@ pub async fn spec_update(
         return Err(NovaError::bad_request("Request body and URI mismatch"));
     }
     let value = spec_value(&b[&key])?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut f = r.flavors.get(&id).cloned().ok_or_else(|| not_found(&id))?;
     f.extra_specs.insert(key.clone(), value.clone());
     r.save(&f)?;
@@ -272,7 +272,7 @@ pub async fn spec_delete(
     Path((id, key)): Path<(String, String)>,
 ) -> ApiResult {
     ctx.require_admin("os_compute_api:os-flavor-extra-specs:delete")?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut f = r.flavors.get(&id).cloned().ok_or_else(|| not_found(&id))?;
     if f.extra_specs.remove(&key).is_none() {
         return Err(NovaError::not_found(format!("Flavor {id} has no extra specs with key {key}.")));

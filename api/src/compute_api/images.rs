@@ -123,7 +123,7 @@ async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extension<Ct
             set_field(&mut img, k, v)?;
         }
     }
-    let mut r = api.records();
+    let mut r = api.records_mut();
     if r.images.contains_key(&id) {
         return Err(NovaError::conflict(format!("Image with identifier {id} already exists!")));
     }
@@ -171,7 +171,7 @@ async fn show(State(api): State<Arc<ComputeApi>>, Path(id): Path<String>) -> Api
 
 async fn patch(State(api): State<Arc<ComputeApi>>, Path(id): Path<String>, raw: Bytes) -> ApiResult {
     let ops: Vec<Value> = body(&raw)?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut img = r.images.get(&id).cloned().ok_or_else(|| not_found(&id))?;
     for op in &ops {
         let path = op.get("path").and_then(Value::as_str).unwrap_or("");
@@ -203,7 +203,7 @@ async fn patch(State(api): State<Arc<ComputeApi>>, Path(id): Path<String>, raw: 
 }
 
 async fn delete(State(api): State<Arc<ComputeApi>>, Path(id): Path<String>) -> ApiResult {
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let img = r.images.get(&id).ok_or_else(|| not_found(&id))?;
     if img.protected {
         return Err(NovaError::forbidden(format!("Image {id} is protected and cannot be deleted.")));
@@ -228,7 +228,7 @@ async fn upload(State(api): State<Arc<ComputeApi>>, Path(id): Path<String>, data
         std::fs::rename(&tmp, &path)
     };
     write().map_err(NovaError::internal)?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut img = r.images.get(&id).cloned().ok_or_else(|| not_found(&id))?;
     img.size = Some(data.len() as u64);
     img.checksum = Some(format!("{:x}", Md5::digest(&data)));

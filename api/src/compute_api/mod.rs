@@ -90,6 +90,11 @@ pub struct ComputeApi {
     pub data_dir: PathBuf,
     in_flight: Mutex<HashSet<String>>,
     pub metrics: ComputeMetrics,
+    /// When the last successful catch-up of the records with other
+    /// replicas began (ns since `opened`): a request that arrived earlier
+    /// needs no check of its own.
+    records_fresh_from: AtomicU64,
+    opened: std::time::Instant,
 }
 
 impl ComputeApi {
@@ -131,17 +136,44 @@ impl ComputeApi {
             data_dir,
             in_flight: Mutex::default(),
             metrics: ComputeMetrics::default(),
+            records_fresh_from: AtomicU64::new(0),
+            opened: std::time::Instant::now(),
         })
     }
 
-    /// The records (lock order: conductor, records, then Placement). On
-    /// PostgreSQL the guard also holds the records' lock across replicas
-    /// and the copy is caught up with their writes first (see
-    /// [`record_store`]); if the database cannot be reached the copy is as
-    /// of the last catch-up, and writes fail.
-    pub fn records(&self) -> RecordsGuard<'_> {
+    /// The records, to read (lock order: conductor, records, then
+    /// Placement), as of the last catch-up with other replicas: the API's
+    /// requests and the conductor's decisions call
+    /// [`ComputeApi::ensure_records_fresh`] first.
+    pub fn records(&self) -> RecordsRead<'_> {
+        RecordsRead(self.records.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Makes the records at least as fresh as every write any replica
+    /// committed before this call (PostgreSQL; one round trip, shared by
+    /// the calls that arrived while it ran). Nothing on SQLite.
+    ///
+    /// # Errors
+    /// The database is unreachable.
+    pub fn ensure_records_fresh(&self) -> Result<(), records::StoreError> {
+        let arrived = self.opened.elapsed().as_nanos() as u64 + 1;
         let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = r.acquire() {
+        if !r.is_shared() || self.records_fresh_from.load(Ordering::Acquire) > arrived {
+            return Ok(());
+        }
+        let began = self.opened.elapsed().as_nanos() as u64 + 1;
+        r.acquire(false)?;
+        self.records_fresh_from.fetch_max(began, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The records, to change: caught up with other replicas first, and on
+    /// PostgreSQL the guard holds the records' lock across replicas (taken
+    /// before the catch-up), so nothing it read changes under it before it
+    /// writes. Writes fail while the database cannot be reached.
+    pub fn records_mut(&self) -> RecordsGuard<'_> {
+        let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = r.acquire(true) {
             tracing::warn!(error = %e, "compute records not caught up with other replicas");
         }
         RecordsGuard(r)
@@ -179,8 +211,18 @@ impl ComputeApi {
     }
 }
 
-/// The records while a caller reads or changes them (see
-/// [`ComputeApi::records`]); dropping it lets other replicas write.
+/// The records while a caller reads them ([`ComputeApi::records`]).
+pub struct RecordsRead<'a>(MutexGuard<'a, Records>);
+
+impl std::ops::Deref for RecordsRead<'_> {
+    type Target = Records;
+    fn deref(&self) -> &Records {
+        &self.0
+    }
+}
+
+/// The records while a caller changes them ([`ComputeApi::records_mut`]);
+/// dropping it lets other replicas write.
 pub struct RecordsGuard<'a>(MutexGuard<'a, Records>);
 
 impl std::ops::Deref for RecordsGuard<'_> {
@@ -357,12 +399,34 @@ async fn fresh_placement(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if req.uri().path().starts_with("/v2.1/")
-        && let Err(e) = api.placement.ensure_fresh()
+    let path = req.uri().path();
+    if path.starts_with("/v2.1/") || path.starts_with("/v1/") {
+        let fresh = api.placement.ensure_fresh().map_err(|e| e.detail).and_then(|()| {
+            api.ensure_records_fresh()
+                .map_err(|e| format!("this replica cannot confirm it is current with the compute records: {e}"))
+        });
+        if let Err(e) = fresh {
+            return axum::response::IntoResponse::into_response(http::NovaError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e,
+            ));
+        }
+    }
+    next.run(req).await
+}
+
+/// Image requests see every image record another replica committed.
+async fn fresh_records(
+    State(api): State<Arc<ComputeApi>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path().starts_with("/v2/")
+        && let Err(e) = api.ensure_records_fresh()
     {
         return axum::response::IntoResponse::into_response(http::NovaError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            e.detail,
+            format!("this replica cannot confirm it is current with the image records: {e}"),
         ));
     }
     next.run(req).await
@@ -426,5 +490,6 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
 
 /// The Glance v2 image API (on its own port, as Glance's 9292).
 pub fn image_app(api: Arc<ComputeApi>) -> Router {
-    images::app(api)
+    let fresh = axum::middleware::from_fn_with_state(Arc::clone(&api), fresh_records);
+    images::app(api).layer(fresh)
 }

@@ -139,12 +139,11 @@ pub async fn update(
         ));
     };
     let known = default_limits(&api);
-    let mut set = api
-        .records()
-        .quotas
-        .get(&project)
-        .cloned()
-        .unwrap_or(QuotaSet { project: project.clone(), limits: BTreeMap::new() });
+    // Read and written under one guard: another replica's update of the
+    // same project cannot land in between.
+    let mut r = api.records_mut();
+    let mut set =
+        r.quotas.get(&project).cloned().unwrap_or(QuotaSet { project: project.clone(), limits: BTreeMap::new() });
     for (k, v) in q {
         if k == "force" {
             continue;
@@ -162,7 +161,6 @@ pub async fn update(
             })?;
         set.limits.insert(k.clone(), n);
     }
-    let mut r = api.records();
     r.save(&set)?;
     r.quotas.insert(project.clone(), set);
     drop(r);

@@ -459,7 +459,7 @@ mod tests {
             r.save_all(&[&a, &b]).expect("save all");
             r.remove("flavor", "m1.medium").expect("remove");
         }
-        let r = Records::open_at(&at).expect("reopen");
+        let mut r = Records::open_at(&at).expect("reopen");
         assert_eq!(flavor_names(&r), ["m1.large", "m1.small"]);
         assert_eq!(r.flavors["m1.large"].ram, 8192);
         // The server restarting under an open store: the next write reconnects.
@@ -477,13 +477,13 @@ mod tests {
         let at = Location::Postgres(cluster.url("quiver"));
         let mut a = Records::open_at(&at).expect("open a");
         let mut b = Records::open_at(&at).expect("open b");
-        a.acquire().expect("a caught up");
+        a.acquire(true).expect("a caught up");
         a.save(&Flavor::for_test("m1.small", 1, 512, 1)).expect("save");
         a.save(&service("c1", 100.0)).expect("save service");
         a.services.insert("c1".into(), service("c1", 100.0));
         a.release();
         assert!(b.flavors.is_empty(), "b has not looked yet");
-        b.acquire().expect("b caught up");
+        b.acquire(true).expect("b caught up");
         assert_eq!(flavor_names(&b), ["m1.small"]);
         assert_eq!(b.services["c1"].last_seen, 100.0);
         let changed = b.take_changes();
@@ -493,22 +493,22 @@ mod tests {
         b.save(&Flavor::for_test("m1.big", 8, 8192, 1)).expect("save");
         b.remove("flavor", "m1.big").expect("delete");
         b.release();
-        a.acquire().expect("a caught up");
+        a.acquire(true).expect("a caught up");
         assert_eq!(flavor_names(&a), ["m1.small"]);
         assert_eq!(a.flavors["m1.small"].vcpus, 2);
         // A heartbeat taken by a reaches b (its reads run at most once a second).
         assert!(a.heartbeat("c1", 200.0));
         a.release();
         std::thread::sleep(std::time::Duration::from_millis(1100));
-        b.acquire().expect("b caught up");
+        b.acquire(true).expect("b caught up");
         assert_eq!(b.services["c1"].last_seen, 200.0);
         b.release();
         // While a holds the lock, b waits for it.
-        a.acquire().expect("a locks");
+        a.acquire(true).expect("a locks");
         let waited = std::thread::scope(|s| {
             let h = s.spawn(|| {
                 let started = std::time::Instant::now();
-                b.acquire().expect("b locks after a");
+                b.acquire(true).expect("b locks after a");
                 b.release();
                 started.elapsed()
             });
@@ -517,16 +517,25 @@ mod tests {
             h.join().expect("b")
         });
         assert!(waited >= std::time::Duration::from_millis(250), "b did not wait: {waited:?}");
+        // A reader does not wait for a writer, and sees what it committed.
+        a.acquire(true).expect("a locks");
+        a.save(&Flavor::for_test("m1.read", 1, 128, 1)).expect("save");
+        let started = std::time::Instant::now();
+        b.acquire(false).expect("b reads");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(b.flavors.contains_key("m1.read"));
+        b.release();
+        a.release();
         // A copy whose unapplied changes were pruned reloads everything.
-        a.acquire().expect("a locks");
+        a.acquire(true).expect("a locks");
         a.store_for_test().set_retention(2, 1);
         for i in 0..6 {
             a.save(&Flavor::for_test(&format!("f{i}"), 1, 256, 1)).expect("save");
         }
         a.remove("flavor", "m1.small").expect("delete");
         a.release();
-        b.acquire().expect("b reloads");
-        assert_eq!(flavor_names(&b), ["f0", "f1", "f2", "f3", "f4", "f5"]);
+        b.acquire(true).expect("b reloads");
+        assert_eq!(flavor_names(&b), ["f0", "f1", "f2", "f3", "f4", "f5", "m1.read"]);
         assert!(b.take_changes().services.contains("c1"), "a reload re-binds every host");
         b.release();
     }

@@ -434,17 +434,22 @@ impl Records {
         self.store.is_shared()
     }
 
-    /// Takes the records' lock and applies what other replicas wrote since
-    /// this copy last looked (PostgreSQL; nothing on SQLite). Until
-    /// [`Records::release`], no other replica writes.
+    /// Applies what other replicas wrote since this copy last looked
+    /// (PostgreSQL; nothing on SQLite). With `write`, takes the records'
+    /// lock first: until [`Records::release`], no other replica writes, so
+    /// what this one reads and then writes stays true. A read needs no
+    /// lock: writers commit in sequence order under it, so the feed never
+    /// shows a change before an older one.
     ///
     /// # Errors
     /// The database is unreachable: the copy may be behind.
-    pub fn acquire(&mut self) -> Result<(), StoreError> {
+    pub fn acquire(&mut self, write: bool) -> Result<(), StoreError> {
         if !self.store.is_shared() {
             return Ok(());
         }
-        self.store.lock()?;
+        if write {
+            self.store.lock()?;
+        }
         match self.store.changes_since(self.feed.applied.get())? {
             super::record_store::Feed::Current => {}
             super::record_store::Feed::Changed { docs, latest } => {
@@ -470,7 +475,7 @@ impl Records {
             }
         }
         self.read_heartbeats()?;
-        self.feed.current.set(true);
+        self.feed.current.set(write);
         Ok(())
     }
 
@@ -584,7 +589,7 @@ impl Records {
     ///
     /// # Errors
     /// The store refused the write.
-    pub fn save<R: Record>(&self, rec: &R) -> Result<(), StoreError> {
+    pub fn save<R: Record>(&mut self, rec: &R) -> Result<(), StoreError> {
         let body = serde_json::to_string(rec).map_err(se)?;
         let seq = self.store.put(R::KIND, &rec.key(), &body)?;
         self.wrote(seq);
@@ -613,7 +618,7 @@ impl Records {
     ///
     /// # Errors
     /// The store refused the write.
-    pub fn remove(&self, kind: &str, key: &str) -> Result<(), StoreError> {
+    pub fn remove(&mut self, kind: &str, key: &str) -> Result<(), StoreError> {
         let seq = self.store.delete(kind, key)?;
         self.wrote(seq);
         self.mark(kind, key);

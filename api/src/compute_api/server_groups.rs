@@ -132,7 +132,7 @@ pub async fn create(State(api): State<Arc<ComputeApi>>, Extension(ctx): Extensio
         project_id: ctx.project_id.clone(),
         user_id: ctx.user_id.clone(),
     };
-    let mut r = api.records();
+    let mut r = api.records_mut();
     r.save(&sg)?;
     let v = view(&sg, &ctx);
     r.groups.insert(sg.id.clone(), sg);
@@ -145,7 +145,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     get_group(&api, &ctx, &id)?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     r.remove("server_group", &id)?;
     r.groups.remove(&id);
     empty(StatusCode::NO_CONTENT)

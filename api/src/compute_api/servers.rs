@@ -377,7 +377,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     {
-        let mut r = api.records();
+        let mut r = api.records_mut();
         let mut s = visible(&r, &ctx, &id)?;
         s.task_state = Some("deleting".into());
         s.updated = now_iso();
@@ -417,7 +417,7 @@ pub async fn action(
         other => return Err(NovaError::bad_request(format!("There is no such action: {other}"))),
     };
     {
-        let mut r = api.records();
+        let mut r = api.records_mut();
         let mut s = visible(&r, &ctx, &id)?;
         let ok_state = s.vm_state == needs || (name == "reboot" && s.vm_state == "stopped" && task.ends_with("hard"));
         if !ok_state || s.task_state.is_some() {

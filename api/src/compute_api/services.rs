@@ -54,7 +54,7 @@ pub async fn list(
 
 /// Applies a status / forced_down change and mirrors it in Placement.
 fn change(api: &ComputeApi, host: &str, f: impl FnOnce(&mut Service)) -> Result<Service, NovaError> {
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let mut s = r
         .services
         .get(host)
@@ -156,7 +156,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult {
     ctx.require_admin("os_compute_api:os-services:delete")?;
-    let mut r = api.records();
+    let mut r = api.records_mut();
     let s = r
         .services
         .values()
