@@ -361,6 +361,10 @@ impl DocStore {
                 tx.commit().map_err(se)?;
                 Ok(None)
             }
+            DocStore::Postgres(pg) if docs.len() == 1 => {
+                let (kind, id, body) = &docs[0];
+                blocking(|| Self::pg_write(pg, PG_UPSERT, &[kind, &id.as_str(), &body.as_str()]))
+            }
             DocStore::Postgres(pg) => blocking(|| {
                 let mut c = pg.client()?;
                 let mut tx = c.transaction().map_err(se)?;
