@@ -263,11 +263,7 @@ impl Controller for ComputeApi {
         // Not under the records' lock: a heartbeat changes no document
         // (its own table, newest wins).
         let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
-        if r.heartbeat(host, unix_now()) {
-            Ok(())
-        } else {
-            Err(cerr(format!("host {host} is not registered")))
-        }
+        if r.heartbeat(host, unix_now()) { Ok(()) } else { Err(cerr(format!("host {host} is not registered"))) }
     }
 
     fn reconcile(&self, host: &str, guests: &[GuestInfo]) -> Result<ReconcileReply, ControllerError> {

@@ -323,30 +323,7 @@ mod tests {
     use quiver_placement::store::Durability;
 
     fn service(host: &str, rp: &str) -> Service {
-        Service {
-            id: 1,
-            uuid: format!("svc-{host}"),
-            host: host.into(),
-            disabled: false,
-            disabled_reason: None,
-            forced_down: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-            last_seen: unix_now(),
-            compute_node_id: 1,
-            compute_node_uuid: rp.into(),
-            hypervisor: quiver_compute_agent::HostInfo {
-                nodename: host.into(),
-                vcpus: 16,
-                memory_mb: 32768,
-                local_gb: 500,
-                hypervisor_type: "fake".into(),
-                hypervisor_version: 1,
-                cpu_info: "{}".into(),
-                cpu_features: vec![],
-            },
-            agent_url: None,
-        }
+        Service::for_test(host, rp, unix_now())
     }
 
     fn server(id: &str, host: Option<String>, vm_state: &str) -> Server {

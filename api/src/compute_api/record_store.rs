@@ -421,33 +421,6 @@ mod tests {
     use super::*;
     use crate::compute_api::records::{Flavor, Records, Service};
 
-    fn service(host: &str, last_seen: f64) -> Service {
-        Service {
-            id: 1,
-            uuid: format!("{host}-svc"),
-            host: host.into(),
-            disabled: false,
-            disabled_reason: None,
-            forced_down: false,
-            created_at: String::new(),
-            updated_at: String::new(),
-            last_seen,
-            compute_node_id: 1,
-            compute_node_uuid: format!("{host}-rp"),
-            hypervisor: quiver_compute_agent::HostInfo {
-                nodename: host.into(),
-                vcpus: 4,
-                memory_mb: 4096,
-                local_gb: 10,
-                hypervisor_type: "fake".into(),
-                hypervisor_version: 1,
-                cpu_info: "{}".into(),
-                cpu_features: vec![],
-            },
-            agent_url: None,
-        }
-    }
-
     fn flavor_names(r: &Records) -> Vec<&str> {
         r.flavors.keys().map(String::as_str).collect()
     }
@@ -483,8 +456,8 @@ mod tests {
         let mut b = Records::open_at(&at).expect("open b");
         a.acquire(true).expect("a caught up");
         a.save(&Flavor::for_test("m1.small", 1, 512, 1)).expect("save");
-        a.save(&service("c1", 100.0)).expect("save service");
-        a.services.insert("c1".into(), service("c1", 100.0));
+        a.save(&Service::for_test("c1", "c1-rp", 100.0)).expect("save service");
+        a.services.insert("c1".into(), Service::for_test("c1", "c1-rp", 100.0));
         a.release();
         assert!(b.flavors.is_empty(), "b has not looked yet");
         b.acquire(true).expect("b caught up");

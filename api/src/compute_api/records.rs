@@ -198,6 +198,37 @@ pub struct Service {
     pub agent_url: Option<String>,
 }
 
+#[cfg(test)]
+impl Service {
+    /// An enabled fake-hypervisor service of `host` on provider `rp`, for tests.
+    pub(crate) fn for_test(host: &str, rp: &str, last_seen: f64) -> Service {
+        Service {
+            id: 1,
+            uuid: format!("svc-{host}"),
+            host: host.into(),
+            disabled: false,
+            disabled_reason: None,
+            forced_down: false,
+            created_at: String::new(),
+            updated_at: String::new(),
+            last_seen,
+            compute_node_id: 1,
+            compute_node_uuid: rp.into(),
+            hypervisor: HostInfo {
+                nodename: host.into(),
+                vcpus: 16,
+                memory_mb: 32768,
+                local_gb: 500,
+                hypervisor_type: "fake".into(),
+                hypervisor_version: 1,
+                cpu_info: "{}".into(),
+                cpu_features: vec![],
+            },
+            agent_url: None,
+        }
+    }
+}
+
 /// Per-project quota limits that differ from the defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct QuotaSet {
@@ -351,54 +382,46 @@ impl Records {
 
     /// Puts one stored document into memory; returns its key.
     fn insert_doc(&mut self, kind: &str, body: &str) -> Result<String, StoreError> {
-        let bad = |e: serde_json::Error| StoreError(format!("record of kind {kind}: {e}"));
+        fn parse<T: serde::de::DeserializeOwned>(kind: &str, body: &str) -> Result<T, StoreError> {
+            serde_json::from_str(body).map_err(|e| StoreError(format!("record of kind {kind}: {e}")))
+        }
+        fn keyed<T: Record + serde::de::DeserializeOwned>(
+            map: &mut BTreeMap<String, T>,
+            kind: &str,
+            body: &str,
+        ) -> Result<String, StoreError> {
+            let v: T = parse(kind, body)?;
+            let k = v.key();
+            map.insert(k.clone(), v);
+            Ok(k)
+        }
         Ok(match kind {
-            "flavor" => {
-                let v: Flavor = serde_json::from_str(body).map_err(bad)?;
-                let k = v.id.clone();
-                self.flavors.insert(k.clone(), v);
-                k
-            }
-            "image" => {
-                let v: Image = serde_json::from_str(body).map_err(bad)?;
-                let k = v.id.clone();
-                self.images.insert(k.clone(), v);
-                k
-            }
+            "flavor" => keyed(&mut self.flavors, kind, body)?,
+            "image" => keyed(&mut self.images, kind, body)?,
+            "server_group" => keyed(&mut self.groups, kind, body)?,
+            "quota" => keyed(&mut self.quotas, kind, body)?,
             "server" => {
-                let v: Server = serde_json::from_str(body).map_err(bad)?;
-                let k = v.id.clone();
+                let v: Server = parse(kind, body)?;
+                let k = v.key();
                 self.put_server(v);
                 k
             }
-            "server_group" => {
-                let v: ServerGroup = serde_json::from_str(body).map_err(bad)?;
-                let k = v.id.clone();
-                self.groups.insert(k.clone(), v);
-                k
-            }
             "aggregate" => {
-                let v: Aggregate = serde_json::from_str(body).map_err(bad)?;
-                let k = v.id.to_string();
+                let v: Aggregate = parse(kind, body)?;
+                let k = v.key();
                 self.aggregates.insert(v.id, v);
                 k
             }
             "service" => {
-                let mut v: Service = serde_json::from_str(body).map_err(bad)?;
+                let mut v: Service = parse(kind, body)?;
                 // A heartbeat this copy already saw is newer than the one
                 // the writer had in memory.
                 if let Some(old) = self.services.get(&v.host) {
                     v.last_seen = v.last_seen.max(old.last_seen);
                 }
                 self.last_service_id.set(self.last_service_id.get().max(v.id));
-                let k = v.host.clone();
+                let k = v.key();
                 self.services.insert(k.clone(), v);
-                k
-            }
-            "quota" => {
-                let v: QuotaSet = serde_json::from_str(body).map_err(bad)?;
-                let k = v.project.clone();
-                self.quotas.insert(k.clone(), v);
                 k
             }
             _ => String::new(),
