@@ -165,10 +165,19 @@ impl ComputeApi {
         let now = unix_now();
         let mut in_flight: HashSet<String> = self.in_flight().clone();
         {
-            // On shared records, builds other replicas run count too.
             let r = self.records();
+            // On shared records, builds other replicas run count too.
             if r.is_shared() {
                 in_flight.extend(r.servers.values().filter(|s| s.building_recently(now)).map(|s| s.id.clone()));
+            }
+            // A server being moved to or from this host may have a guest
+            // and allocations on both hosts, and its migration's consumer
+            // holds the source's: all of them are the move's until it ends.
+            for m in r.migrations.values().filter(|m| super::moves::UNFINISHED.contains(&m.status.as_str())) {
+                if m.source_compute == host || m.dest_compute.as_deref() == Some(host) {
+                    in_flight.insert(m.instance_uuid.clone());
+                }
+                in_flight.insert(m.uuid.clone());
             }
         }
         let have: HashSet<&str> = guests.iter().map(|g| g.uuid.as_str()).collect();

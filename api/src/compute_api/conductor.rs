@@ -29,7 +29,7 @@ pub struct Conductor {
     state: std::sync::Mutex<SchedState>,
 }
 
-struct SchedState {
+pub(super) struct SchedState {
     scheduler: Scheduler,
     live: LiveFleet,
     requests: usize,
@@ -40,7 +40,7 @@ impl Conductor {
         Self { state: std::sync::Mutex::new(SchedState { scheduler, live: LiveFleet::default(), requests: 0 }) }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SchedState> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, SchedState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -72,7 +72,7 @@ fn engine_flavor(f: &super::records::Flavor) -> EngineFlavor {
 }
 
 /// The engine's request for a batch of servers from one create call.
-fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
+pub(super) fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
     let s = &servers[0];
     let f = &s.flavor;
     let image = s.image_id.as_ref().and_then(|i| r.images.get(i)).map(|img| EngineImage {
@@ -105,7 +105,7 @@ fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
 
 /// The request's server group, without the members being scheduled now
 /// (the engine adds them, as nova-api did).
-fn groups_for(r: &Records, servers: &[Server]) -> Groups {
+pub(super) fn groups_for(r: &Records, servers: &[Server]) -> Groups {
     let Some(g) = servers[0].group.as_ref().and_then(|g| r.groups.get(g)) else {
         return Groups::default();
     };
@@ -123,7 +123,7 @@ fn groups_for(r: &Records, servers: &[Server]) -> Groups {
 }
 
 /// Nova's "No valid host" fault text, with what each stage kept.
-fn no_valid_host(d: &Decision) -> String {
+pub(super) fn no_valid_host(d: &Decision) -> String {
     let mut msg = "No valid host was found. There are not enough hosts available.".to_owned();
     match d.failed_stage.as_deref() {
         Some("placement") => msg.push_str(" Placement returned no allocation candidates for the flavor's resources."),
@@ -171,7 +171,7 @@ pub fn unclaim(api: &ComputeApi, id: &str) {
 }
 
 /// Updates one server record if it still exists.
-fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) -> Option<Server> {
+pub(super) fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) -> Option<Server> {
     let mut r = api.records_mut();
     let mut s = r.servers.get(id).cloned()?;
     let deleting = s.task_state.as_deref() == Some("deleting");
@@ -220,7 +220,7 @@ pub fn start_build(api: &Arc<ComputeApi>, ids: Vec<String>) {
 }
 
 /// What to claim on each chosen host and alternate of a decision.
-type Claims = BTreeMap<String, Allocations>;
+pub(super) type Claims = BTreeMap<String, Allocations>;
 
 /// Rounds of scheduling again for one server whose every candidate was
 /// claimed first by someone else (another replica's conductor): Nova tries
@@ -229,11 +229,12 @@ const CLAIM_ROUNDS: usize = 3;
 
 /// One decision for `req` over the live fleet, and the claim for each host
 /// it names.
-fn decide(
+pub(super) fn decide(
     st: &mut SchedState,
     api: &ComputeApi,
     req: &BootRequest,
     groups: &mut Groups,
+    restrict: Option<&dyn Fn(&Fleet) -> quiver_engine::Mask>,
 ) -> Result<(Decision, Claims), String> {
     st.requests += 1;
     let index = st.requests;
@@ -254,9 +255,19 @@ fn decide(
             Some(rr) => Some(tree_candidates(state, fleet, rr)?),
             None => None,
         };
+        // The hosts a move may go to (Nova's ignore_hosts and
+        // requested_destination), with the tree's candidates.
+        let within = match (restrict.map(|f| f(fleet)), tree.as_ref().map(|t| &t.within)) {
+            (Some(mut m), Some(t)) => {
+                m.and_assign(t);
+                Some(m)
+            }
+            (Some(m), None) => Some(m),
+            (None, t) => t.cloned(),
+        };
         // A decision only: the fleet takes the usage from the claims
         // below when Placement commits them.
-        let d = scheduler.select(fleet, groups, req, index, tree.as_ref().map(|t| &t.within));
+        let d = scheduler.select(fleet, groups, req, index, within.as_ref());
         let claims: Claims = d
             .instances
             .iter()
@@ -276,7 +287,7 @@ fn decide(
 
 /// Brings Placement (other replicas' commits) and the records into the
 /// live fleet.
-fn catch_up(st: &mut SchedState, api: &ComputeApi) -> Result<(), String> {
+pub(super) fn catch_up(st: &mut SchedState, api: &ComputeApi) -> Result<(), String> {
     api.placement.ensure_fresh().map_err(|e| e.detail)?;
     api.ensure_records_fresh().map_err(|e| e.to_string())?;
     let r = api.records();
@@ -322,7 +333,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             let r = api.records();
             (boot_request(&r, &servers), groups_for(&r, &servers))
         };
-        let (d, claims) = match decide(&mut st, api, &req, &mut groups) {
+        let (d, claims) = match decide(&mut st, api, &req, &mut groups, None) {
             Ok(v) => v,
             Err(e) => {
                 drop(st);
@@ -367,7 +378,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
                     let r = api.records();
                     boot_request(&r, std::slice::from_ref(&s))
                 };
-                match decide(&mut st, api, &one, &mut Groups::default()) {
+                match decide(&mut st, api, &one, &mut Groups::default(), None) {
                     Ok((d, claims)) if d.status == "ok" => {
                         hosts = d.instances.first().map(|i| hosts_of(i, &claims)).unwrap_or_default();
                         claimed = claim_first(api, &s, &mut hosts);
@@ -393,12 +404,10 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
     }
 }
 
-/// Builds `s` on `hosts[0]` (already claimed), moving to the next
-/// alternate on a build failure.
-fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocations)>) {
-    let mut errors = Vec::new();
+/// What an agent needs to build `s`'s guest (its flavor, its image).
+pub(super) fn guest_spec(api: &ComputeApi, s: &Server) -> GuestSpec {
     let image_path = s.image_id.as_ref().map(|i| api.image_path(i)).filter(|p| p.exists());
-    let spec = GuestSpec {
+    GuestSpec {
         uuid: s.id.clone(),
         display_name: s.name.clone(),
         flavor_name: s.flavor.name.clone(),
@@ -407,7 +416,14 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocation
         root_gb: s.flavor.disk as u64,
         image_id: s.image_id.clone(),
         image_path: image_path.map(|p| p.display().to_string()),
-    };
+    }
+}
+
+/// Builds `s` on `hosts[0]` (already claimed), moving to the next
+/// alternate on a build failure.
+fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocations)>) {
+    let mut errors = Vec::new();
+    let spec = guest_spec(api, &s);
     loop {
         let (host, _rp) = hosts[0].clone();
         let node = api.records().services.get(&host).map(|svc| svc.hypervisor.nodename.clone());
@@ -500,6 +516,27 @@ pub fn delete_now(api: &ComputeApi, id: &str) {
         tracing::warn!(server = id, %host, error = %e, "agent delete failed; deleting locally");
     }
     unclaim(api, id);
+    // A server deleted in VERIFY_RESIZE (or mid-move) has a guest and the
+    // migration's allocations on its source too.
+    let moving: Vec<super::records::Migration> = {
+        let r = api.records();
+        let unfinished = |m: &&super::records::Migration| super::moves::UNFINISHED.contains(&m.status.as_str());
+        r.migrations.values().filter(|m| m.instance_uuid == id).filter(unfinished).cloned().collect()
+    };
+    for mut m in moving {
+        if s.host.as_deref() != Some(m.source_compute.as_str())
+            && let Some(agent) = api.agent(&m.source_compute)
+        {
+            let _ = agent.delete(&m.source_compute, id);
+        }
+        unclaim(api, &m.uuid);
+        m.status = "error".into();
+        m.updated_at = now_iso();
+        let mut r = api.records_mut();
+        if r.save(&m).is_ok() {
+            r.migrations.insert(m.id, m);
+        }
+    }
     let mut r = api.records_mut();
     if let Some(g) = s.group.as_ref().and_then(|g| r.groups.get(g).cloned()) {
         let mut g = g;

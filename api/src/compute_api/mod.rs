@@ -15,6 +15,8 @@ pub mod http;
 mod hypervisors;
 mod images;
 pub mod live_fleet;
+mod migrations;
+pub mod moves;
 pub mod query;
 mod quotas;
 pub mod record_store;
@@ -435,6 +437,8 @@ async fn fresh_records(
 /// The Compute API's route table.
 pub fn app(api: Arc<ComputeApi>) -> Router {
     let v = Router::new()
+        .route("/os-migrations", get(migrations::list))
+        .route("/servers/{id}/migrations", get(migrations::of_server))
         .route("/flavors", get(flavors::list).post(flavors::create))
         .route("/flavors/detail", get(flavors::detail))
         .route("/flavors/{id}", get(flavors::show).delete(flavors::delete))

@@ -98,10 +98,11 @@ pub struct Server {
     pub key_name: Option<String>,
     pub description: Option<String>,
     pub reservation_id: String,
-    /// `building`, `active`, `stopped`, `error` (Nova's vm_states).
+    /// `building`, `active`, `stopped`, `resized`, `error` (Nova's vm_states).
     pub vm_state: String,
     /// `scheduling`, `spawning`, `powering-off`, `powering-on`, `rebooting`,
-    /// `rebooting_hard`, `deleting`, or none.
+    /// `rebooting_hard`, `deleting`, `resize_prep`, `resize_migrating`,
+    /// `resize_finish`, `resize_reverting`, or none.
     pub task_state: Option<String>,
     pub power_state: u8,
     pub host: Option<String>,
@@ -136,6 +137,9 @@ impl Server {
     pub fn status(&self) -> &'static str {
         match (self.vm_state.as_str(), self.task_state.as_deref()) {
             (_, Some("deleting")) => "ACTIVE",
+            ("resized", Some("resize_reverting")) => "REVERT_RESIZE",
+            ("resized", _) => "VERIFY_RESIZE",
+            ("active" | "stopped", Some(t)) if t.starts_with("resize_") => "RESIZE",
             ("building", _) => "BUILD",
             ("active", Some("rebooting")) => "REBOOT",
             ("active", Some("rebooting_hard")) => "HARD_REBOOT",
@@ -229,6 +233,34 @@ impl Service {
     }
 }
 
+/// A move of a server (Nova's `Migration`). Its uuid is also the Placement
+/// consumer that holds the source host's allocations until the move is
+/// confirmed or reverted (Nova's migration-based allocations).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Migration {
+    pub id: i64,
+    pub uuid: String,
+    pub instance_uuid: String,
+    /// `migration` (cold), `resize`, `live-migration` or `evacuation`.
+    pub migration_type: String,
+    /// `pre-migrating`, `migrating`, `finished`, `confirmed`, `reverted`,
+    /// `error`.
+    pub status: String,
+    pub source_compute: String,
+    pub source_node: String,
+    pub dest_compute: Option<String>,
+    pub dest_node: Option<String>,
+    pub old_flavor: Flavor,
+    pub new_flavor: Flavor,
+    /// The server's vm_state before the move: a stopped server stays
+    /// stopped where it lands.
+    pub old_vm_state: String,
+    pub project_id: String,
+    pub user_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
 /// Per-project quota limits that differ from the defaults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct QuotaSet {
@@ -251,6 +283,8 @@ pub struct Records {
     pub aggregates: BTreeMap<i64, Aggregate>,
     pub services: BTreeMap<String, Service>,
     pub quotas: BTreeMap<String, QuotaSet>,
+    /// Moves, by id.
+    pub migrations: BTreeMap<i64, Migration>,
     /// What changed since the live fleet last applied the records: every
     /// write goes through [`Records::save`], [`Records::save_all`] or
     /// [`Records::remove`] (and heartbeats through
@@ -317,6 +351,7 @@ record!(ServerGroup, "server_group", |self| self.id.clone());
 record!(Aggregate, "aggregate", |self| self.id.to_string());
 record!(Service, "service", |self| self.host.clone());
 record!(QuotaSet, "quota", |self| self.project.clone());
+record!(Migration, "migration", |self| self.id.to_string());
 
 /// A store failure: the change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -353,6 +388,7 @@ impl Records {
             aggregates: BTreeMap::new(),
             services: BTreeMap::new(),
             quotas: BTreeMap::new(),
+            migrations: BTreeMap::new(),
             changes: Default::default(),
             last_service_id: std::cell::Cell::new(0),
             feed: Default::default(),
@@ -372,6 +408,7 @@ impl Records {
         self.aggregates.clear();
         self.services.clear();
         self.quotas.clear();
+        self.migrations.clear();
         for (kind, body) in rows {
             self.insert_doc(&kind, &body)?;
         }
@@ -412,6 +449,12 @@ impl Records {
                 self.aggregates.insert(v.id, v);
                 k
             }
+            "migration" => {
+                let v: Migration = parse(kind, body)?;
+                let k = v.key();
+                self.migrations.insert(v.id, v);
+                k
+            }
             "service" => {
                 let mut v: Service = parse(kind, body)?;
                 // A heartbeat this copy already saw is newer than the one
@@ -442,6 +485,11 @@ impl Records {
             }
             "service" => drop(self.services.remove(key)),
             "quota" => drop(self.quotas.remove(key)),
+            "migration" => {
+                if let Ok(id) = key.parse() {
+                    self.migrations.remove(&id);
+                }
+            }
             _ => {}
         }
     }
@@ -652,6 +700,7 @@ impl Records {
     pub fn next_id(&self, kind: &str) -> i64 {
         match kind {
             "aggregate" => self.aggregates.keys().max().copied().unwrap_or(0) + 1,
+            "migration" => self.migrations.keys().max().copied().unwrap_or(0) + 1,
             _ => {
                 let id = self.last_service_id.get() + 1;
                 self.last_service_id.set(id);

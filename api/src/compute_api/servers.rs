@@ -17,7 +17,7 @@ use sha2::{Digest, Sha224};
 use super::create::CreateRequest;
 use super::http::{ApiResult, Ctx, NovaError, action_body, body, empty, int_field, reply};
 use super::records::{Records, Server, now_iso};
-use super::{ComputeApi, conductor};
+use super::{ComputeApi, conductor, moves};
 
 fn links(id: &str) -> Value {
     json!([{"rel": "self", "href": format!("/v2.1/servers/{id}")}, {"rel": "bookmark", "href": format!("/servers/{id}")}])
@@ -388,6 +388,45 @@ pub async fn delete(
     empty(StatusCode::NO_CONTENT)
 }
 
+/// `migrate` (admin), `resize`, `confirmResize`, `revertResize`: see
+/// [`super::moves`].
+fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Value) -> ApiResult {
+    visible(&api.records(), ctx, id)?;
+    match name {
+        "migrate" => {
+            ctx.require_admin("os_compute_api:os-migrate-server:migrate")?;
+            let host = moves::migrate_host(arg, ctx.at_least(2, 56))?;
+            let flavor = api.records().servers.get(id).map(|s| s.flavor.clone()).ok_or_else(|| not_found(id))?;
+            api.start_move(id, moves::MoveRequest { kind: "migration", flavor, host })?;
+        }
+        "resize" => {
+            let Some(fref) = arg
+                .get("flavorRef")
+                .and_then(|f| f.as_str().map(str::to_owned).or_else(|| f.as_i64().map(|n| n.to_string())))
+            else {
+                return Err(NovaError::bad_request(
+                    "Invalid input for field/attribute resize. Value: {}. 'flavorRef' is a required property",
+                ));
+            };
+            let (flavor, current) = {
+                let r = api.records();
+                let f = r
+                    .flavors
+                    .get(&fref)
+                    .cloned()
+                    .ok_or_else(|| NovaError::bad_request(format!("Flavor {fref} could not be found.")))?;
+                (f, r.servers.get(id).map(|s| s.flavor.id.clone()))
+            };
+            if current.as_deref() == Some(flavor.id.as_str()) {
+                return Err(NovaError::bad_request("When resizing, instances must change flavor!"));
+            }
+            api.start_move(id, moves::MoveRequest { kind: "resize", flavor, host: None })?;
+        }
+        _ => api.finish_move(id, name == "confirmResize")?,
+    }
+    empty(if name == "confirmResize" { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
+}
+
 pub async fn action(
     State(api): State<Arc<ComputeApi>>,
     Extension(ctx): Extension<Ctx>,
@@ -395,6 +434,9 @@ pub async fn action(
     raw: Bytes,
 ) -> ApiResult {
     let (name, arg) = action_body(&raw)?;
+    if matches!(name.as_str(), "migrate" | "resize" | "confirmResize" | "revertResize") {
+        return move_action(&api, &ctx, &id, &name, &arg);
+    }
     let (act, task, needs) = match name.as_str() {
         "os-stop" => (quiver_compute_agent::protocol::Action::Stop, "powering-off", "active"),
         "os-start" => (quiver_compute_agent::protocol::Action::Start, "powering-on", "stopped"),

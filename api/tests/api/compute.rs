@@ -878,3 +878,112 @@ fn three_replicas_booting_onto_the_last_slots_never_double_book_a_host() {
         assert_eq!(guests, on_host, "{host}'s hypervisor runs exactly its servers");
     }
 }
+
+/// Waits until server `id` shows `status`; returns its view.
+fn server_in(cloud: &Cloud, id: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    cloud.wait(&format!("server {id} in {status}"), 60, || {
+        last = cloud.ok("GET", &format!("/servers/{id}"), None)["server"].clone();
+        last["status"] == status
+    });
+    last
+}
+
+/// Every host's VCPU and MEMORY_MB usage in Placement equals the sum of
+/// the flavors placed on it: the servers' own, and a move's source side.
+fn usage_matches(cloud: &Cloud, expected: &BTreeMap<String, (i64, i64)>) {
+    for (host, rp) in cloud.providers() {
+        let u = cloud.usages(&rp);
+        let got = (u.get("VCPU").copied().unwrap_or(0), u.get("MEMORY_MB").copied().unwrap_or(0));
+        assert_eq!(got, expected.get(&host).copied().unwrap_or((0, 0)), "usage on {host}");
+    }
+}
+
+#[test]
+fn cold_migrate_and_resize_confirm_and_revert_move_allocations_and_guests() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3"], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("small", 1, 512, 1);
+    cloud.flavor("big", 2, 1024, 1);
+    cloud.flavor("too-big", 2, 1_000_000, 1);
+    let id = cloud.boot(json!({"server": {"name": "mover", "flavorRef": "small", "networks": "none"}}))["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let host_of = |v: &Value| v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let first = host_of(&server_in(&cloud, &id, "ACTIVE"));
+    let guests_on =
+        |host: &str| -> usize { cloud.guests(&agents, host).iter().filter(|g| g["uuid"] == id.as_str()).count() };
+    let action = |body: Value| {
+        let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(body));
+        assert!(st == 202 || st == 204, "{st} {v}");
+    };
+    // 1. Cold migration: VERIFY_RESIZE elsewhere; the instance holds the
+    // destination, the migration's consumer the source.
+    action(json!({"migrate": null}));
+    let second = host_of(&server_in(&cloud, &id, "VERIFY_RESIZE"));
+    assert_ne!(second, first);
+    usage_matches(&cloud, &BTreeMap::from([(first.clone(), (1, 512)), (second.clone(), (1, 512))]));
+    let ms = cloud.ok("GET", "/os-migrations", None)["migrations"].clone();
+    assert_eq!(ms.as_array().map(Vec::len), Some(1), "{ms}");
+    assert_eq!((ms[0]["status"].as_str(), ms[0]["migration_type"].as_str()), (Some("finished"), Some("migration")));
+    assert_eq!(
+        (ms[0]["source_compute"].as_str(), ms[0]["dest_compute"].as_str()),
+        (Some(first.as_str()), Some(second.as_str()))
+    );
+    let migration_consumer = ms[0]["uuid"].as_str().expect("uuid").to_owned();
+    assert!(cloud.consumers_on(&cloud.providers()[&first]).contains(&migration_consumer));
+    assert_eq!((guests_on(&first), guests_on(&second)), (1, 1), "the source keeps its powered-off guest");
+    // Confirm: the source's guest and allocations are gone.
+    action(json!({"confirmResize": null}));
+    assert_eq!(host_of(&server_in(&cloud, &id, "ACTIVE")), second);
+    cloud.wait("the migration confirmed", 30, || {
+        cloud.ok("GET", "/os-migrations", None)["migrations"][0]["status"] == "confirmed"
+    });
+    usage_matches(&cloud, &BTreeMap::from([(second.clone(), (1, 512))]));
+    assert_eq!((guests_on(&first), guests_on(&second)), (0, 1));
+    // 2. Resize up, then revert: usage returns exactly to the old flavor on
+    // the old host.
+    action(json!({"resize": {"flavorRef": "big"}}));
+    let v = server_in(&cloud, &id, "VERIFY_RESIZE");
+    let third = host_of(&v);
+    assert_ne!(third, second);
+    assert_eq!(v["flavor"]["original_name"], "big", "{v}");
+    usage_matches(&cloud, &BTreeMap::from([(second.clone(), (1, 512)), (third.clone(), (2, 1024))]));
+    action(json!({"revertResize": null}));
+    let v = server_in(&cloud, &id, "ACTIVE");
+    assert_eq!(host_of(&v), second);
+    assert_eq!(v["flavor"]["original_name"], "small");
+    usage_matches(&cloud, &BTreeMap::from([(second.clone(), (1, 512))]));
+    assert_eq!((guests_on(&second), guests_on(&third)), (1, 0));
+    // 3. A resize nothing can take: the server stays ACTIVE where it was,
+    // the migration is in error, nothing moved.
+    action(json!({"resize": {"flavorRef": "too-big"}}));
+    cloud.wait("the failed resize recorded", 30, || {
+        let ms = cloud.ok("GET", "/os-migrations?status=error", None);
+        ms["migrations"].as_array().is_some_and(|m| m.len() == 1)
+    });
+    let v = server_in(&cloud, &id, "ACTIVE");
+    assert_eq!((host_of(&v), v["flavor"]["original_name"].as_str()), (second.clone(), Some("small")));
+    usage_matches(&cloud, &BTreeMap::from([(second.clone(), (1, 512))]));
+    // 4. Migrate to a named host (2.56+), and bad requests.
+    let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"migrate": {"host": "nowhere"}})));
+    assert_eq!(st, 400);
+    let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"resize": {"flavorRef": "small"}})));
+    assert_eq!(st, 400, "a resize must change the flavor");
+    let (st, body) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"confirmResize": null})));
+    assert_eq!(st, 409, "{body}");
+    action(json!({"migrate": {"host": first}}));
+    assert_eq!(host_of(&server_in(&cloud, &id, "VERIFY_RESIZE")), first);
+    action(json!({"confirmResize": null}));
+    server_in(&cloud, &id, "ACTIVE");
+    cloud.wait("no migration consumer left", 30, || {
+        cloud.providers().values().map(|rp| cloud.consumers_on(rp)).all(|c| c.iter().all(|x| *x == id))
+    });
+    usage_matches(&cloud, &BTreeMap::from([(first.clone(), (1, 512))]));
+    // Deleting leaves nothing behind.
+    cloud.ok("DELETE", &format!("/servers/{id}"), None);
+    cloud.wait("the server gone", 30, || cloud.servers().is_empty());
+    usage_matches(&cloud, &BTreeMap::new());
+}

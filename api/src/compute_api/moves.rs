@@ -1,0 +1,438 @@
+//! Cold migration and resize (Nova's `migrate` and `resize` server
+//! actions, then `confirmResize` or `revertResize`), as Nova's conductor
+//! and compute service run them:
+//!
+//! 1. the scheduler over the live fleet with the source host ignored (or
+//!    only the requested host), the server group's policy kept;
+//! 2. one Placement write (Nova's `POST /allocations`) that moves the
+//!    instance's source allocations to the migration's consumer and claims
+//!    the destination for the instance;
+//! 3. the guest powered off on the source, built on the destination
+//!    (VERIFY_RESIZE), the next alternate on a build failure;
+//! 4. confirm drops the source's guest and the migration's allocations;
+//!    revert drops the destination's guest and swaps the allocations back.
+//!
+//! A move that finds no host, or fails, leaves the server where it was,
+//! with its allocations as before; the migration records `error`.
+
+use std::sync::Arc;
+
+use quiver_compute_agent::protocol::Action;
+use quiver_placement::ops::{AllocationWriteKind, ConsumerWrite};
+use serde_json::Value;
+
+use super::ComputeApi;
+use super::conductor::{self, Claims, boot_request, catch_up, decide, groups_for, guest_spec, no_valid_host, update};
+use super::http::NovaError;
+use super::records::{Fault, Flavor, Migration, Server, now_iso};
+use super::tree_candidates::Allocations;
+
+/// Migration states a move is still under way in (its consumer may hold
+/// the source's allocations, and its guests may be on both hosts).
+pub const UNFINISHED: [&str; 5] = ["pre-migrating", "migrating", "finished", "confirming", "reverting"];
+
+/// What a `migrate` or `resize` asks for.
+pub struct MoveRequest {
+    /// `migration` or `resize`.
+    pub kind: &'static str,
+    /// The flavor to land with (the current one for a migration).
+    pub flavor: Flavor,
+    /// A named destination (`migrate` with `host`, 2.56+).
+    pub host: Option<String>,
+}
+
+impl ComputeApi {
+    /// Starts moving server `id` (visible to the caller, checked by the
+    /// API): records the migration, puts the server in RESIZE and runs the
+    /// move in the background.
+    ///
+    /// # Errors
+    /// The server's state does not allow a move (409), the host is
+    /// unknown (400), or the records cannot be written (500).
+    pub fn start_move(self: &Arc<Self>, id: &str, req: MoveRequest) -> Result<Migration, NovaError> {
+        let m = {
+            let mut r = self.records_mut();
+            let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
+            if !matches!(s.vm_state.as_str(), "active" | "stopped") || s.task_state.is_some() {
+                return Err(NovaError::conflict(format!(
+                    "Cannot '{}' instance {id} while it is in {}",
+                    if req.kind == "resize" { "resize" } else { "migrate" },
+                    match &s.task_state {
+                        Some(t) => format!("task_state {t}"),
+                        None => format!("vm_state {}", s.vm_state),
+                    }
+                )));
+            }
+            let Some(source) = s.host.clone() else {
+                return Err(NovaError::conflict(format!("Instance {id} is not on a host")));
+            };
+            if let Some(h) = &req.host {
+                if !r.services.contains_key(h) {
+                    return Err(NovaError::bad_request(format!("Compute host {h} could not be found.")));
+                }
+                if *h == source {
+                    return Err(NovaError::bad_request(format!("The target host {h} is the host the instance is on.")));
+                }
+            }
+            let now = now_iso();
+            let m = Migration {
+                id: r.next_id("migration"),
+                uuid: uuid::Uuid::new_v4().to_string(),
+                instance_uuid: s.id.clone(),
+                migration_type: req.kind.into(),
+                status: "pre-migrating".into(),
+                source_node: s.node.clone().unwrap_or_else(|| source.clone()),
+                source_compute: source,
+                dest_compute: None,
+                dest_node: None,
+                old_flavor: s.flavor.clone(),
+                new_flavor: req.flavor,
+                old_vm_state: s.vm_state.clone(),
+                project_id: s.project_id.clone(),
+                user_id: s.user_id.clone(),
+                created_at: now.clone(),
+                updated_at: now.clone(),
+            };
+            s.task_state = Some("resize_prep".into());
+            s.updated = now;
+            r.save(&m)?;
+            r.migrations.insert(m.id, m.clone());
+            r.save(&s)?;
+            r.put_server(s);
+            m
+        };
+        let api = Arc::clone(self);
+        let (mid, host) = (m.id, req.host);
+        tokio::task::spawn_blocking(move || run(&api, mid, host.as_deref()));
+        Ok(m)
+    }
+
+    /// Confirms (`confirm: true`) or reverts the finished move of server
+    /// `id`, in the background.
+    ///
+    /// # Errors
+    /// The server is not in VERIFY_RESIZE (409), or the records cannot be
+    /// written.
+    pub fn finish_move(self: &Arc<Self>, id: &str, confirm: bool) -> Result<(), NovaError> {
+        let action = if confirm { "confirmResize" } else { "revertResize" };
+        let mid = {
+            let mut r = self.records_mut();
+            let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
+            let m = r.migrations.values().find(|m| m.instance_uuid == id && m.status == "finished").cloned();
+            let (true, Some(mut m)) = (s.vm_state == "resized" && s.task_state.is_none(), m) else {
+                return Err(NovaError::conflict(format!(
+                    "Cannot '{action}' instance {id} while it is in vm_state {}",
+                    s.vm_state
+                )));
+            };
+            m.status = if confirm { "confirming" } else { "reverting" }.into();
+            m.updated_at = now_iso();
+            if !confirm {
+                s.task_state = Some("resize_reverting".into());
+                s.updated = now_iso();
+                r.save(&s)?;
+                r.put_server(s);
+            }
+            r.save(&m)?;
+            let mid = m.id;
+            r.migrations.insert(mid, m);
+            mid
+        };
+        let api = Arc::clone(self);
+        tokio::task::spawn_blocking(move || if confirm { confirm_now(&api, mid) } else { revert_now(&api, mid) });
+        Ok(())
+    }
+}
+
+fn migration(api: &ComputeApi, mid: i64) -> Option<(Server, Migration)> {
+    let r = api.records();
+    let m = r.migrations.get(&mid)?.clone();
+    Some((r.servers.get(&m.instance_uuid)?.clone(), m))
+}
+
+/// Updates one migration record.
+fn set_migration(api: &ComputeApi, mid: i64, f: impl FnOnce(&mut Migration)) {
+    let mut r = api.records_mut();
+    let Some(mut m) = r.migrations.get(&mid).cloned() else { return };
+    f(&mut m);
+    m.updated_at = now_iso();
+    if let Err(e) = r.save(&m) {
+        tracing::error!(migration = mid, error = %e, "cannot record the migration");
+    }
+    r.migrations.insert(mid, m);
+}
+
+/// The allocations consumer `c` holds now, per provider uuid.
+fn allocations_of(st: &quiver_placement::State, c: &str) -> Allocations {
+    let mut out: Allocations = Vec::new();
+    for a in st.consumers.get(c).map(|c| c.allocations.as_slice()).unwrap_or_default() {
+        let rp = st.uuid_of(a.rp).to_owned();
+        let class = (st.classes.name(a.class).to_owned(), a.used);
+        match out.iter_mut().find(|(u, _)| *u == rp) {
+            Some((_, v)) => v.push(class),
+            None => out.push((rp, vec![class])),
+        }
+    }
+    out
+}
+
+fn write(consumer: &str, s: &Server, kind: &str, allocations: Allocations) -> ConsumerWrite {
+    ConsumerWrite {
+        consumer: consumer.to_owned(),
+        project: Some(s.project_id.clone()),
+        user: Some(s.user_id.clone()),
+        generation_check: None,
+        consumer_type: Some(kind.into()),
+        allocations,
+    }
+}
+
+/// One Placement write: the instance's allocations move to the migration
+/// consumer, and the instance claims `dest`.
+fn move_claim(api: &ComputeApi, s: &Server, m: &Migration, dest: &Allocations) -> Result<(), String> {
+    api.placement
+        .write(|st| {
+            let source = allocations_of(st, &s.id);
+            let mut to_migration = write(&m.uuid, s, "MIGRATION", source);
+            to_migration.generation_check = Some(None);
+            st.write_allocations(&[to_migration, write(&s.id, s, "INSTANCE", dest.clone())], AllocationWriteKind::Post)
+        })
+        .map_err(|e| e.detail)
+}
+
+/// The reverse of [`move_claim`]: the instance holds the migration's
+/// (source) allocations again, and the migration consumer none.
+fn move_claim_back(api: &ComputeApi, s: &Server, m: &Migration) -> Result<(), String> {
+    api.placement
+        .write(|st| {
+            if !st.consumers.contains_key(&m.uuid) {
+                return Ok(());
+            }
+            let source = allocations_of(st, &m.uuid);
+            st.write_allocations(
+                &[write(&s.id, s, "INSTANCE", source), write(&m.uuid, s, "MIGRATION", Vec::new())],
+                AllocationWriteKind::Post,
+            )
+        })
+        .map_err(|e| e.detail)
+}
+
+/// The hosts the move may land on, best first, with their claims; or why
+/// there is none.
+fn schedule(
+    api: &ComputeApi,
+    s: &Server,
+    m: &Migration,
+    requested: Option<&str>,
+) -> Result<Vec<(String, Allocations)>, String> {
+    let mut st = api.conductor.lock();
+    catch_up(&mut st, api)?;
+    let (req, mut groups) = {
+        let r = api.records();
+        let mut moving = s.clone();
+        moving.flavor = m.new_flavor.clone();
+        (boot_request(&r, std::slice::from_ref(&moving)), groups_for(&r, std::slice::from_ref(s)))
+    };
+    // Nova's RequestSpec for a move: the source in ignore_hosts (resizing
+    // to the same host is off: `allow_resize_to_same_host = false`), or
+    // only the requested destination.
+    let source = m.source_compute.clone();
+    let restrict = move |fleet: &quiver_engine::Fleet| {
+        let mut mask = match requested {
+            Some(_) => quiver_engine::Mask::zeros(fleet.len()),
+            None => quiver_engine::Mask::ones(fleet.len()),
+        };
+        if let Some(row) = requested.and_then(|h| fleet.index_of(h)) {
+            mask.set(row, true);
+        }
+        if let Some(row) = fleet.index_of(&source) {
+            mask.set(row, false);
+        }
+        mask
+    };
+    let (d, claims): (quiver_engine::Decision, Claims) = decide(&mut st, api, &req, &mut groups, Some(&restrict))?;
+    if d.status != "ok" {
+        return Err(no_valid_host(&d));
+    }
+    let max_attempts = api.config.scheduler.max_attempts.max(1);
+    Ok(d.instances
+        .first()
+        .map(|i| {
+            i.chosen
+                .iter()
+                .chain(&i.alternates)
+                .filter_map(|h| claims.get(h).map(|a| (h.clone(), a.clone())))
+                .take(max_attempts)
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The move fails before the server left its host: it stays as it was,
+/// with the failure recorded.
+fn fail(api: &ComputeApi, s: &Server, m: &Migration, message: String) {
+    tracing::warn!(server = %s.id, migration = m.id, %message, "move failed");
+    set_migration(api, m.id, |x| x.status = "error".into());
+    update(api, &s.id, |x| {
+        x.task_state = None;
+        x.vm_state = m.old_vm_state.clone();
+        // Recorded as Nova records an instance fault; the server view
+        // shows it only in ERROR.
+        x.fault = Some(Fault { code: 500, message, details: String::new(), created: now_iso() });
+    });
+}
+
+fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
+    let Some((s, m)) = migration(api, mid) else { return };
+    let mut hosts = match schedule(api, &s, &m, requested) {
+        Ok(h) if !h.is_empty() => h,
+        Ok(_) => return fail(api, &s, &m, "No valid host was found. No host can take the instance.".into()),
+        Err(e) => return fail(api, &s, &m, e),
+    };
+    let source = m.source_compute.clone();
+    let Some(source_agent) = api.agent(&source) else {
+        return fail(api, &s, &m, format!("no agent is connected for the source host {source}"));
+    };
+    let was_active = m.old_vm_state == "active";
+    let mut errors = Vec::new();
+    let mut powered_off = false;
+    while !hosts.is_empty() {
+        let (dest, claim) = hosts.remove(0);
+        {
+            let _st = api.conductor.lock();
+            if let Err(e) = move_claim(api, &s, &m, &claim) {
+                errors.push(format!("{dest}: claim: {e}"));
+                continue;
+            }
+        }
+        set_migration(api, mid, |x| x.status = "migrating".into());
+        update(api, &s.id, |x| x.task_state = Some("resize_migrating".into()));
+        // The source powers the guest off first (Nova's
+        // migrate_disk_and_power_off), then the destination builds it.
+        if was_active && !powered_off {
+            if let Err(e) = source_agent.action(&source, &s.id, Action::Stop) {
+                let _ = move_claim_back(api, &s, &m);
+                return fail(api, &s, &m, format!("cannot power off the guest on {source}: {e}"));
+            }
+            powered_off = true;
+        }
+        update(api, &s.id, |x| x.task_state = Some("resize_finish".into()));
+        let mut moved = s.clone();
+        moved.flavor = m.new_flavor.clone();
+        let built = match api.agent(&dest) {
+            Some(agent) => agent.build(&dest, &guest_spec(api, &moved)).map_err(|e| e.to_string()).and_then(|g| {
+                if was_active {
+                    Ok(g)
+                } else {
+                    // A stopped server lands stopped.
+                    agent.action(&dest, &s.id, Action::Stop).map_err(|e| e.to_string())
+                }
+            }),
+            None => Err(format!("no agent is connected for host {dest}")),
+        };
+        match built {
+            Ok(guest) => {
+                let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
+                set_migration(api, mid, |x| {
+                    x.status = "finished".into();
+                    x.dest_compute = Some(dest.clone());
+                    x.dest_node = node.clone();
+                });
+                update(api, &s.id, |x| {
+                    x.host = Some(dest.clone());
+                    x.node = node.clone();
+                    x.flavor = m.new_flavor.clone();
+                    x.vm_state = "resized".into();
+                    x.task_state = None;
+                    x.power_state = guest.state.code();
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(server = %s.id, %dest, error = %e, "move build failed; next alternate");
+                errors.push(format!("{dest}: {e}"));
+                if let Some(agent) = api.agent(&dest) {
+                    let _ = agent.delete(&dest, &s.id);
+                }
+                if let Err(e) = move_claim_back(api, &s, &m) {
+                    tracing::error!(server = %s.id, error = %e, "cannot give the source its allocations back");
+                }
+            }
+        }
+    }
+    if powered_off {
+        let _ = source_agent.action(&source, &s.id, Action::Start);
+    }
+    fail(api, &s, &m, format!("No valid host was found. The move failed on every host tried: {}", errors.join("; ")));
+}
+
+fn confirm_now(api: &ComputeApi, mid: i64) {
+    let Some((s, m)) = migration(api, mid) else { return };
+    if let Some(agent) = api.agent(&m.source_compute)
+        && let Err(e) = agent.delete(&m.source_compute, &s.id)
+    {
+        // The agent's reconcile destroys it later.
+        tracing::warn!(server = %s.id, host = %m.source_compute, error = %e, "cannot delete the source guest");
+    }
+    conductor::unclaim(api, &m.uuid);
+    set_migration(api, mid, |x| x.status = "confirmed".into());
+    update(api, &s.id, |x| {
+        x.vm_state = m.old_vm_state.clone();
+        x.task_state = None;
+    });
+}
+
+fn revert_now(api: &ComputeApi, mid: i64) {
+    let Some((s, m)) = migration(api, mid) else { return };
+    if let Some(dest) = &m.dest_compute
+        && let Some(agent) = api.agent(dest)
+        && let Err(e) = agent.delete(dest, &s.id)
+    {
+        tracing::warn!(server = %s.id, host = %dest, error = %e, "cannot delete the destination guest");
+    }
+    let mut back = s.clone();
+    back.flavor = m.old_flavor.clone();
+    if let Err(e) = move_claim_back(api, &back, &m) {
+        tracing::error!(server = %s.id, error = %e, "cannot give the source its allocations back");
+    }
+    let power = if m.old_vm_state == "active" {
+        api.agent(&m.source_compute).and_then(|a| a.action(&m.source_compute, &s.id, Action::Start).ok())
+    } else {
+        None
+    };
+    set_migration(api, mid, |x| x.status = "reverted".into());
+    update(api, &s.id, |x| {
+        x.host = Some(m.source_compute.clone());
+        x.node = Some(m.source_node.clone());
+        x.flavor = m.old_flavor.clone();
+        x.vm_state = m.old_vm_state.clone();
+        x.task_state = None;
+        if let Some(g) = &power {
+            x.power_state = g.state.code();
+        }
+    });
+}
+
+/// The `migrate` action's body: `null`, `{}` or, with `host_allowed`
+/// (2.56+), `{"host": "h"}`.
+///
+/// # Errors
+/// A bad body (400).
+pub fn migrate_host(arg: &Value, host_allowed: bool) -> Result<Option<String>, NovaError> {
+    match arg {
+        Value::Null => Ok(None),
+        Value::Object(o) => {
+            if let Some(k) = o.keys().find(|k| *k != "host" || !host_allowed) {
+                return Err(NovaError::bad_request(format!(
+                    "Invalid input for field/attribute migrate. Value: {arg}. Additional properties are not allowed ('{k}' was unexpected)"
+                )));
+            }
+            match o.get("host") {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(h)) if !h.is_empty() && h.len() <= 255 => Ok(Some(h.clone())),
+                Some(v) => Err(NovaError::bad_request(format!("Invalid input for field/attribute host. Value: {v}."))),
+            }
+        }
+        other => Err(NovaError::bad_request(format!("Invalid input for field/attribute migrate. Value: {other}."))),
+    }
+}
