@@ -18,10 +18,10 @@ use quiver_engine::{BootRequest, Decision, Fleet, Groups, Scheduler};
 use quiver_placement::ops::{AllocationWriteKind, ConsumerWrite};
 use serde_json::Value;
 
-use super::ComputeApi;
 use super::live_fleet::LiveFleet;
 use super::records::{Fault, Records, Server, now_iso};
 use super::tree_candidates::{Allocations, tree_candidates};
+use super::{ComputeApi, instance_actions};
 
 /// The scheduler and the live fleet; one boot request schedules and claims
 /// at a time (claims are fast; builds run outside the lock).
@@ -193,6 +193,7 @@ fn fail(api: &ComputeApi, id: &str, message: String, details: String) {
     tracing::warn!(server = id, %message, "build failed");
     api.metrics.boots_failed.fetch_add(1, Ordering::Relaxed);
     update(api, id, |s| {
+        instance_actions::event(s, "create", "conductor_schedule_and_build_instances", None, Err(&message));
         s.vm_state = "error".into();
         s.task_state = None;
         s.power_state = 0;
@@ -444,6 +445,7 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocation
                     x.task_state = None;
                     x.power_state = guest.state.code();
                     x.launched_at = Some(now_iso());
+                    instance_actions::event(x, "create", "compute_build_and_run_instance", Some(&host), Ok(()));
                 });
                 return;
             }
@@ -563,6 +565,12 @@ pub fn start_action(api: &Arc<ComputeApi>, id: String, action: Action) {
         };
         update(&api, &id, |s| {
             s.task_state = None;
+            let (name, event) = match action {
+                Action::Stop => ("stop", "compute_stop_instance"),
+                Action::Start => ("start", "compute_start_instance"),
+                Action::Reboot { .. } => ("reboot", "compute_reboot_instance"),
+            };
+            instance_actions::event(s, name, event, Some(&host), result.as_ref().map(|_| ()).map_err(String::as_str));
             match &result {
                 Ok(g) => {
                     s.power_state = g.state.code();

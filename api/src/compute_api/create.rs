@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::http::NovaError;
 use super::records::{Server, now_iso};
-use super::{ComputeApi, conductor, quotas};
+use super::{ComputeApi, conductor, instance_actions, quotas};
 
 /// What a create request asks for, validated.
 pub struct CreateRequest {
@@ -26,6 +26,8 @@ pub struct CreateRequest {
     pub min_count: u32,
     pub max_count: u32,
     pub return_reservation_id: bool,
+    /// The API request's id: each server's `create` action is filed under it.
+    pub request_id: String,
 }
 
 /// The servers one create call recorded.
@@ -81,8 +83,14 @@ impl ComputeApi {
                 created: now.clone(),
                 updated: now.clone(),
                 launched_at: None,
+                actions: Vec::new(),
             })
             .collect();
+        let mut servers = servers;
+        for s in &mut servers {
+            let by = instance_actions::Requester { request_id: &req.request_id, user_id, project_id };
+            instance_actions::begin(s, "create", by);
+        }
         let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
         {
             let mut r = self.records_mut();
@@ -166,6 +174,7 @@ mod tests {
             min_count: 6,
             max_count: 6,
             return_reservation_id: false,
+            request_id: "req-test".into(),
         };
         let created = api.create_servers("p", "u", &req).expect("create");
         assert_eq!(created.ids.len(), 6);

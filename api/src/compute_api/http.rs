@@ -21,6 +21,9 @@ pub const MAX_VERSION: Version = (2, 90);
 /// Who is asking, and at which microversion.
 #[derive(Clone, Debug)]
 pub struct Ctx {
+    /// `req-<uuid>`, sent back as `x-openstack-request-id` (and the
+    /// instance action it starts is filed under it).
+    pub request_id: String,
     pub version: Version,
     pub user_id: String,
     pub project_id: String,
@@ -225,8 +228,13 @@ pub async fn edge(mut req: Request<Body>, next: Next) -> Response {
         )
             .into_response();
     }
-    req.extensions_mut().insert(Ctx { version, user_id, project_id, is_admin });
+    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    req.extensions_mut().insert(Ctx { request_id: request_id.clone(), version, user_id, project_id, is_admin });
     let mut resp = next.run(req).await;
+    if let Ok(val) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-openstack-request-id", val.clone());
+        resp.headers_mut().insert("x-compute-request-id", val);
+    }
     if versioned {
         let v = format!("{}.{}", version.0, version.1);
         let h = resp.headers_mut();

@@ -350,6 +350,7 @@ mod tests {
             created: String::new(),
             updated: String::new(),
             launched_at: None,
+            actions: Vec::new(),
         }
     }
 

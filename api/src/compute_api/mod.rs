@@ -14,6 +14,7 @@ mod flavors;
 pub mod http;
 mod hypervisors;
 mod images;
+pub mod instance_actions;
 pub mod live_fleet;
 mod migrations;
 pub mod moves;
@@ -438,6 +439,8 @@ async fn fresh_records(
 pub fn app(api: Arc<ComputeApi>) -> Router {
     let v = Router::new()
         .route("/os-migrations", get(migrations::list))
+        .route("/servers/{id}/os-instance-actions", get(instance_actions::list))
+        .route("/servers/{id}/os-instance-actions/{request_id}", get(instance_actions::show))
         .route("/servers/{id}/migrations", get(migrations::of_server))
         .route("/flavors", get(flavors::list).post(flavors::create))
         .route("/flavors/detail", get(flavors::detail))

@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::ComputeApi;
 use super::conductor::{self, Claims, boot_request, catch_up, decide, groups_for, guest_spec, no_valid_host, update};
 use super::http::NovaError;
+use super::instance_actions::{self, Requester};
 use super::records::{Fault, Flavor, Migration, Server, now_iso};
 use super::tree_candidates::Allocations;
 
@@ -49,7 +50,7 @@ impl ComputeApi {
     /// # Errors
     /// The server's state does not allow a move (409), the host is
     /// unknown (400), or the records cannot be written (500).
-    pub fn start_move(self: &Arc<Self>, id: &str, req: MoveRequest) -> Result<Migration, NovaError> {
+    pub fn start_move(self: &Arc<Self>, id: &str, req: MoveRequest, by: Requester<'_>) -> Result<Migration, NovaError> {
         let m = {
             let mut r = self.records_mut();
             let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
@@ -95,6 +96,7 @@ impl ComputeApi {
             };
             s.task_state = Some("resize_prep".into());
             s.updated = now;
+            instance_actions::begin(&mut s, action_of(&m), by);
             r.save(&m)?;
             r.migrations.insert(m.id, m.clone());
             r.save(&s)?;
@@ -113,7 +115,7 @@ impl ComputeApi {
     /// # Errors
     /// The server is not in VERIFY_RESIZE (409), or the records cannot be
     /// written.
-    pub fn finish_move(self: &Arc<Self>, id: &str, confirm: bool) -> Result<(), NovaError> {
+    pub fn finish_move(self: &Arc<Self>, id: &str, confirm: bool, by: Requester<'_>) -> Result<(), NovaError> {
         let action = if confirm { "confirmResize" } else { "revertResize" };
         let mid = {
             let mut r = self.records_mut();
@@ -129,10 +131,11 @@ impl ComputeApi {
             m.updated_at = now_iso();
             if !confirm {
                 s.task_state = Some("resize_reverting".into());
-                s.updated = now_iso();
-                r.save(&s)?;
-                r.put_server(s);
             }
+            s.updated = now_iso();
+            instance_actions::begin(&mut s, action, by);
+            r.save(&s)?;
+            r.put_server(s);
             r.save(&m)?;
             let mid = m.id;
             r.migrations.insert(mid, m);
@@ -142,6 +145,11 @@ impl ComputeApi {
         tokio::task::spawn_blocking(move || if confirm { confirm_now(&api, mid) } else { revert_now(&api, mid) });
         Ok(())
     }
+}
+
+/// The instance action a move is filed under.
+fn action_of(m: &Migration) -> &'static str {
+    if m.migration_type == "resize" { "resize" } else { "migrate" }
 }
 
 fn migration(api: &ComputeApi, mid: i64) -> Option<(Server, Migration)> {
@@ -278,6 +286,7 @@ fn fail(api: &ComputeApi, s: &Server, m: &Migration, message: String) {
         x.vm_state = m.old_vm_state.clone();
         // Recorded as Nova records an instance fault; the server view
         // shows it only in ERROR.
+        instance_actions::event(x, action_of(m), "conductor_migrate_server", None, Err(&message));
         x.fault = Some(Fault { code: 500, message, details: String::new(), created: now_iso() });
     });
 }
@@ -345,6 +354,8 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
                     x.vm_state = "resized".into();
                     x.task_state = None;
                     x.power_state = guest.state.code();
+                    instance_actions::event(x, action_of(&m), "conductor_migrate_server", None, Ok(()));
+                    instance_actions::event(x, action_of(&m), "compute_finish_resize", Some(&dest), Ok(()));
                 });
                 return;
             }
@@ -379,6 +390,7 @@ fn confirm_now(api: &ComputeApi, mid: i64) {
     update(api, &s.id, |x| {
         x.vm_state = m.old_vm_state.clone();
         x.task_state = None;
+        instance_actions::event(x, "confirmResize", "compute_confirm_resize", Some(&m.source_compute), Ok(()));
     });
 }
 
@@ -407,6 +419,7 @@ fn revert_now(api: &ComputeApi, mid: i64) {
         x.flavor = m.old_flavor.clone();
         x.vm_state = m.old_vm_state.clone();
         x.task_state = None;
+        instance_actions::event(x, "revertResize", "compute_revert_resize", m.dest_compute.as_deref(), Ok(()));
         if let Some(g) = &power {
             x.power_state = g.state.code();
         }

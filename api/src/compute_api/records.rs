@@ -112,6 +112,39 @@ pub struct Server {
     pub created: String,
     pub updated: String,
     pub launched_at: Option<String>,
+    /// What was done to it, oldest first (`os-instance-actions`; the
+    /// newest [`super::instance_actions::KEPT`]).
+    #[serde(default)]
+    pub actions: Vec<InstanceAction>,
+}
+
+/// One API action on a server (Nova's `InstanceAction`) and its events.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstanceAction {
+    /// `create`, `delete`, `stop`, `start`, `reboot`, `migrate`, `resize`,
+    /// `confirmResize`, `revertResize`.
+    pub action: String,
+    pub request_id: String,
+    pub user_id: String,
+    pub project_id: String,
+    pub start_time: String,
+    pub updated_at: String,
+    /// `Error` once an event failed.
+    pub message: Option<String>,
+    pub events: Vec<ActionEvent>,
+}
+
+/// One step of an action (`conductor_migrate_server`,
+/// `compute_finish_resize` ...).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ActionEvent {
+    pub event: String,
+    pub start_time: String,
+    pub finish_time: String,
+    /// `Success` or `Error`.
+    pub result: String,
+    pub host: Option<String>,
+    pub details: Option<String>,
 }
 
 /// How long a server in BUILD counts as some conductor's work in progress

@@ -24,11 +24,15 @@ fn links(id: &str) -> Value {
 }
 
 /// Nova's `hostId`: sha224 of project id and host, empty when unplaced.
-fn host_id(s: &Server) -> String {
-    match &s.host {
-        Some(h) => format!("{:x}", Sha224::digest(format!("{}{h}", s.project_id).as_bytes())),
+pub fn host_id_of(project_id: &str, host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("{:x}", Sha224::digest(format!("{project_id}{h}").as_bytes())),
         None => String::new(),
     }
+}
+
+fn host_id(s: &Server) -> String {
+    host_id_of(&s.project_id, s.host.as_deref())
 }
 
 /// A server as `GET /servers/{id}` shows it at the caller's microversion.
@@ -353,6 +357,7 @@ fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest
         min_count,
         max_count,
         return_reservation_id: s.get("return_reservation_id").is_some_and(|v| v.as_bool() == Some(true)),
+        request_id: ctx.request_id.clone(),
     })
 }
 
@@ -397,7 +402,7 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
             ctx.require_admin("os_compute_api:os-migrate-server:migrate")?;
             let host = moves::migrate_host(arg, ctx.at_least(2, 56))?;
             let flavor = api.records().servers.get(id).map(|s| s.flavor.clone()).ok_or_else(|| not_found(id))?;
-            api.start_move(id, moves::MoveRequest { kind: "migration", flavor, host })?;
+            api.start_move(id, moves::MoveRequest { kind: "migration", flavor, host }, ctx.into())?;
         }
         "resize" => {
             let Some(fref) = arg
@@ -420,9 +425,9 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
             if current.as_deref() == Some(flavor.id.as_str()) {
                 return Err(NovaError::bad_request("When resizing, instances must change flavor!"));
             }
-            api.start_move(id, moves::MoveRequest { kind: "resize", flavor, host: None })?;
+            api.start_move(id, moves::MoveRequest { kind: "resize", flavor, host: None }, ctx.into())?;
         }
-        _ => api.finish_move(id, name == "confirmResize")?,
+        _ => api.finish_move(id, name == "confirmResize", ctx.into())?,
     }
     empty(if name == "confirmResize" { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
 }
@@ -475,6 +480,7 @@ pub async fn action(
         }
         s.task_state = Some(task.into());
         s.updated = now_iso();
+        super::instance_actions::begin(&mut s, name.trim_start_matches("os-"), (&ctx).into());
         r.save(&s)?;
         r.put_server(s);
     }

@@ -967,6 +967,17 @@ fn cold_migrate_and_resize_confirm_and_revert_move_allocations_and_guests() {
     let v = server_in(&cloud, &id, "ACTIVE");
     assert_eq!((host_of(&v), v["flavor"]["original_name"].as_str()), (second.clone(), Some("small")));
     usage_matches(&cloud, &BTreeMap::from([(second.clone(), (1, 512))]));
+    // ... and its instance actions say why, as Nova's do.
+    let actions = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions"), None)["instanceActions"].clone();
+    let names: Vec<&str> = actions.as_array().expect("actions").iter().filter_map(|a| a["action"].as_str()).collect();
+    assert_eq!(names, ["resize", "revertResize", "resize", "confirmResize", "migrate", "create"]);
+    assert_eq!(actions[0]["message"], "Error");
+    assert!(actions[1]["message"].is_null() && actions[5]["message"].is_null(), "{actions}");
+    let failed = actions[0]["request_id"].as_str().expect("request id");
+    let failed = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions/{failed}"), None)["instanceAction"].clone();
+    let event = &failed["events"][0];
+    assert_eq!((event["event"].as_str(), event["result"].as_str()), (Some("conductor_migrate_server"), Some("Error")));
+    assert!(event["details"].as_str().is_some_and(|d| d.starts_with("No valid host")), "{failed}");
     // 4. Migrate to a named host (2.56+), and bad requests.
     let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"migrate": {"host": "nowhere"}})));
     assert_eq!(st, 400);
