@@ -974,7 +974,8 @@ fn cold_migrate_and_resize_confirm_and_revert_move_allocations_and_guests() {
     assert_eq!(actions[0]["message"], "Error");
     assert!(actions[1]["message"].is_null() && actions[5]["message"].is_null(), "{actions}");
     let failed = actions[0]["request_id"].as_str().expect("request id");
-    let failed = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions/{failed}"), None)["instanceAction"].clone();
+    let failed =
+        cloud.ok("GET", &format!("/servers/{id}/os-instance-actions/{failed}"), None)["instanceAction"].clone();
     let event = &failed["events"][0];
     assert_eq!((event["event"].as_str(), event["result"].as_str()), (Some("conductor_migrate_server"), Some("Error")));
     assert!(event["details"].as_str().is_some_and(|d| d.starts_with("No valid host")), "{failed}");
@@ -997,4 +998,49 @@ fn cold_migrate_and_resize_confirm_and_revert_move_allocations_and_guests() {
     cloud.ok("DELETE", &format!("/servers/{id}"), None);
     cloud.wait("the server gone", 30, || cloud.servers().is_empty());
     usage_matches(&cloud, &BTreeMap::new());
+}
+
+#[test]
+fn an_anti_affinity_member_never_migrates_onto_a_peers_host() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--agent-driver", "fake"], false);
+    cloud.flavor("small", 1, 512, 1);
+    let g = cloud.ok(
+        "POST",
+        "/os-server-groups",
+        Some(json!({"server_group": {"name": "apart", "policy": "anti-affinity"}})),
+    );
+    let g = g["server_group"]["id"].as_str().expect("group").to_owned();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            let body = json!({"server": {"name": format!("m{i}"), "flavorRef": "small", "networks": "none"},
+                              "os:scheduler_hints": {"group": g}});
+            cloud.boot(body)["server"]["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    let hosts: Vec<String> = ids
+        .iter()
+        .map(|id| server_in(&cloud, id, "ACTIVE")["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned())
+        .collect();
+    assert_eq!(hosts.iter().collect::<BTreeSet<_>>().len(), 3, "one member per host");
+    // Every other host has a peer: the move finds no host and nothing moves.
+    let (st, v) = cloud.nova("POST", &format!("/servers/{}/action", ids[0]), Some(json!({"migrate": null})));
+    assert_eq!(st, 202, "{v}");
+    cloud.wait("the migration to fail", 30, || {
+        cloud.ok("GET", "/os-migrations?status=error", None)["migrations"].as_array().is_some_and(|m| m.len() == 1)
+    });
+    assert_eq!(server_in(&cloud, &ids[0], "ACTIVE")["OS-EXT-SRV-ATTR:host"], hosts[0].as_str());
+    // A named host with a peer is refused by the filters too.
+    let (st, _) =
+        cloud.nova("POST", &format!("/servers/{}/action", ids[0]), Some(json!({"migrate": {"host": hosts[1]}})));
+    assert_eq!(st, 202);
+    cloud.wait("the second migration to fail", 30, || {
+        cloud.ok("GET", "/os-migrations?status=error", None)["migrations"].as_array().is_some_and(|m| m.len() == 2)
+    });
+    // Once a peer's host is free, that is where it goes.
+    cloud.ok("DELETE", &format!("/servers/{}", ids[2]), None);
+    cloud.wait("the peer gone", 30, || cloud.servers().len() == 2);
+    let (st, _) = cloud.nova("POST", &format!("/servers/{}/action", ids[0]), Some(json!({"migrate": null})));
+    assert_eq!(st, 202);
+    assert_eq!(server_in(&cloud, &ids[0], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"], hosts[2].as_str());
 }
