@@ -30,11 +30,12 @@ use super::tree_candidates::Allocations;
 
 /// Migration states a move is still under way in (its consumer may hold
 /// the source's allocations, and its guests may be on both hosts).
-pub const UNFINISHED: [&str; 5] = ["pre-migrating", "migrating", "finished", "confirming", "reverting"];
+pub const UNFINISHED: [&str; 7] =
+    ["pre-migrating", "migrating", "finished", "confirming", "reverting", "accepted", "running"];
 
 /// What a `migrate` or `resize` asks for.
 pub struct MoveRequest {
-    /// `migration` or `resize`.
+    /// `migration`, `resize` or `live-migration`.
     pub kind: &'static str,
     /// The flavor to land with (the current one for a migration).
     pub flavor: Flavor,
@@ -54,10 +55,17 @@ impl ComputeApi {
         let m = {
             let mut r = self.records_mut();
             let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
-            if !matches!(s.vm_state.as_str(), "active" | "stopped") || s.task_state.is_some() {
+            let live = req.kind == "live-migration";
+            let allowed =
+                if live { s.vm_state == "active" } else { matches!(s.vm_state.as_str(), "active" | "stopped") };
+            if !allowed || s.task_state.is_some() {
                 return Err(NovaError::conflict(format!(
                     "Cannot '{}' instance {id} while it is in {}",
-                    if req.kind == "resize" { "resize" } else { "migrate" },
+                    match req.kind {
+                        "resize" => "resize",
+                        "live-migration" => "os-migrateLive",
+                        _ => "migrate",
+                    },
                     match &s.task_state {
                         Some(t) => format!("task_state {t}"),
                         None => format!("vm_state {}", s.vm_state),
@@ -81,7 +89,7 @@ impl ComputeApi {
                 uuid: uuid::Uuid::new_v4().to_string(),
                 instance_uuid: s.id.clone(),
                 migration_type: req.kind.into(),
-                status: "pre-migrating".into(),
+                status: if live { "accepted" } else { "pre-migrating" }.into(),
                 source_node: s.node.clone().unwrap_or_else(|| source.clone()),
                 source_compute: source,
                 dest_compute: None,
@@ -94,7 +102,7 @@ impl ComputeApi {
                 created_at: now.clone(),
                 updated_at: now.clone(),
             };
-            s.task_state = Some("resize_prep".into());
+            s.task_state = Some(if live { "migrating" } else { "resize_prep" }.into());
             s.updated = now;
             instance_actions::begin(&mut s, action_of(&m), by);
             r.save(&m)?;
@@ -149,7 +157,11 @@ impl ComputeApi {
 
 /// The instance action a move is filed under.
 fn action_of(m: &Migration) -> &'static str {
-    if m.migration_type == "resize" { "resize" } else { "migrate" }
+    match m.migration_type.as_str() {
+        "resize" => "resize",
+        "live-migration" => "live-migration",
+        _ => "migrate",
+    }
 }
 
 fn migration(api: &ComputeApi, mid: i64) -> Option<(Server, Migration)> {
@@ -286,7 +298,12 @@ fn fail(api: &ComputeApi, s: &Server, m: &Migration, message: String) {
         x.vm_state = m.old_vm_state.clone();
         // Recorded as Nova records an instance fault; the server view
         // shows it only in ERROR.
-        instance_actions::event(x, action_of(m), "conductor_migrate_server", None, Err(&message));
+        let event = if m.migration_type == "live-migration" {
+            "conductor_live_migrate_instance"
+        } else {
+            "conductor_migrate_server"
+        };
+        instance_actions::event(x, action_of(m), event, None, Err(&message));
         x.fault = Some(Fault { code: 500, message, details: String::new(), created: now_iso() });
     });
 }
@@ -303,6 +320,11 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
         return fail(api, &s, &m, format!("no agent is connected for the source host {source}"));
     };
     let was_active = m.old_vm_state == "active";
+    // A live migration keeps the guest running: the destination starts it,
+    // then the source hands over (destroys its copy); the libvirt test
+    // driver cannot migrate between connections, so it is define and
+    // start there, destroy here, as for a cold move.
+    let live = m.migration_type == "live-migration";
     let mut errors = Vec::new();
     let mut powered_off = false;
     while !hosts.is_empty() {
@@ -314,18 +336,22 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
                 continue;
             }
         }
-        set_migration(api, mid, |x| x.status = "migrating".into());
-        update(api, &s.id, |x| x.task_state = Some("resize_migrating".into()));
+        set_migration(api, mid, |x| x.status = if live { "running" } else { "migrating" }.into());
+        if !live {
+            update(api, &s.id, |x| x.task_state = Some("resize_migrating".into()));
+        }
         // The source powers the guest off first (Nova's
         // migrate_disk_and_power_off), then the destination builds it.
-        if was_active && !powered_off {
+        if was_active && !powered_off && !live {
             if let Err(e) = source_agent.action(&source, &s.id, Action::Stop) {
                 let _ = move_claim_back(api, &s, &m);
                 return fail(api, &s, &m, format!("cannot power off the guest on {source}: {e}"));
             }
             powered_off = true;
         }
-        update(api, &s.id, |x| x.task_state = Some("resize_finish".into()));
+        if !live {
+            update(api, &s.id, |x| x.task_state = Some("resize_finish".into()));
+        }
         let mut moved = s.clone();
         moved.flavor = m.new_flavor.clone();
         let built = match api.agent(&dest) {
@@ -340,6 +366,28 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
             None => Err(format!("no agent is connected for host {dest}")),
         };
         match built {
+            Ok(guest) if live => {
+                let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
+                if let Err(e) = source_agent.delete(&source, &s.id) {
+                    // The agent's reconcile destroys it once the move is over.
+                    tracing::warn!(server = %s.id, %source, error = %e, "cannot destroy the source guest");
+                }
+                conductor::unclaim(api, &m.uuid);
+                set_migration(api, mid, |x| {
+                    x.status = "completed".into();
+                    x.dest_compute = Some(dest.clone());
+                    x.dest_node = node.clone();
+                });
+                update(api, &s.id, |x| {
+                    x.host = Some(dest.clone());
+                    x.node = node.clone();
+                    x.task_state = None;
+                    x.power_state = guest.state.code();
+                    instance_actions::event(x, "live-migration", "conductor_live_migrate_instance", None, Ok(()));
+                    instance_actions::event(x, "live-migration", "compute_live_migration", Some(&source), Ok(()));
+                });
+                return;
+            }
             Ok(guest) => {
                 let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
                 set_migration(api, mid, |x| {
@@ -447,5 +495,45 @@ pub fn migrate_host(arg: &Value, host_allowed: bool) -> Result<Option<String>, N
             }
         }
         other => Err(NovaError::bad_request(format!("Invalid input for field/attribute migrate. Value: {other}."))),
+    }
+}
+
+/// The `os-migrateLive` action's body: `host` (null: the scheduler picks),
+/// `block_migration` (`"auto"` or a boolean; required from 2.25),
+/// `disk_over_commit` (before 2.25), `force` (2.30 to 2.67: accepted; the
+/// filters still check the named host).
+///
+/// # Errors
+/// A bad body (400).
+pub fn migrate_live_host(arg: &Value, version: (u32, u32)) -> Result<Option<String>, NovaError> {
+    let bad = |m: String| Err(NovaError::bad_request(format!("Invalid input for field/attribute os-migrateLive. {m}")));
+    let Value::Object(o) = arg else { return bad(format!("Value: {arg}. It must be an object")) };
+    let mut allowed = vec!["host", "block_migration"];
+    if version < (2, 25) {
+        allowed.push("disk_over_commit");
+    }
+    if ((2, 30)..(2, 68)).contains(&version) {
+        allowed.push("force");
+    }
+    if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return bad(format!("Additional properties are not allowed ('{k}' was unexpected)"));
+    }
+    match o.get("block_migration") {
+        None => return bad("'block_migration' is a required property".into()),
+        Some(Value::Bool(_)) => {}
+        Some(Value::String(v)) if v == "auto" && version >= (2, 25) => {}
+        Some(v) => return bad(format!("block_migration: {v} is not one of true, false or 'auto'")),
+    }
+    if version < (2, 25) && !o.contains_key("disk_over_commit") {
+        return bad("'disk_over_commit' is a required property".into());
+    }
+    if let Some(f) = o.get("force").filter(|f| !f.is_boolean()) {
+        return bad(format!("force: {f} is not a boolean"));
+    }
+    match o.get("host") {
+        None if version >= (2, 25) => bad("'host' is a required property".into()),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(h)) if !h.is_empty() && h.len() <= 255 => Ok(Some(h.clone())),
+        Some(v) => bad(format!("host: {v} is not a valid host name")),
     }
 }

@@ -173,6 +173,7 @@ impl Server {
             ("resized", Some("resize_reverting")) => "REVERT_RESIZE",
             ("resized", _) => "VERIFY_RESIZE",
             ("active" | "stopped", Some(t)) if t.starts_with("resize_") => "RESIZE",
+            ("active", Some("migrating")) => "MIGRATING",
             ("building", _) => "BUILD",
             ("active", Some("rebooting")) => "REBOOT",
             ("active", Some("rebooting_hard")) => "HARD_REBOOT",

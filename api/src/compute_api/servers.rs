@@ -404,6 +404,12 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
             let flavor = api.records().servers.get(id).map(|s| s.flavor.clone()).ok_or_else(|| not_found(id))?;
             api.start_move(id, moves::MoveRequest { kind: "migration", flavor, host }, ctx.into())?;
         }
+        "os-migrateLive" => {
+            ctx.require_admin("os_compute_api:os-migrate-server:migrate_live")?;
+            let host = moves::migrate_live_host(arg, ctx.version)?;
+            let flavor = api.records().servers.get(id).map(|s| s.flavor.clone()).ok_or_else(|| not_found(id))?;
+            api.start_move(id, moves::MoveRequest { kind: "live-migration", flavor, host }, ctx.into())?;
+        }
         "resize" => {
             let Some(fref) = arg
                 .get("flavorRef")
@@ -439,7 +445,7 @@ pub async fn action(
     raw: Bytes,
 ) -> ApiResult {
     let (name, arg) = action_body(&raw)?;
-    if matches!(name.as_str(), "migrate" | "resize" | "confirmResize" | "revertResize") {
+    if matches!(name.as_str(), "migrate" | "os-migrateLive" | "resize" | "confirmResize" | "revertResize") {
         return move_action(&api, &ctx, &id, &name, &arg);
     }
     let (act, task, needs) = match name.as_str() {

@@ -1044,3 +1044,126 @@ fn an_anti_affinity_member_never_migrates_onto_a_peers_host() {
     assert_eq!(st, 202);
     assert_eq!(server_in(&cloud, &ids[0], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"], hosts[2].as_str());
 }
+
+#[test]
+fn live_migration_keeps_the_guest_running_on_exactly_one_host() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3"], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("small", 1, 512, 1);
+    let id = cloud.boot(json!({"server": {"name": "live", "flavorRef": "small", "networks": "none"}}))["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let host_of = |v: &Value| v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let mut here = host_of(&server_in(&cloud, &id, "ACTIVE"));
+    let running_on = || -> Vec<String> {
+        (1..=3)
+            .map(|i| format!("compute-{i}"))
+            .filter(|h| cloud.guests(&agents, h).iter().any(|g| g["uuid"] == id.as_str() && g["state"] == "running"))
+            .collect()
+    };
+    let bad = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"os-migrateLive": {"host": null}})));
+    assert_eq!(bad.0, 400, "block_migration is required at 2.25+: {}", bad.1);
+    // To any host, then to a named one.
+    for named in [false, true] {
+        let target = if named {
+            json!((1..=3).map(|i| format!("compute-{i}")).find(|h| *h != here).expect("another host"))
+        } else {
+            Value::Null
+        };
+        let body = json!({"os-migrateLive": {"host": target, "block_migration": "auto"}});
+        let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(body));
+        assert_eq!(st, 202, "{v}");
+        let mut now = String::new();
+        cloud.wait("the live migration to complete", 30, || {
+            let v = cloud.ok("GET", &format!("/servers/{id}"), None)["server"].clone();
+            now = v["OS-EXT-SRV-ATTR:host"].as_str().unwrap_or("").to_owned();
+            v["status"] == "ACTIVE" && now != here
+        });
+        if named {
+            assert_eq!(json!(now), target);
+        }
+        assert_eq!(running_on(), [now.clone()], "the guest runs on exactly one host");
+        usage_matches(&cloud, &BTreeMap::from([(now.clone(), (1, 512))]));
+        here = now;
+    }
+    let ms = cloud.ok("GET", "/os-migrations?migration_type=live-migration", None)["migrations"].clone();
+    assert_eq!(ms.as_array().map(Vec::len), Some(2));
+    assert!(ms.as_array().expect("list").iter().all(|m| m["status"] == "completed"), "{ms}");
+    let running = cloud.ok("GET", &format!("/servers/{id}/migrations"), None);
+    assert_eq!(running["migrations"].as_array().map(Vec::len), Some(0), "none in progress");
+    let actions = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions"), None)["instanceActions"].clone();
+    assert_eq!(actions[0]["action"], "live-migration");
+}
+
+#[test]
+fn live_migrations_and_boots_racing_on_a_nearly_full_fleet_leak_nothing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = data.path().join("quiver.toml");
+    std::fs::write(
+        &conf,
+        "[DEFAULT]\nreserved_host_memory_mb = 0\nram_allocation_ratio = 1.0\n[quota]\ninstances = 100\ncores = 1000\nram = 1000000\n",
+    )
+    .expect("config");
+    let args = ["--with-agents", "6", "--agent-driver", "fake", "--agent-memory-mb", "5120"];
+    let cloud = Cloud::start(data.path(), &[&args[..], &["--config", conf.to_str().expect("utf8")]].concat(), false);
+    // 6 hosts x 5 slots of 1,024 MiB; 20 servers first.
+    cloud.flavor("slot", 1, 1024, 1);
+    let boot = |name: String| {
+        cloud.boot(json!({"server": {"name": name, "flavorRef": "slot", "networks": "none"}}))["server"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    };
+    let first: Vec<String> = (0..20).map(|i| boot(format!("base{i}"))).collect();
+    for id in &first {
+        server_in(&cloud, id, "ACTIVE");
+    }
+    // 20 live migrations and 20 boots at once.
+    std::thread::scope(|scope| {
+        for id in &first {
+            let cloud = &cloud;
+            scope.spawn(move || {
+                let body = json!({"os-migrateLive": {"host": null, "block_migration": "auto"}});
+                let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(body));
+                assert!(st == 202 || st == 409, "{st} {v}");
+            });
+        }
+        for i in 0..20 {
+            let boot = &boot;
+            scope.spawn(move || boot(format!("late{i}")));
+        }
+    });
+    let servers = cloud.settle(120);
+    cloud.wait("every move to end", 60, || {
+        let ms = cloud.ok("GET", "/os-migrations", None)["migrations"].clone();
+        ms.as_array().expect("list").iter().all(|m| m["status"] == "completed" || m["status"] == "error")
+            && cloud.servers().iter().all(|s| s["status"] != "MIGRATING")
+    });
+    let servers: Vec<Value> =
+        if servers.iter().any(|s| s["status"] == "MIGRATING") { cloud.servers() } else { servers };
+    let mut expected: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for s in servers.iter().filter(|s| s["status"] == "ACTIVE") {
+        let e = expected.entry(s["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned()).or_default();
+        *e = (e.0 + 1, e.1 + 1024);
+    }
+    assert!(expected.values().all(|&(_, ram)| ram <= 5120), "no host over capacity: {expected:?}");
+    assert!(servers.iter().all(|s| s["status"] == "ACTIVE" || s["status"] == "ERROR"), "{servers:?}");
+    assert_eq!(
+        servers
+            .iter()
+            .filter(|s| s["status"] == "ACTIVE" && s["name"].as_str().is_some_and(|n| n.starts_with("base")))
+            .count(),
+        20,
+        "every moved server is still ACTIVE"
+    );
+    // Placement holds exactly the ACTIVE servers, and no migration consumer.
+    usage_matches(&cloud, &expected);
+    let active: BTreeSet<String> =
+        servers.iter().filter(|s| s["status"] == "ACTIVE").map(|s| s["id"].as_str().expect("id").to_owned()).collect();
+    let consumers: BTreeSet<String> = cloud.providers().values().flat_map(|rp| cloud.consumers_on(rp)).collect();
+    assert_eq!(consumers, active, "no leaked allocation");
+    let ms = cloud.ok("GET", "/os-migrations?status=completed", None)["migrations"].as_array().map_or(0, Vec::len);
+    eprintln!("{} ACTIVE of 40, {ms} of 20 live migrations completed", active.len());
+}
