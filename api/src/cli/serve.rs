@@ -272,9 +272,13 @@ fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
     };
     let mut agent_table = toml::Table::new();
     let mut default_az = "nova".to_owned();
+    let mut shelved_offload_time = 0;
     for (k, v) in &config.default {
         if AGENT_OPTIONS.contains(&k.as_str()) {
             agent_table.insert(k.clone(), v.clone());
+        } else if k == "shelved_offload_time" {
+            shelved_offload_time =
+                v.as_integer().context("[DEFAULT] shelved_offload_time: expected an integer (seconds; -1: never)")?;
         } else if k == "default_availability_zone" {
             default_az =
                 v.as_str().map(str::to_owned).context("[DEFAULT] default_availability_zone: expected a string")?;
@@ -301,7 +305,7 @@ fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
         cores: q.cores.unwrap_or(d.cores),
         ram: q.ram.unwrap_or(d.ram),
     };
-    Ok((ComputeConfig { scheduler: sched, default_availability_zone: default_az, quota }, agent))
+    Ok((ComputeConfig { scheduler: sched, default_availability_zone: default_az, quota, shelved_offload_time }, agent))
 }
 
 /// The embedded agents' hosts: `compute-1..N`, each its own libvirt test

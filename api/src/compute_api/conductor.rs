@@ -193,12 +193,27 @@ fn fail(api: &ComputeApi, id: &str, message: String, details: String) {
     tracing::warn!(server = id, %message, "build failed");
     api.metrics.boots_failed.fetch_add(1, Ordering::Relaxed);
     update(api, id, |s| {
+        if newest_action(s) == Some("unshelve") {
+            // Nothing takes it: it stays offloaded, as Nova leaves it.
+            instance_actions::event(s, "unshelve", "conductor_unshelve_instance", None, Err(&message));
+            s.vm_state = "shelved_offloaded".into();
+            s.task_state = None;
+            s.host = None;
+            s.node = None;
+            return;
+        }
         instance_actions::event(s, "create", "conductor_schedule_and_build_instances", None, Err(&message));
         s.vm_state = "error".into();
         s.task_state = None;
         s.power_state = 0;
         s.fault = Some(Fault { code: 500, message, details, created: now_iso() });
     });
+}
+
+/// The action a build runs for: `create`, or `unshelve` of an offloaded
+/// server (which goes back to SHELVED_OFFLOADED if nothing takes it).
+fn newest_action(s: &Server) -> Option<&str> {
+    s.actions.last().map(|a| a.action.as_str())
 }
 
 /// Starts building `ids` (one create call) in the background.
@@ -445,7 +460,14 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocation
                     x.task_state = None;
                     x.power_state = guest.state.code();
                     x.launched_at = Some(now_iso());
-                    instance_actions::event(x, "create", "compute_build_and_run_instance", Some(&host), Ok(()));
+                    match newest_action(x) {
+                        Some("unshelve") => {
+                            instance_actions::event(x, "unshelve", "compute_unshelve_instance", Some(&host), Ok(()))
+                        }
+                        _ => {
+                            instance_actions::event(x, "create", "compute_build_and_run_instance", Some(&host), Ok(()))
+                        }
+                    }
                 });
                 return;
             }

@@ -25,6 +25,7 @@ pub mod records;
 mod server_groups;
 mod servers;
 mod services;
+pub mod shelve;
 pub mod tree_candidates;
 mod zones;
 
@@ -68,6 +69,9 @@ pub struct ComputeConfig {
     pub default_availability_zone: String,
     /// `[quota]`.
     pub quota: QuotaDefaults,
+    /// `[DEFAULT] shelved_offload_time`: seconds a shelved server keeps its
+    /// host before it is offloaded (0: at once; -1: never).
+    pub shelved_offload_time: i64,
 }
 
 /// Counters for `/metrics`.

@@ -174,6 +174,8 @@ impl Server {
             ("resized", _) => "VERIFY_RESIZE",
             ("active" | "stopped", Some(t)) if t.starts_with("resize_") => "RESIZE",
             ("active", Some("migrating")) => "MIGRATING",
+            ("shelved", _) => "SHELVED",
+            ("shelved_offloaded", _) => "SHELVED_OFFLOADED",
             ("building", _) => "BUILD",
             ("active", Some("rebooting")) => "REBOOT",
             ("active", Some("rebooting_hard")) => "HARD_REBOOT",

@@ -393,6 +393,61 @@ pub async fn delete(
     empty(StatusCode::NO_CONTENT)
 }
 
+/// `shelve`, `shelveOffload` (admin), `unshelve` (see [`super::shelve`]),
+/// and `os-resetState` (admin: `active` or `error`, task state cleared).
+fn shelve_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Value) -> ApiResult {
+    visible(&api.records(), ctx, id)?;
+    match name {
+        "shelve" => api.shelve(id, ctx.into())?,
+        "shelveOffload" => {
+            ctx.require_admin("os_compute_api:os-shelve:shelve_offload")?;
+            api.shelve_offload(id, ctx.into())?;
+        }
+        "unshelve" => {
+            let zone = match arg {
+                Value::Null => None,
+                Value::Object(o) if ctx.at_least(2, 77) && o.keys().all(|k| k == "availability_zone") => {
+                    match o.get("availability_zone") {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(z)) => Some(z.clone()),
+                        Some(v) => {
+                            return Err(NovaError::bad_request(format!(
+                                "Invalid input for field/attribute availability_zone. Value: {v}."
+                            )));
+                        }
+                    }
+                }
+                other => {
+                    return Err(NovaError::bad_request(format!(
+                        "Invalid input for field/attribute unshelve. Value: {other}."
+                    )));
+                }
+            };
+            api.unshelve(id, zone, ctx.into())?;
+        }
+        _ => {
+            ctx.require_admin("os_compute_api:os-admin-actions:reset_state")?;
+            let state = match arg.get("state").and_then(Value::as_str) {
+                Some("active") => "active",
+                Some("error") => "error",
+                _ => {
+                    return Err(NovaError::bad_request(
+                        "Invalid input for field/attribute state. Value must be one of 'active', 'error'.",
+                    ));
+                }
+            };
+            let mut r = api.records_mut();
+            let mut s = r.servers.get(id).cloned().ok_or_else(|| not_found(id))?;
+            s.vm_state = state.into();
+            s.task_state = None;
+            s.updated = now_iso();
+            r.save(&s)?;
+            r.put_server(s);
+        }
+    }
+    empty(StatusCode::ACCEPTED)
+}
+
 /// `migrate` (admin), `resize`, `confirmResize`, `revertResize`: see
 /// [`super::moves`].
 fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Value) -> ApiResult {
@@ -447,6 +502,9 @@ pub async fn action(
     let (name, arg) = action_body(&raw)?;
     if matches!(name.as_str(), "migrate" | "os-migrateLive" | "resize" | "confirmResize" | "revertResize") {
         return move_action(&api, &ctx, &id, &name, &arg);
+    }
+    if matches!(name.as_str(), "shelve" | "shelveOffload" | "unshelve" | "os-resetState") {
+        return shelve_action(&api, &ctx, &id, &name, &arg);
     }
     let (act, task, needs) = match name.as_str() {
         "os-stop" => (quiver_compute_agent::protocol::Action::Stop, "powering-off", "active"),

@@ -1167,3 +1167,45 @@ fn live_migrations_and_boots_racing_on_a_nearly_full_fleet_leak_nothing() {
     let ms = cloud.ok("GET", "/os-migrations?status=completed", None)["migrations"].as_array().map_or(0, Vec::len);
     eprintln!("{} ACTIVE of 40, {ms} of 20 live migrations completed", active.len());
 }
+
+#[test]
+fn shelve_offload_frees_the_host_and_unshelve_builds_it_again() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3"], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("small", 1, 512, 1);
+    let id = cloud.boot(json!({"server": {"name": "shelf", "flavorRef": "small", "networks": "none"}}))["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let v = server_in(&cloud, &id, "ACTIVE");
+    let host = v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let action = |body: Value| {
+        let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(body));
+        assert_eq!(st, 202, "{v}");
+    };
+    // shelved_offload_time = 0: offloaded at once; the host is free.
+    action(json!({"shelve": null}));
+    let v = server_in(&cloud, &id, "SHELVED_OFFLOADED");
+    assert!(v["OS-EXT-SRV-ATTR:host"].is_null(), "{v}");
+    usage_matches(&cloud, &BTreeMap::new());
+    assert!(cloud.guests(&agents, &host).iter().all(|g| g["uuid"] != id.as_str()), "the guest is gone");
+    let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"shelve": null})));
+    assert_eq!(st, 409, "already shelved");
+    // Unshelve schedules it again; usage is back where it lands.
+    action(json!({"unshelve": null}));
+    let v = server_in(&cloud, &id, "ACTIVE");
+    let back = v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    usage_matches(&cloud, &BTreeMap::from([(back.clone(), (1, 512))]));
+    assert!(cloud.guests(&agents, &back).iter().any(|g| g["uuid"] == id.as_str() && g["state"] == "running"));
+    let actions = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions"), None)["instanceActions"].clone();
+    let names: Vec<&str> = actions.as_array().expect("list").iter().filter_map(|a| a["action"].as_str()).collect();
+    assert_eq!(names, ["unshelve", "shelve", "create"]);
+    // os-resetState (admin): a stuck server is set back by hand.
+    action(json!({"os-resetState": {"state": "error"}}));
+    assert_eq!(cloud.ok("GET", &format!("/servers/{id}"), None)["server"]["status"], "ERROR");
+    action(json!({"os-resetState": {"state": "active"}}));
+    assert_eq!(cloud.ok("GET", &format!("/servers/{id}"), None)["server"]["status"], "ACTIVE");
+    let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"os-resetState": {"state": "on"}})));
+    assert_eq!(st, 400);
+}
