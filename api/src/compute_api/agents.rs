@@ -173,10 +173,10 @@ impl ComputeApi {
             // A server being moved to or from this host may have a guest
             // and allocations on both hosts, and its migration's consumer
             // holds the source's: all of them are the move's until it ends.
+            // (The destination is known only once the move lands, so every
+            // moving server counts, on every host.)
             for m in r.migrations.values().filter(|m| super::moves::UNFINISHED.contains(&m.status.as_str())) {
-                if m.source_compute == host || m.dest_compute.as_deref() == Some(host) {
-                    in_flight.insert(m.instance_uuid.clone());
-                }
+                in_flight.insert(m.instance_uuid.clone());
                 in_flight.insert(m.uuid.clone());
             }
         }
@@ -258,6 +258,22 @@ impl ComputeApi {
         for c in &stale {
             tracing::warn!(consumer = %c, host, "removing allocations no guest explains");
             unclaim(self, c);
+        }
+        // An evacuated server's source came back: its guest is destroyed
+        // (above) and the migration's allocations here are gone.
+        let evacuated: Vec<_> = {
+            let r = self.records();
+            let done = |m: &&super::records::Migration| m.migration_type == "evacuation" && m.status == "done";
+            r.migrations.values().filter(done).filter(|m| m.source_compute == host).cloned().collect()
+        };
+        for mut m in evacuated {
+            unclaim(self, &m.uuid);
+            m.status = "completed".into();
+            m.updated_at = now_iso();
+            let mut r = self.records_mut();
+            if r.save(&m).is_ok() {
+                r.migrations.insert(m.id, m);
+            }
         }
         Ok(reply)
     }

@@ -1,6 +1,9 @@
-//! Cold migration and resize (Nova's `migrate` and `resize` server
-//! actions, then `confirmResize` or `revertResize`), as Nova's conductor
-//! and compute service run them:
+//! Moves, as Nova's conductor and compute service run them: cold
+//! migration and resize (`migrate`, `resize`, then `confirmResize` or
+//! `revertResize`), live migration (`os-migrateLive`: no VERIFY_RESIZE, the
+//! source's allocations go when the guest runs on the destination) and
+//! evacuation (`evacuate` from a host that is down: the source is asked
+//! nothing and gives its allocations back when it returns):
 //!
 //! 1. the scheduler over the live fleet with the source host ignored (or
 //!    only the requested host), the server group's policy kept;
@@ -56,8 +59,12 @@ impl ComputeApi {
             let mut r = self.records_mut();
             let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
             let live = req.kind == "live-migration";
-            let allowed =
-                if live { s.vm_state == "active" } else { matches!(s.vm_state.as_str(), "active" | "stopped") };
+            let evacuation = req.kind == "evacuation";
+            let allowed = match req.kind {
+                "live-migration" => s.vm_state == "active",
+                "evacuation" => matches!(s.vm_state.as_str(), "active" | "stopped" | "error"),
+                _ => matches!(s.vm_state.as_str(), "active" | "stopped"),
+            };
             if !allowed || s.task_state.is_some() {
                 return Err(NovaError::conflict(format!(
                     "Cannot '{}' instance {id} while it is in {}",
@@ -89,7 +96,7 @@ impl ComputeApi {
                 uuid: uuid::Uuid::new_v4().to_string(),
                 instance_uuid: s.id.clone(),
                 migration_type: req.kind.into(),
-                status: if live { "accepted" } else { "pre-migrating" }.into(),
+                status: if live || evacuation { "accepted" } else { "pre-migrating" }.into(),
                 source_node: s.node.clone().unwrap_or_else(|| source.clone()),
                 source_compute: source,
                 dest_compute: None,
@@ -102,7 +109,14 @@ impl ComputeApi {
                 created_at: now.clone(),
                 updated_at: now.clone(),
             };
-            s.task_state = Some(if live { "migrating" } else { "resize_prep" }.into());
+            s.task_state = Some(
+                match req.kind {
+                    "live-migration" => "migrating",
+                    "evacuation" => "rebuilding",
+                    _ => "resize_prep",
+                }
+                .into(),
+            );
             s.updated = now;
             instance_actions::begin(&mut s, action_of(&m), by);
             r.save(&m)?;
@@ -160,6 +174,7 @@ fn action_of(m: &Migration) -> &'static str {
     match m.migration_type.as_str() {
         "resize" => "resize",
         "live-migration" => "live-migration",
+        "evacuation" => "evacuate",
         _ => "migrate",
     }
 }
@@ -298,10 +313,10 @@ fn fail(api: &ComputeApi, s: &Server, m: &Migration, message: String) {
         x.vm_state = m.old_vm_state.clone();
         // Recorded as Nova records an instance fault; the server view
         // shows it only in ERROR.
-        let event = if m.migration_type == "live-migration" {
-            "conductor_live_migrate_instance"
-        } else {
-            "conductor_migrate_server"
+        let event = match m.migration_type.as_str() {
+            "live-migration" => "conductor_live_migrate_instance",
+            "evacuation" => "conductor_rebuild_instance",
+            _ => "conductor_migrate_server",
         };
         instance_actions::event(x, action_of(m), event, None, Err(&message));
         x.fault = Some(Fault { code: 500, message, details: String::new(), created: now_iso() });
@@ -316,15 +331,19 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
         Err(e) => return fail(api, &s, &m, e),
     };
     let source = m.source_compute.clone();
-    let Some(source_agent) = api.agent(&source) else {
+    let source_agent = api.agent(&source);
+    if source_agent.is_none() && m.migration_type != "evacuation" {
         return fail(api, &s, &m, format!("no agent is connected for the source host {source}"));
-    };
+    }
     let was_active = m.old_vm_state == "active";
     // A live migration keeps the guest running: the destination starts it,
     // then the source hands over (destroys its copy); the libvirt test
     // driver cannot migrate between connections, so it is define and
     // start there, destroy here, as for a cold move.
     let live = m.migration_type == "live-migration";
+    // An evacuation's source is down: nothing is asked of it; it cleans up
+    // when it comes back (see the agents' reconcile).
+    let evacuation = m.migration_type == "evacuation";
     let mut errors = Vec::new();
     let mut powered_off = false;
     while !hosts.is_empty() {
@@ -336,20 +355,21 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
                 continue;
             }
         }
-        set_migration(api, mid, |x| x.status = if live { "running" } else { "migrating" }.into());
-        if !live {
+        set_migration(api, mid, |x| x.status = if live || evacuation { "running" } else { "migrating" }.into());
+        if !live && !evacuation {
             update(api, &s.id, |x| x.task_state = Some("resize_migrating".into()));
         }
         // The source powers the guest off first (Nova's
         // migrate_disk_and_power_off), then the destination builds it.
-        if was_active && !powered_off && !live {
-            if let Err(e) = source_agent.action(&source, &s.id, Action::Stop) {
+        if was_active && !powered_off && !live && !evacuation {
+            let stopped = source_agent.as_ref().map(|a| a.action(&source, &s.id, Action::Stop));
+            if let Some(Err(e)) = stopped {
                 let _ = move_claim_back(api, &s, &m);
                 return fail(api, &s, &m, format!("cannot power off the guest on {source}: {e}"));
             }
             powered_off = true;
         }
-        if !live {
+        if !live && !evacuation {
             update(api, &s.id, |x| x.task_state = Some("resize_finish".into()));
         }
         let mut moved = s.clone();
@@ -366,9 +386,29 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
             None => Err(format!("no agent is connected for host {dest}")),
         };
         match built {
+            Ok(guest) if evacuation => {
+                let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
+                // `done`: the source still holds the migration's allocations
+                // and maybe a guest, until it comes back (then `completed`).
+                set_migration(api, mid, |x| {
+                    x.status = "done".into();
+                    x.dest_compute = Some(dest.clone());
+                    x.dest_node = node.clone();
+                });
+                update(api, &s.id, |x| {
+                    x.host = Some(dest.clone());
+                    x.node = node.clone();
+                    x.vm_state = if m.old_vm_state == "stopped" { "stopped" } else { "active" }.into();
+                    x.task_state = None;
+                    x.fault = None;
+                    x.power_state = guest.state.code();
+                    instance_actions::event(x, "evacuate", "compute_rebuild_instance", Some(&dest), Ok(()));
+                });
+                return;
+            }
             Ok(guest) if live => {
                 let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
-                if let Err(e) = source_agent.delete(&source, &s.id) {
+                if let Some(Err(e)) = source_agent.as_ref().map(|a| a.delete(&source, &s.id)) {
                     // The agent's reconcile destroys it once the move is over.
                     tracing::warn!(server = %s.id, %source, error = %e, "cannot destroy the source guest");
                 }
@@ -419,8 +459,8 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
             }
         }
     }
-    if powered_off {
-        let _ = source_agent.action(&source, &s.id, Action::Start);
+    if powered_off && let Some(a) = &source_agent {
+        let _ = a.action(&source, &s.id, Action::Start);
     }
     fail(api, &s, &m, format!("No valid host was found. The move failed on every host tried: {}", errors.join("; ")));
 }

@@ -174,6 +174,7 @@ impl Server {
             ("resized", _) => "VERIFY_RESIZE",
             ("active" | "stopped", Some(t)) if t.starts_with("resize_") => "RESIZE",
             ("active", Some("migrating")) => "MIGRATING",
+            (_, Some("rebuilding")) => "REBUILD",
             ("shelved", _) => "SHELVED",
             ("shelved_offloaded", _) => "SHELVED_OFFLOADED",
             ("building", _) => "BUILD",

@@ -459,6 +459,57 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
             let flavor = api.records().servers.get(id).map(|s| s.flavor.clone()).ok_or_else(|| not_found(id))?;
             api.start_move(id, moves::MoveRequest { kind: "migration", flavor, host }, ctx.into())?;
         }
+        "evacuate" => {
+            ctx.require_admin("os_compute_api:os-evacuate")?;
+            let Value::Object(o) = arg else {
+                return Err(NovaError::bad_request(format!(
+                    "Invalid input for field/attribute evacuate. Value: {arg}."
+                )));
+            };
+            let mut allowed = vec!["host", "adminPass"];
+            if !ctx.at_least(2, 14) {
+                allowed.push("onSharedStorage");
+            }
+            if ctx.at_least(2, 29) && !ctx.at_least(2, 68) {
+                allowed.push("force");
+            }
+            if let Some(k) = o.keys().find(|k| !allowed.contains(&k.as_str())) {
+                return Err(NovaError::bad_request(format!(
+                    "Invalid input for field/attribute evacuate. Additional properties are not allowed ('{k}' was unexpected)"
+                )));
+            }
+            let host = match o.get("host") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(h)) if !h.is_empty() => Some(h.clone()),
+                Some(v) => {
+                    return Err(NovaError::bad_request(format!("Invalid input for field/attribute host. Value: {v}.")));
+                }
+            };
+            // Only a host that is down (or forced down) is evacuated from.
+            let (flavor, source_up) = {
+                let r = api.records();
+                let s = r.servers.get(id).ok_or_else(|| not_found(id))?;
+                let up = s
+                    .host
+                    .as_ref()
+                    .and_then(|h| r.services.get(h))
+                    .map(|svc| (svc.host.clone(), !super::is_down(svc, api.config.scheduler.service_down_time)));
+                (s.flavor.clone(), up)
+            };
+            if let Some((h, true)) = source_up {
+                return Err(NovaError::conflict(format!("Compute service of {h} is still in use.")));
+            }
+            api.start_move(id, moves::MoveRequest { kind: "evacuation", flavor, host }, ctx.into())?;
+            if !ctx.at_least(2, 14) {
+                let pass = o
+                    .get("adminPass")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+                return reply(StatusCode::OK, json!({"adminPass": pass}));
+            }
+            return empty(StatusCode::OK);
+        }
         "os-migrateLive" => {
             ctx.require_admin("os_compute_api:os-migrate-server:migrate_live")?;
             let host = moves::migrate_live_host(arg, ctx.version)?;
@@ -500,7 +551,8 @@ pub async fn action(
     raw: Bytes,
 ) -> ApiResult {
     let (name, arg) = action_body(&raw)?;
-    if matches!(name.as_str(), "migrate" | "os-migrateLive" | "resize" | "confirmResize" | "revertResize") {
+    if matches!(name.as_str(), "migrate" | "os-migrateLive" | "resize" | "confirmResize" | "revertResize" | "evacuate")
+    {
         return move_action(&api, &ctx, &id, &name, &arg);
     }
     if matches!(name.as_str(), "shelve" | "shelveOffload" | "unshelve" | "os-resetState") {

@@ -1209,3 +1209,47 @@ fn shelve_offload_frees_the_host_and_unshelve_builds_it_again() {
     let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"os-resetState": {"state": "on"}})));
     assert_eq!(st, 400);
 }
+
+#[test]
+fn evacuate_rebuilds_elsewhere_and_the_returning_host_gives_back_its_allocation() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = data.path().join("quiver.toml");
+    std::fs::write(&conf, "[DEFAULT]\nservice_down_time = 2\n").expect("config");
+    let cloud = Cloud::start(data.path(), &["--config", conf.to_str().expect("utf8")], false);
+    let listens = [port(), port()];
+    let mut agents: Vec<Proc> =
+        ["ev-a", "ev-b"].iter().zip(listens).map(|(h, l)| agent(&cloud.compute, h, l, &[])).collect();
+    cloud.wait("both agents up", 30, || service_state(&cloud, "ev-a") == "up" && service_state(&cloud, "ev-b") == "up");
+    cloud.flavor("small", 1, 512, 1);
+    let id = cloud.boot(json!({"server": {"name": "evac", "flavorRef": "small", "networks": "none"}}))["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let source = server_in(&cloud, &id, "ACTIVE")["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let (which, dest) = if source == "ev-a" { (0, "ev-b") } else { (1, "ev-a") };
+    let evacuate = || cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"evacuate": {}})));
+    let (st, v) = evacuate();
+    assert_eq!(st, 409, "the source is up: {v}");
+    agents[which].0.kill().expect("SIGKILL");
+    let _ = agents[which].0.wait();
+    cloud.wait("the source down", 30, || service_state(&cloud, &source) == "down");
+    let (st, v) = evacuate();
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(server_in(&cloud, &id, "ACTIVE")["OS-EXT-SRV-ATTR:host"], dest);
+    let rps = cloud.providers();
+    let migration = cloud.ok("GET", "/os-migrations?migration_type=evacuation", None)["migrations"][0].clone();
+    assert_eq!(migration["status"], "done", "{migration}");
+    let migration_uuid = migration["uuid"].as_str().expect("uuid").to_owned();
+    // Until the source is back it keeps the migration's allocation.
+    assert_eq!(cloud.consumers_on(&rps[dest]), BTreeSet::from([id.clone()]));
+    assert_eq!(cloud.consumers_on(&rps[&source]), BTreeSet::from([migration_uuid]));
+    // The source comes back: its reconcile drops the stale allocation.
+    agents[which] = agent(&cloud.compute, &source, listens[which], &[]);
+    cloud.wait("the evacuation completed", 30, || {
+        cloud.ok("GET", "/os-migrations?migration_type=evacuation", None)["migrations"][0]["status"] == "completed"
+    });
+    cloud.wait("one allocation left", 30, || cloud.consumers_on(&rps[&source]).is_empty());
+    assert_eq!(cloud.consumers_on(&rps[dest]), BTreeSet::from([id.clone()]));
+    assert!(cloud.guests(&format!("http://127.0.0.1:{}", listens[which]), &source).is_empty());
+    usage_matches(&cloud, &BTreeMap::from([(dest.to_owned(), (1, 512))]));
+}
