@@ -266,14 +266,9 @@ impl ComputeApi {
             let done = |m: &&super::records::Migration| m.migration_type == "evacuation" && m.status == "done";
             r.migrations.values().filter(done).filter(|m| m.source_compute == host).cloned().collect()
         };
-        for mut m in evacuated {
+        for m in evacuated {
             unclaim(self, &m.uuid);
-            m.status = "completed".into();
-            m.updated_at = now_iso();
-            let mut r = self.records_mut();
-            if r.save(&m).is_ok() {
-                r.migrations.insert(m.id, m);
-            }
+            super::moves::set_migration(self, m.id, |x| x.status = "completed".into());
         }
         Ok(reply)
     }

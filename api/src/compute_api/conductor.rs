@@ -547,19 +547,14 @@ pub fn delete_now(api: &ComputeApi, id: &str) {
         let unfinished = |m: &&super::records::Migration| super::moves::UNFINISHED.contains(&m.status.as_str());
         r.migrations.values().filter(|m| m.instance_uuid == id).filter(unfinished).cloned().collect()
     };
-    for mut m in moving {
+    for m in moving {
         if s.host.as_deref() != Some(m.source_compute.as_str())
             && let Some(agent) = api.agent(&m.source_compute)
         {
             let _ = agent.delete(&m.source_compute, id);
         }
         unclaim(api, &m.uuid);
-        m.status = "error".into();
-        m.updated_at = now_iso();
-        let mut r = api.records_mut();
-        if r.save(&m).is_ok() {
-            r.migrations.insert(m.id, m);
-        }
+        super::moves::set_migration(api, m.id, |x| x.status = "error".into());
     }
     let mut r = api.records_mut();
     if let Some(g) = s.group.as_ref().and_then(|g| r.groups.get(g).cloned()) {

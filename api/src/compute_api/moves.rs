@@ -186,7 +186,7 @@ fn migration(api: &ComputeApi, mid: i64) -> Option<(Server, Migration)> {
 }
 
 /// Updates one migration record.
-fn set_migration(api: &ComputeApi, mid: i64, f: impl FnOnce(&mut Migration)) {
+pub(super) fn set_migration(api: &ComputeApi, mid: i64, f: impl FnOnce(&mut Migration)) {
     let mut r = api.records_mut();
     let Some(mut m) = r.migrations.get(&mid).cloned() else { return };
     f(&mut m);
@@ -386,64 +386,47 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
             None => Err(format!("no agent is connected for host {dest}")),
         };
         match built {
-            Ok(guest) if evacuation => {
-                let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
-                // `done`: the source still holds the migration's allocations
-                // and maybe a guest, until it comes back (then `completed`).
-                set_migration(api, mid, |x| {
-                    x.status = "done".into();
-                    x.dest_compute = Some(dest.clone());
-                    x.dest_node = node.clone();
-                });
-                update(api, &s.id, |x| {
-                    x.host = Some(dest.clone());
-                    x.node = node.clone();
-                    x.vm_state = if m.old_vm_state == "stopped" { "stopped" } else { "active" }.into();
-                    x.task_state = None;
-                    x.fault = None;
-                    x.power_state = guest.state.code();
-                    instance_actions::event(x, "evacuate", "compute_rebuild_instance", Some(&dest), Ok(()));
-                });
-                return;
-            }
-            Ok(guest) if live => {
-                let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
-                if let Some(Err(e)) = source_agent.as_ref().map(|a| a.delete(&source, &s.id)) {
-                    // The agent's reconcile destroys it once the move is over.
-                    tracing::warn!(server = %s.id, %source, error = %e, "cannot destroy the source guest");
-                }
-                conductor::unclaim(api, &m.uuid);
-                set_migration(api, mid, |x| {
-                    x.status = "completed".into();
-                    x.dest_compute = Some(dest.clone());
-                    x.dest_node = node.clone();
-                });
-                update(api, &s.id, |x| {
-                    x.host = Some(dest.clone());
-                    x.node = node.clone();
-                    x.task_state = None;
-                    x.power_state = guest.state.code();
-                    instance_actions::event(x, "live-migration", "conductor_live_migrate_instance", None, Ok(()));
-                    instance_actions::event(x, "live-migration", "compute_live_migration", Some(&source), Ok(()));
-                });
-                return;
-            }
             Ok(guest) => {
+                if live {
+                    // The source hands over: its copy and its allocations go.
+                    if let Some(Err(e)) = source_agent.as_ref().map(|a| a.delete(&source, &s.id)) {
+                        // The agent's reconcile destroys it once the move is over.
+                        tracing::warn!(server = %s.id, %source, error = %e, "cannot destroy the source guest");
+                    }
+                    conductor::unclaim(api, &m.uuid);
+                }
+                // An evacuation is `done` while the source still holds the
+                // migration's allocations (until it comes back: `completed`);
+                // a cold move `finished` until it is confirmed or reverted.
+                let status = match (live, evacuation) {
+                    (true, _) => "completed",
+                    (_, true) => "done",
+                    _ => "finished",
+                };
                 let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
                 set_migration(api, mid, |x| {
-                    x.status = "finished".into();
+                    x.status = status.into();
                     x.dest_compute = Some(dest.clone());
                     x.dest_node = node.clone();
                 });
                 update(api, &s.id, |x| {
                     x.host = Some(dest.clone());
                     x.node = node.clone();
-                    x.flavor = m.new_flavor.clone();
-                    x.vm_state = "resized".into();
                     x.task_state = None;
                     x.power_state = guest.state.code();
-                    instance_actions::event(x, action_of(&m), "conductor_migrate_server", None, Ok(()));
-                    instance_actions::event(x, action_of(&m), "compute_finish_resize", Some(&dest), Ok(()));
+                    if live {
+                        instance_actions::event(x, "live-migration", "conductor_live_migrate_instance", None, Ok(()));
+                        instance_actions::event(x, "live-migration", "compute_live_migration", Some(&source), Ok(()));
+                    } else if evacuation {
+                        x.vm_state = if m.old_vm_state == "stopped" { "stopped" } else { "active" }.into();
+                        x.fault = None;
+                        instance_actions::event(x, "evacuate", "compute_rebuild_instance", Some(&dest), Ok(()));
+                    } else {
+                        x.flavor = m.new_flavor.clone();
+                        x.vm_state = "resized".into();
+                        instance_actions::event(x, action_of(&m), "conductor_migrate_server", None, Ok(()));
+                        instance_actions::event(x, action_of(&m), "compute_finish_resize", Some(&dest), Ok(()));
+                    }
                 });
                 return;
             }
