@@ -77,6 +77,9 @@ pub struct GuestInfo {
     pub state: PowerState,
     pub vcpus: u32,
     pub memory_mb: u64,
+    /// The image it was built from (a rebuild changes it).
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// A driver failure. `NotFound` lets deletes be idempotent; every other

@@ -68,6 +68,7 @@ impl ComputeDriver for FakeDriver {
             state: PowerState::Running,
             vcpus: spec.vcpus,
             memory_mb: spec.memory_mb,
+            image_id: spec.image_id.clone(),
         };
         self.guests().insert(spec.uuid.clone(), guest.clone());
         Ok(guest)

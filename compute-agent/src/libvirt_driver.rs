@@ -90,7 +90,7 @@ impl LibvirtDriver {
         };
         format!(
             "<domain type='{domain_type}'>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <title>{title}</title>\n  \
-             <metadata>\n    <quiver:instance xmlns:quiver='https://quiver.invalid/xmlns/instance/1'>\n      \
+             <metadata>\n    <quiver:instance xmlns:quiver='{METADATA_NS}'>\n      \
              <quiver:flavor name='{flavor}' vcpus='{vcpus}' memory_mb='{mem}' root_gb='{root}'/>\n      \
              <quiver:image id='{image}'/>\n    </quiver:instance>\n  </metadata>\n  \
              <memory unit='MiB'>{mem}</memory>\n  <currentMemory unit='MiB'>{mem}</currentMemory>\n  \
@@ -135,7 +135,21 @@ fn info_of(dom: &Domain) -> Result<GuestInfo, DriverError> {
         state,
         vcpus: info.nr_virt_cpu,
         memory_mb: info.memory / 1024,
+        image_id: image_of(dom),
     })
+}
+
+/// The namespace of Quiver's element in a domain's metadata.
+const METADATA_NS: &str = "https://quiver.invalid/xmlns/instance/1";
+
+/// The image id recorded in the domain's metadata (none for a domain
+/// Quiver did not define, or one defined without an image).
+fn image_of(dom: &Domain) -> Option<String> {
+    // 2: VIR_DOMAIN_METADATA_ELEMENT; 0: the current definition.
+    let xml = dom.get_metadata(2, Some(METADATA_NS), 0).ok()?;
+    let doc = roxmltree::Document::parse(&xml).ok()?;
+    let image = doc.descendants().find(|n| n.tag_name().name() == "image")?.attribute("id")?;
+    (!image.is_empty()).then(|| image.to_owned())
 }
 
 /// CPU arch, model, vendor and feature names from the capabilities XML.

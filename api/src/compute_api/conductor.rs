@@ -35,6 +35,13 @@ pub(super) struct SchedState {
     requests: usize,
 }
 
+impl SchedState {
+    /// The scheduler (the rebuild check runs its image filters alone).
+    pub(super) fn scheduler(&self) -> &Scheduler {
+        &self.scheduler
+    }
+}
+
 impl Conductor {
     pub fn new(scheduler: Scheduler) -> Self {
         Self { state: std::sync::Mutex::new(SchedState { scheduler, live: LiveFleet::default(), requests: 0 }) }

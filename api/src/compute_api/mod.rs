@@ -20,6 +20,7 @@ mod migrations;
 pub mod moves;
 pub mod query;
 mod quotas;
+pub mod rebuild;
 pub mod record_store;
 pub mod records;
 mod server_groups;

@@ -315,7 +315,8 @@ fn fail(api: &ComputeApi, s: &Server, m: &Migration, message: String) {
         // shows it only in ERROR.
         let event = match m.migration_type.as_str() {
             "live-migration" => "conductor_live_migrate_instance",
-            "evacuation" => "conductor_rebuild_instance",
+            // Nova's conductor files both rebuild and evacuate under one event.
+            "evacuation" => "rebuild_server",
             _ => "conductor_migrate_server",
         };
         instance_actions::event(x, action_of(m), event, None, Err(&message));

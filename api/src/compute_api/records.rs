@@ -160,9 +160,11 @@ pub fn parse_iso(t: &str) -> Option<f64> {
 
 impl Server {
     /// Whether a conductor may still be building this server (it is in
-    /// BUILD and was written in the last [`BUILD_IN_PROGRESS_S`]).
+    /// BUILD or REBUILD and was written in the last [`BUILD_IN_PROGRESS_S`]).
     pub fn building_recently(&self, now: f64) -> bool {
-        self.vm_state == "building" && parse_iso(&self.updated).is_some_and(|t| now - t < BUILD_IN_PROGRESS_S)
+        let building =
+            self.vm_state == "building" || self.task_state.as_deref().is_some_and(|t| t.starts_with("rebuild"));
+        building && parse_iso(&self.updated).is_some_and(|t| now - t < BUILD_IN_PROGRESS_S)
     }
 
     /// The API's `status` from vm_state and task_state (Nova's
@@ -174,7 +176,7 @@ impl Server {
             ("resized", _) => "VERIFY_RESIZE",
             ("active" | "stopped", Some(t)) if t.starts_with("resize_") => "RESIZE",
             ("active", Some("migrating")) => "MIGRATING",
-            (_, Some("rebuilding")) => "REBUILD",
+            (_, Some("rebuilding" | "rebuild_spawning")) => "REBUILD",
             ("shelved", _) => "SHELVED",
             ("shelved_offloaded", _) => "SHELVED_OFFLOADED",
             ("building", _) => "BUILD",

@@ -241,6 +241,29 @@ fn count(v: Option<&Value>, name: &str) -> Result<Option<u32>, NovaError> {
     }
 }
 
+/// A `metadata` field (string values only); `None` when absent or null.
+///
+/// # Errors
+/// A value that is not an object of strings (400).
+pub fn metadata_field(v: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, NovaError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(v) if !k.is_empty() && k.len() <= 255 && v.len() <= 255 => Ok((k.clone(), v.clone())),
+                other => Err(NovaError::bad_request(format!(
+                    "Invalid input for field/attribute metadata. Value: {other}. {other} is not of type 'string'"
+                ))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(other) => {
+            Err(NovaError::bad_request(format!("Invalid input for field/attribute metadata. Value: {other}.")))
+        }
+    }
+}
+
 fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest, NovaError> {
     let b: Value = body(raw)?;
     let Some(s) = b.get("server").and_then(Value::as_object) else {
@@ -277,21 +300,7 @@ fn parse_create(api: &ComputeApi, ctx: &Ctx, raw: &[u8]) -> Result<CreateRequest
     if min_count > max_count {
         return Err(NovaError::bad_request("min_count must be <= max_count"));
     }
-    let metadata: BTreeMap<String, String> = match s.get("metadata") {
-        None | Some(Value::Null) => BTreeMap::new(),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(v) => Ok((k.clone(), v.clone())),
-                other => Err(NovaError::bad_request(format!(
-                    "Invalid input for field/attribute metadata. Value: {other}. {other} is not of type 'string'"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(NovaError::bad_request(format!("Invalid input for field/attribute metadata. Value: {other}.")));
-        }
-    };
+    let metadata = metadata_field(s.get("metadata"))?.unwrap_or_default();
     let hints: BTreeMap<String, Value> = match b.get("OS-SCH-HNT:scheduler_hints").or(b.get("os:scheduler_hints")) {
         None | Some(Value::Null) => BTreeMap::new(),
         Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
@@ -544,6 +553,19 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
     empty(if name == "confirmResize" { StatusCode::NO_CONTENT } else { StatusCode::ACCEPTED })
 }
 
+/// `rebuild` (see [`super::rebuild`]): 202 with the server as it is now
+/// (REBUILD) and, as Nova's `enable_instance_password` default does, the
+/// admin password.
+fn rebuild_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, arg: &Value) -> ApiResult {
+    visible(&api.records(), ctx, id)?;
+    let req = super::rebuild::parse(arg, ctx)?;
+    let pass = req.admin_pass.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_owned());
+    let s = api.rebuild(id, req, ctx.into())?;
+    let mut v = view(&api.records(), &s, ctx, api.config.scheduler.service_down_time);
+    v["adminPass"] = Value::String(pass);
+    reply(StatusCode::ACCEPTED, json!({"server": v}))
+}
+
 pub async fn action(
     State(api): State<Arc<ComputeApi>>,
     Extension(ctx): Extension<Ctx>,
@@ -557,6 +579,9 @@ pub async fn action(
     }
     if matches!(name.as_str(), "shelve" | "shelveOffload" | "unshelve" | "os-resetState") {
         return shelve_action(&api, &ctx, &id, &name, &arg);
+    }
+    if name == "rebuild" {
+        return rebuild_action(&api, &ctx, &id, &arg);
     }
     let (act, task, needs) = match name.as_str() {
         "os-stop" => (quiver_compute_agent::protocol::Action::Stop, "powering-off", "active"),

@@ -29,6 +29,7 @@ struct Cloud {
     _serve: Proc,
     compute: String,
     placement: String,
+    images: String,
     agents: Option<String>,
     http: reqwest::blocking::Client,
 }
@@ -67,6 +68,7 @@ impl Cloud {
                 _serve: Proc(child),
                 compute: format!("http://127.0.0.1:{c}/v2.1"),
                 placement: format!("http://127.0.0.1:{p}"),
+                images: format!("http://127.0.0.1:{i}"),
                 agents: embedded_agents.then(|| format!("http://127.0.0.1:{a}")),
                 http: client(),
             };
@@ -164,6 +166,24 @@ impl Cloud {
         let (s, v) = self.call("GET", &format!("{agent}/hosts/{host}/guests"), None);
         assert_eq!(s, 200, "{v}");
         v.as_array().expect("guests").clone()
+    }
+
+    /// An active image with `properties`, its bytes uploaded; its id.
+    fn image(&self, name: &str, properties: Value) -> String {
+        let mut body = json!({"name": name, "disk_format": "raw", "container_format": "bare"});
+        body.as_object_mut().expect("object").extend(properties.as_object().cloned().unwrap_or_default());
+        let (st, v) = self.call("POST", &format!("{}/v2/images", self.images), Some(body));
+        assert_eq!(st, 201, "{v}");
+        let id = v["id"].as_str().expect("image id").to_owned();
+        let resp = self
+            .http
+            .put(format!("{}/v2/images/{id}/file", self.images))
+            .header("Content-Type", "application/octet-stream")
+            .body(vec![7u8; 4096])
+            .send()
+            .expect("upload");
+        assert_eq!(resp.status().as_u16(), 204);
+        id
     }
 
     fn boot(&self, body: Value) -> Value {
@@ -1252,4 +1272,93 @@ fn evacuate_rebuilds_elsewhere_and_the_returning_host_gives_back_its_allocation(
     assert_eq!(cloud.consumers_on(&rps[dest]), BTreeSet::from([id.clone()]));
     assert!(cloud.guests(&format!("http://127.0.0.1:{}", listens[which]), &source).is_empty());
     usage_matches(&cloud, &BTreeMap::from([(dest.to_owned(), (1, 512))]));
+}
+
+#[test]
+fn rebuild_stays_on_its_host_and_an_image_a_filter_rejects_there_fails_cleanly() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3"], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("small", 1, 512, 1);
+    let first = cloud.image("first", json!({}));
+    let second = cloud.image("second", json!({"hw_architecture": "x86_64"}));
+    // The libvirt hosts run x86_64 guests only: ImagePropertiesFilter
+    // rejects this image on every host.
+    let arm = cloud.image("arm", json!({"hw_architecture": "aarch64"}));
+    let id = cloud.boot(json!({"server": {"name": "r", "flavorRef": "small", "imageRef": first, "networks": "none"}}))
+        ["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let host = server_in(&cloud, &id, "ACTIVE")["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let guest = || -> Vec<(String, String, Option<String>)> {
+        (1..=3)
+            .map(|i| format!("compute-{i}"))
+            .flat_map(|h| cloud.guests(&agents, &h).into_iter().map(move |g| (h.clone(), g)))
+            .filter(|(_, g)| g["uuid"] == id.as_str())
+            .map(|(h, g)| (h, g["state"].as_str().unwrap_or("").to_owned(), g["image_id"].as_str().map(str::to_owned)))
+            .collect()
+    };
+    assert_eq!(guest(), [(host.clone(), "running".to_owned(), Some(first.clone()))]);
+    let rebuild = |body: Value| cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"rebuild": body})));
+    // 1. A new image and name: REBUILD at once, then ACTIVE on the same
+    // host, the guest built again from the new image, nothing claimed.
+    let (st, v) = rebuild(json!({"imageRef": second, "name": "rebuilt", "metadata": {"k": "v"}}));
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["server"]["status"], "REBUILD", "{v}");
+    assert!(v["server"]["adminPass"].is_string(), "{v}");
+    let v = server_in(&cloud, &id, "ACTIVE");
+    assert_eq!((v["name"].as_str(), v["image"]["id"].as_str()), (Some("rebuilt"), Some(second.as_str())), "{v}");
+    assert_eq!(v["metadata"], json!({"k": "v"}));
+    assert_eq!(v["OS-EXT-SRV-ATTR:host"].as_str(), Some(host.as_str()));
+    assert_eq!(guest(), [(host.clone(), "running".to_owned(), Some(second.clone()))]);
+    usage_matches(&cloud, &BTreeMap::from([(host.clone(), (1, 512))]));
+    // 2. An image the host's filters reject: ERROR with Nova's No valid
+    // host fault, the old image kept, the guest and allocations untouched.
+    let (st, v) = rebuild(json!({"imageRef": arm}));
+    assert_eq!(st, 202, "{v}");
+    let v = server_in(&cloud, &id, "ERROR");
+    let fault = v["fault"]["message"].as_str().unwrap_or("");
+    assert!(fault.starts_with("No valid host") && fault.contains("ImagePropertiesFilter"), "{v}");
+    assert_eq!(v["image"]["id"].as_str(), Some(second.as_str()), "the image is rolled back");
+    assert_eq!(guest(), [(host.clone(), "running".to_owned(), Some(second.clone()))]);
+    usage_matches(&cloud, &BTreeMap::from([(host.clone(), (1, 512))]));
+    let consumers: BTreeSet<String> = cloud.providers().values().flat_map(|rp| cloud.consumers_on(rp)).collect();
+    assert_eq!(consumers, BTreeSet::from([id.clone()]));
+    let actions = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions"), None)["instanceActions"].clone();
+    assert_eq!((actions[0]["action"].as_str(), actions[0]["message"].as_str()), (Some("rebuild"), Some("Error")));
+    assert_eq!(actions[1]["action"], "rebuild");
+    assert!(actions[1]["message"].is_null(), "{actions}");
+    // 3. An ERROR server can be rebuilt (Nova allows it); a stopped one
+    // comes back stopped.
+    let (st, v) = rebuild(json!({"imageRef": first}));
+    assert_eq!(st, 202, "{v}");
+    server_in(&cloud, &id, "ACTIVE");
+    cloud.ok("POST", &format!("/servers/{id}/action"), Some(json!({"os-stop": null})));
+    server_in(&cloud, &id, "SHUTOFF");
+    let (st, v) = rebuild(json!({"imageRef": second}));
+    assert_eq!(st, 202, "{v}");
+    cloud.wait("the rebuild of a stopped server", 60, || {
+        let v = cloud.ok("GET", &format!("/servers/{id}"), None)["server"].clone();
+        v["status"] == "SHUTOFF" && v["image"]["id"] == second.as_str()
+    });
+    assert_eq!(guest(), [(host.clone(), "shutdown".to_owned(), Some(second.clone()))]);
+    usage_matches(&cloud, &BTreeMap::from([(host.clone(), (1, 512))]));
+    // 4. Bad requests.
+    for (body, want) in [
+        (json!({}), 400),
+        (json!({"imageRef": "00000000-0000-0000-0000-000000000000"}), 400),
+        (json!({"imageRef": first, "flavorRef": "small"}), 400),
+        (json!({"imageRef": first, "metadata": {"k": 1}}), 400),
+        (json!("no"), 400),
+    ] {
+        let (st, v) = rebuild(body.clone());
+        assert_eq!(st, want, "{body}: {v}");
+        assert!(v["badRequest"]["message"].is_string(), "{v}");
+    }
+    let (st, _) = cloud.nova("POST", "/servers/nope/action", Some(json!({"rebuild": {"imageRef": first}})));
+    assert_eq!(st, 404);
+    cloud.ok("DELETE", &format!("/servers/{id}"), None);
+    cloud.wait("the server gone", 30, || cloud.servers().is_empty());
+    usage_matches(&cloud, &BTreeMap::new());
 }

@@ -18,6 +18,9 @@ impl HostFilter for AggregateImagePropertiesIsolation {
     fn run_filter_once_per_request(&self) -> bool {
         true
     }
+    fn run_on_rebuild(&self) -> bool {
+        true
+    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let props = canonical_image_properties(ctx.request.image_properties());
         if props.is_empty() {

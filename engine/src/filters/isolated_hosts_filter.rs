@@ -13,6 +13,9 @@ impl HostFilter for IsolatedHostsFilter {
     fn run_filter_once_per_request(&self) -> bool {
         true
     }
+    fn run_on_rebuild(&self) -> bool {
+        true
+    }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
         let c = ctx.conf;
         let hosts: HashSet<u32> =

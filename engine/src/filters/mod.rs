@@ -98,6 +98,13 @@ pub trait HostFilter: Send + Sync {
     fn run_filter_once_per_request(&self) -> bool {
         false
     }
+    /// Nova's `RUN_ON_REBUILD`: whether a rebuild with a new image runs
+    /// this filter (on the server's own host). Filters that count
+    /// resources, groups or hosts' states do not: the server is already
+    /// there.
+    fn run_on_rebuild(&self) -> bool {
+        false
+    }
     /// Request-level work; `None` when every host passes.
     ///
     /// # Errors

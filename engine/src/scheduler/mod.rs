@@ -23,6 +23,7 @@ use crate::weights::{self, HostWeigher, Multiplier, Named, Raw};
 mod decision;
 mod groups;
 mod placement_query;
+mod rebuild;
 
 use decision::fail_with;
 pub use decision::{Decision, InstanceDecision};

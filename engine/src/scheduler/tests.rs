@@ -190,3 +190,23 @@ fn numa_requests_are_rejected_not_ignored() {
     assert!(d.error.unwrap().contains("not supported yet"));
     assert!(f.instances.is_empty());
 }
+
+#[test]
+fn a_rebuild_runs_only_the_image_filters_on_the_servers_own_host() {
+    let mut f = fleet(2, 1);
+    let mut s = Scheduler::new(SchedulerConfig::default(), 0).unwrap();
+    assert!(s.filter_names().contains(&"ImagePropertiesFilter"));
+    // Fill h0: a boot cannot go there any more, a rebuild stays there.
+    assert_eq!(s.schedule(&mut f, &mut Groups::default(), &req(1, 1), 0).chosen, vec!["h0"]);
+    let mut rebuild = req(1, 1);
+    assert_eq!(s.check_rebuild(&f, &rebuild, 0), Ok(None), "no image properties: every host passes");
+    rebuild.image = Some(crate::request::Image {
+        properties: [("hw_architecture".to_owned(), "aarch64".to_owned())].into(),
+        ..Default::default()
+    });
+    // The hosts advertise no supported_instances: Nova's filter rejects an
+    // image that asks for an architecture.
+    assert_eq!(s.check_rebuild(&f, &rebuild, 0), Ok(Some("ImagePropertiesFilter")));
+    let d = s.select(&mut f, &mut Groups::default(), &rebuild, 1, None);
+    assert_eq!(d.status, "no_valid_host", "a boot with the same image fails too");
+}
