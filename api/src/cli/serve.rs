@@ -157,6 +157,17 @@ struct Config {
     quota: QuotaSection,
     #[serde(default)]
     compute: ComputeSection,
+    #[serde(default)]
+    libvirt: LibvirtSection,
+}
+
+/// Nova's `[libvirt]` options the conductor's moves read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibvirtSection {
+    /// MiB/s a live migration copies memory at (0: unlimited).
+    #[serde(default)]
+    live_migration_bandwidth: u64,
 }
 
 /// Nova's `[compute]` options the embedded agents read.
@@ -305,7 +316,16 @@ fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
         cores: q.cores.unwrap_or(d.cores),
         ram: q.ram.unwrap_or(d.ram),
     };
-    Ok((ComputeConfig { scheduler: sched, default_availability_zone: default_az, quota, shelved_offload_time }, agent))
+    Ok((
+        ComputeConfig {
+            scheduler: sched,
+            default_availability_zone: default_az,
+            quota,
+            shelved_offload_time,
+            live_migration_bandwidth: config.libvirt.live_migration_bandwidth,
+        },
+        agent,
+    ))
 }
 
 /// The embedded agents' hosts: `compute-1..N`, each its own libvirt test

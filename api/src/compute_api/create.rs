@@ -145,6 +145,7 @@ mod tests {
             default_availability_zone: "nova".into(),
             quota: QuotaDefaults::default(),
             shelved_offload_time: 0,
+            live_migration_bandwidth: 0,
         };
         let api = Arc::new(ComputeApi::open(Arc::clone(&placement), dir.path().into(), config, 7).expect("open"));
         let hosts: Vec<(String, Arc<dyn ComputeDriver>)> = (1..=3)

@@ -73,6 +73,11 @@ pub struct ComputeConfig {
     /// `[DEFAULT] shelved_offload_time`: seconds a shelved server keeps its
     /// host before it is offloaded (0: at once; -1: never).
     pub shelved_offload_time: i64,
+    /// `[libvirt] live_migration_bandwidth`: MiB/s a live migration copies
+    /// the guest's memory at (0: as fast as the hosts go). It sets how long
+    /// a live migration runs, and so the window to watch its progress,
+    /// force it to complete or abort it.
+    pub live_migration_bandwidth: u64,
 }
 
 /// Counters for `/metrics`.
@@ -447,6 +452,8 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/servers/{id}/os-instance-actions", get(instance_actions::list))
         .route("/servers/{id}/os-instance-actions/{request_id}", get(instance_actions::show))
         .route("/servers/{id}/migrations", get(migrations::of_server))
+        .route("/servers/{id}/migrations/{mid}", get(migrations::show).delete(migrations::abort))
+        .route("/servers/{id}/migrations/{mid}/action", post(migrations::action))
         .route("/flavors", get(flavors::list).post(flavors::create))
         .route("/flavors/detail", get(flavors::detail))
         .route("/flavors/{id}", get(flavors::show).delete(flavors::delete))

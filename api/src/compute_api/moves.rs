@@ -19,6 +19,7 @@
 //! with its allocations as before; the migration records `error`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use quiver_compute_agent::protocol::Action;
 use quiver_placement::ops::{AllocationWriteKind, ConsumerWrite};
@@ -33,8 +34,14 @@ use super::tree_candidates::Allocations;
 
 /// Migration states a move is still under way in (its consumer may hold
 /// the source's allocations, and its guests may be on both hosts).
-pub const UNFINISHED: [&str; 7] =
-    ["pre-migrating", "migrating", "finished", "confirming", "reverting", "accepted", "running"];
+pub const UNFINISHED: [&str; 8] =
+    ["pre-migrating", "migrating", "finished", "confirming", "reverting", "accepted", "preparing", "running"];
+
+/// How often a live migration's memory copy reports its progress and
+/// looks for an abort or a force-complete.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+const MIB: u64 = 1024 * 1024;
 
 /// What a `migrate` or `resize` asks for.
 pub struct MoveRequest {
@@ -108,6 +115,10 @@ impl ComputeApi {
                 user_id: s.user_id.clone(),
                 created_at: now.clone(),
                 updated_at: now.clone(),
+                memory_total: None,
+                memory_processed: None,
+                memory_remaining: None,
+                requested: None,
             };
             s.task_state = Some(
                 match req.kind {
@@ -356,7 +367,14 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
                 continue;
             }
         }
-        set_migration(api, mid, |x| x.status = if live || evacuation { "running" } else { "migrating" }.into());
+        set_migration(api, mid, |x| {
+            x.status = match (live, evacuation) {
+                (true, _) => "preparing",
+                (_, true) => "running",
+                _ => "migrating",
+            }
+            .into()
+        });
         if !live && !evacuation {
             update(api, &s.id, |x| x.task_state = Some("resize_migrating".into()));
         }
@@ -388,6 +406,9 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
         };
         match built {
             Ok(guest) => {
+                if live && !copy_memory(api, mid, moved.flavor.ram.into()) {
+                    return cancel_live(api, &s, &m, &dest);
+                }
                 if live {
                     // The source hands over: its copy and its allocations go.
                     if let Some(Err(e)) = source_agent.as_ref().map(|a| a.delete(&source, &s.id)) {
@@ -405,6 +426,11 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
                     _ => "finished",
                 };
                 let node = api.records().services.get(&dest).map(|svc| svc.hypervisor.nodename.clone());
+                let forced = api
+                    .records()
+                    .migrations
+                    .get(&mid)
+                    .is_some_and(|x| x.requested.as_deref() == Some("force_complete"));
                 set_migration(api, mid, |x| {
                     x.status = status.into();
                     x.dest_compute = Some(dest.clone());
@@ -418,6 +444,15 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
                     if live {
                         instance_actions::event(x, "live-migration", "conductor_live_migrate_instance", None, Ok(()));
                         instance_actions::event(x, "live-migration", "compute_live_migration", Some(&source), Ok(()));
+                        if forced {
+                            instance_actions::event(
+                                x,
+                                "live_migration_force_complete",
+                                "compute_live_migration_force_complete",
+                                Some(&source),
+                                Ok(()),
+                            );
+                        }
                     } else if evacuation {
                         x.vm_state = if m.old_vm_state == "stopped" { "stopped" } else { "active" }.into();
                         x.fault = None;
@@ -447,6 +482,69 @@ fn run(api: &Arc<ComputeApi>, mid: i64, requested: Option<&str>) {
         let _ = a.action(&source, &s.id, Action::Start);
     }
     fail(api, &s, &m, format!("No valid host was found. The move failed on every host tried: {}", errors.join("; ")));
+}
+
+/// The live migration's memory copy at `[libvirt] live_migration_bandwidth`
+/// (the libvirt test driver has no memory to copy: this is the time a copy
+/// at that rate takes), its progress in the migration record. `false`: it
+/// was aborted; a force-complete finishes it at once (Nova pauses the
+/// guest for the last copy).
+fn copy_memory(api: &ComputeApi, mid: i64, memory_mb: u64) -> bool {
+    let total = memory_mb * MIB;
+    let rate = api.config.live_migration_bandwidth * MIB;
+    let started = Instant::now();
+    set_migration(api, mid, |x| x.status = "running".into());
+    loop {
+        let mut done =
+            if rate == 0 { total } else { total.min((started.elapsed().as_secs_f64() * rate as f64) as u64) };
+        // What the API asked for meanwhile, on any replica.
+        if let Err(e) = api.ensure_records_fresh() {
+            tracing::warn!(migration = mid, error = %e, "cannot read the records; the copy goes on");
+        }
+        match api.records().migrations.get(&mid).and_then(|m| m.requested.clone()).as_deref() {
+            Some("abort") => return false,
+            Some("force_complete") => done = total,
+            _ => {}
+        }
+        set_migration(api, mid, |x| {
+            x.memory_total = Some(total);
+            x.memory_processed = Some(done);
+            x.memory_remaining = Some(total - done);
+        });
+        if done >= total {
+            return true;
+        }
+        std::thread::sleep(PROGRESS_INTERVAL);
+    }
+}
+
+/// An aborted live migration (Nova's `_rollback_live_migration`): the
+/// destination's guest goes, the source keeps running and gets its
+/// allocations back; the migration is `cancelled`.
+fn cancel_live(api: &ComputeApi, s: &Server, m: &Migration, dest: &str) {
+    if let Some(agent) = api.agent(dest)
+        && let Err(e) = agent.delete(dest, &s.id)
+    {
+        // The agent's reconcile destroys it once the move is over.
+        tracing::warn!(server = %s.id, host = %dest, error = %e, "cannot destroy the destination guest");
+    }
+    if let Err(e) = move_claim_back(api, s, m) {
+        tracing::error!(server = %s.id, error = %e, "cannot give the source its allocations back");
+    }
+    set_migration(api, m.id, |x| x.status = "cancelled".into());
+    update(api, &s.id, |x| {
+        x.task_state = None;
+        x.vm_state = m.old_vm_state.clone();
+        let aborted = "the live migration was aborted";
+        instance_actions::event(x, "live-migration", "compute_live_migration", Some(&m.source_compute), Err(aborted));
+        instance_actions::event(
+            x,
+            "live_migration_cancel",
+            "compute_live_migration_abort",
+            Some(&m.source_compute),
+            Ok(()),
+        );
+    });
 }
 
 fn confirm_now(api: &ComputeApi, mid: i64) {

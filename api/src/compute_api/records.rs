@@ -283,7 +283,8 @@ pub struct Migration {
     /// `migration` (cold), `resize`, `live-migration` or `evacuation`.
     pub migration_type: String,
     /// `pre-migrating`, `migrating`, `finished`, `confirmed`, `reverted`,
-    /// `error`.
+    /// `error`; a live migration's `accepted`, `preparing`, `running`,
+    /// `completed`, `cancelled`, `failed`.
     pub status: String,
     pub source_compute: String,
     pub source_node: String,
@@ -298,6 +299,17 @@ pub struct Migration {
     pub user_id: String,
     pub created_at: String,
     pub updated_at: String,
+    /// A live migration's memory copy: bytes in all, copied, left.
+    #[serde(default)]
+    pub memory_total: Option<u64>,
+    #[serde(default)]
+    pub memory_processed: Option<u64>,
+    #[serde(default)]
+    pub memory_remaining: Option<u64>,
+    /// Asked for through the API (any replica), seen by the conductor
+    /// running the move: `abort` or `force_complete`.
+    #[serde(default)]
+    pub requested: Option<String>,
 }
 
 /// Per-project quota limits that differ from the defaults.

@@ -1362,3 +1362,87 @@ fn rebuild_stays_on_its_host_and_an_image_a_filter_rejects_there_fails_cleanly()
     cloud.wait("the server gone", 30, || cloud.servers().is_empty());
     usage_matches(&cloud, &BTreeMap::new());
 }
+
+#[test]
+fn a_running_live_migration_reports_progress_and_can_be_aborted_or_forced_to_complete() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = data.path().join("quiver.toml");
+    // 2,048 MiB at 64 MiB/s: a 32-second copy to watch, abort and force.
+    std::fs::write(&conf, "[libvirt]\nlive_migration_bandwidth = 64\n").expect("config");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--config", conf.to_str().expect("utf8")], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("wide", 1, 2048, 1);
+    let id = cloud.boot(json!({"server": {"name": "slow", "flavorRef": "wide", "networks": "none"}}))["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let host_of = |v: &Value| v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let source = host_of(&server_in(&cloud, &id, "ACTIVE"));
+    let running_on = || -> Vec<String> {
+        (1..=3)
+            .map(|i| format!("compute-{i}"))
+            .filter(|h| cloud.guests(&agents, h).iter().any(|g| g["uuid"] == id.as_str() && g["state"] == "running"))
+            .collect()
+    };
+    let live = || {
+        let body = json!({"os-migrateLive": {"host": null, "block_migration": "auto"}});
+        let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(body));
+        assert_eq!(st, 202, "{v}");
+        // Running, with some memory copied.
+        let mut m = Value::Null;
+        cloud.wait("the copy under way", 30, || {
+            m = cloud.ok("GET", &format!("/servers/{id}/migrations"), None)["migrations"][0].clone();
+            m["status"] == "running" && m["memory_processed_bytes"].as_u64().is_some_and(|b| b > 0)
+        });
+        assert_eq!(m["memory_total_bytes"].as_u64(), Some(2048 * 1024 * 1024), "{m}");
+        assert_eq!(m["server_uuid"].as_str(), Some(id.as_str()));
+        m["id"].as_i64().expect("migration id")
+    };
+    let path = |mid: i64| format!("/servers/{id}/migrations/{mid}");
+    // 1. Abort: the destination's copy and allocations go; the server keeps
+    // running where it was.
+    let mid = live();
+    let shown = cloud.ok("GET", &path(mid), None)["migration"].clone();
+    assert_eq!(shown["id"].as_i64(), Some(mid));
+    let (st, v) = cloud.nova("DELETE", &path(mid), None);
+    assert_eq!(st, 202, "{v}");
+    let (st, v) = cloud.nova("DELETE", &path(mid), None);
+    assert_eq!(st, 400, "already being aborted: {v}");
+    cloud.wait("the migration cancelled", 30, || {
+        cloud.ok("GET", "/os-migrations?migration_type=live-migration", None)["migrations"][0]["status"] == "cancelled"
+    });
+    let v = server_in(&cloud, &id, "ACTIVE");
+    assert_eq!(host_of(&v), source);
+    assert_eq!(running_on(), std::slice::from_ref(&source));
+    usage_matches(&cloud, &BTreeMap::from([(source.clone(), (1, 2048))]));
+    let consumers: BTreeSet<String> = cloud.providers().values().flat_map(|rp| cloud.consumers_on(rp)).collect();
+    assert_eq!(consumers, BTreeSet::from([id.clone()]), "the migration's consumer is gone");
+    let (st, _) = cloud.nova("GET", &path(mid), None);
+    assert_eq!(st, 404, "not in progress any more");
+    let (st, _) = cloud.nova("DELETE", &path(mid), None);
+    assert_eq!(st, 409, "the server is not migrating");
+    let actions = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions"), None)["instanceActions"].clone();
+    let names: Vec<&str> = actions.as_array().expect("list").iter().filter_map(|a| a["action"].as_str()).collect();
+    assert_eq!(names, ["live_migration_cancel", "live-migration", "create"]);
+    // 2. Force complete: the copy ends at once, the server lands.
+    let mid = live();
+    let (st, v) = cloud.nova("POST", &format!("{}/action", path(mid)), Some(json!({"force_complete": null})));
+    assert_eq!(st, 202, "{v}");
+    let mut dest = String::new();
+    cloud.wait("the forced migration to land", 20, || {
+        let v = cloud.ok("GET", &format!("/servers/{id}"), None)["server"].clone();
+        dest = v["OS-EXT-SRV-ATTR:host"].as_str().unwrap_or("").to_owned();
+        v["status"] == "ACTIVE" && dest != source
+    });
+    assert_eq!(running_on(), [dest.clone()]);
+    usage_matches(&cloud, &BTreeMap::from([(dest.clone(), (1, 2048))]));
+    let ms = cloud.ok("GET", "/os-migrations?migration_type=live-migration", None)["migrations"].clone();
+    assert_eq!((ms[0]["status"].as_str(), ms[1]["status"].as_str()), (Some("completed"), Some("cancelled")));
+    // Bad requests.
+    let (st, _) = cloud.nova("GET", &format!("/servers/{id}/migrations/x"), None);
+    assert_eq!(st, 400);
+    let (st, _) = cloud.nova("DELETE", &path(9999), None);
+    assert_eq!(st, 404);
+    let (st, _) = cloud.nova("POST", &format!("{}/action", path(mid)), Some(json!({"finish": null})));
+    assert_eq!(st, 400);
+}
