@@ -284,12 +284,18 @@ fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
     let mut agent_table = toml::Table::new();
     let mut default_az = "nova".to_owned();
     let mut shelved_offload_time = 0;
+    let mut resize_confirm_window = 0;
     for (k, v) in &config.default {
         if AGENT_OPTIONS.contains(&k.as_str()) {
             agent_table.insert(k.clone(), v.clone());
         } else if k == "shelved_offload_time" {
             shelved_offload_time =
                 v.as_integer().context("[DEFAULT] shelved_offload_time: expected an integer (seconds; -1: never)")?;
+        } else if k == "resize_confirm_window" {
+            resize_confirm_window = v
+                .as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .context("[DEFAULT] resize_confirm_window: expected seconds (0: never)")?;
         } else if k == "default_availability_zone" {
             default_az =
                 v.as_str().map(str::to_owned).context("[DEFAULT] default_availability_zone: expected a string")?;
@@ -323,6 +329,7 @@ fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
             quota,
             shelved_offload_time,
             live_migration_bandwidth: config.libvirt.live_migration_bandwidth,
+            resize_confirm_window,
         },
         agent,
     ))

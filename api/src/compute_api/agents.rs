@@ -270,6 +270,7 @@ impl ComputeApi {
             unclaim(self, &m.uuid);
             super::moves::set_migration(self, m.id, |x| x.status = "completed".into());
         }
+        super::moves::confirm_unconfirmed(self, host, now);
         Ok(reply)
     }
 }

@@ -146,6 +146,7 @@ mod tests {
             quota: QuotaDefaults::default(),
             shelved_offload_time: 0,
             live_migration_bandwidth: 0,
+            resize_confirm_window: 0,
         };
         let api = Arc::new(ComputeApi::open(Arc::clone(&placement), dir.path().into(), config, 7).expect("open"));
         let hosts: Vec<(String, Arc<dyn ComputeDriver>)> = (1..=3)

@@ -78,6 +78,10 @@ pub struct ComputeConfig {
     /// a live migration runs, and so the window to watch its progress,
     /// force it to complete or abort it.
     pub live_migration_bandwidth: u64,
+    /// `[DEFAULT] resize_confirm_window`: seconds after which the
+    /// destination's agent confirms a resize left in VERIFY_RESIZE (0:
+    /// never).
+    pub resize_confirm_window: u64,
 }
 
 /// Counters for `/metrics`.

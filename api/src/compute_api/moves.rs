@@ -29,7 +29,7 @@ use super::ComputeApi;
 use super::conductor::{self, Claims, boot_request, catch_up, decide, groups_for, guest_spec, no_valid_host, update};
 use super::http::NovaError;
 use super::instance_actions::{self, Requester};
-use super::records::{Fault, Flavor, Migration, Server, now_iso};
+use super::records::{Fault, Flavor, Migration, Server, now_iso, parse_iso};
 use super::tree_candidates::Allocations;
 
 /// Migration states a move is still under way in (its consumer may hold
@@ -545,6 +545,51 @@ fn cancel_live(api: &ComputeApi, s: &Server, m: &Migration, dest: &str) {
             Ok(()),
         );
     });
+}
+
+/// Nova's `_poll_unconfirmed_resizes`, run by the destination's agent on
+/// each reconcile: the moves to `host` left in VERIFY_RESIZE for
+/// `[DEFAULT] resize_confirm_window` seconds are confirmed.
+pub(super) fn confirm_unconfirmed(api: &ComputeApi, host: &str, now: f64) {
+    let window = api.config.resize_confirm_window;
+    if window == 0 {
+        return;
+    }
+    let due: Vec<i64> = api
+        .records()
+        .migrations
+        .values()
+        .filter(|m| m.status == "finished" && m.dest_compute.as_deref() == Some(host))
+        .filter(|m| parse_iso(&m.updated_at).is_some_and(|t| now - t >= window as f64))
+        .map(|m| m.id)
+        .collect();
+    for mid in due {
+        let started = {
+            let mut r = api.records_mut();
+            let Some(mut m) = r.migrations.get(&mid).cloned().filter(|m| m.status == "finished") else { continue };
+            let Some(mut s) =
+                r.servers.get(&m.instance_uuid).cloned().filter(|s| s.vm_state == "resized" && s.task_state.is_none())
+            else {
+                continue;
+            };
+            m.status = "confirming".into();
+            m.updated_at = now_iso();
+            let request_id = format!("req-{}", uuid::Uuid::new_v4());
+            let by = Requester { request_id: &request_id, user_id: &m.user_id, project_id: &m.project_id };
+            instance_actions::begin(&mut s, "confirmResize", by);
+            r.save(&s).and_then(|()| r.save(&m)).map(|()| {
+                r.put_server(s);
+                r.migrations.insert(mid, m);
+            })
+        };
+        match started {
+            Ok(()) => {
+                tracing::info!(migration = mid, host, window, "confirming a resize left unconfirmed");
+                confirm_now(api, mid);
+            }
+            Err(e) => tracing::warn!(migration = mid, error = %e, "cannot confirm the resize"),
+        }
+    }
 }
 
 fn confirm_now(api: &ComputeApi, mid: i64) {

@@ -76,12 +76,34 @@ pub fn instances_allowed(
         }
     }
     if let Some((k, req, u, l)) = worst {
-        let unit = if k == "instances" { " instances".to_owned() } else { String::new() };
-        return Err(NovaError::forbidden(format!(
-            "Quota exceeded for {k}: Requested {req}, but already used {u} of {l}{unit}"
-        )));
+        return Err(over_quota(k, req, u, l));
     }
     Ok(allowed.clamp(min as i64, max as i64) as u32)
+}
+
+/// Nova's `TooManyInstances` (403).
+fn over_quota(k: &str, requested: i64, used: i64, limit: i64) -> NovaError {
+    NovaError::forbidden(format!(
+        "Quota exceeded for {k}: Requested {requested}, but already used {used} of {limit} {k}"
+    ))
+}
+
+/// Nova's `_check_quota_for_upsize`: a resize may grow the project's
+/// cores and ram only within its quota (a smaller flavor always passes).
+///
+/// # Errors
+/// The growth does not fit (403).
+pub fn check_upsize(api: &ComputeApi, project: &str, old: &Flavor, new: &Flavor) -> Result<(), NovaError> {
+    let (limits, used) = usage(api, project);
+    let deltas =
+        [("cores", i64::from(new.vcpus) - i64::from(old.vcpus)), ("ram", i64::from(new.ram) - i64::from(old.ram))];
+    for (k, delta) in deltas {
+        let limit = limits[k];
+        if delta > 0 && limit >= 0 && used[k] + delta > limit {
+            return Err(over_quota(k, delta, used[k], limit));
+        }
+    }
+    Ok(())
 }
 
 fn check_project(ctx: &Ctx, project: &str) -> Result<(), NovaError> {

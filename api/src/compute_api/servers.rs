@@ -534,18 +534,19 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
                     "Invalid input for field/attribute resize. Value: {}. 'flavorRef' is a required property",
                 ));
             };
-            let (flavor, current) = {
+            let (flavor, server) = {
                 let r = api.records();
                 let f = r
                     .flavors
                     .get(&fref)
                     .cloned()
                     .ok_or_else(|| NovaError::bad_request(format!("Flavor {fref} could not be found.")))?;
-                (f, r.servers.get(id).map(|s| s.flavor.id.clone()))
+                (f, r.servers.get(id).cloned().ok_or_else(|| not_found(id))?)
             };
-            if current.as_deref() == Some(flavor.id.as_str()) {
+            if server.flavor.id == flavor.id {
                 return Err(NovaError::bad_request("When resizing, instances must change flavor!"));
             }
+            super::quotas::check_upsize(api, &server.project_id, &server.flavor, &flavor)?;
             api.start_move(id, moves::MoveRequest { kind: "resize", flavor, host: None }, ctx.into())?;
         }
         _ => api.finish_move(id, name == "confirmResize", ctx.into())?,

@@ -927,6 +927,8 @@ fn cold_migrate_and_resize_confirm_and_revert_move_allocations_and_guests() {
     cloud.flavor("small", 1, 512, 1);
     cloud.flavor("big", 2, 1024, 1);
     cloud.flavor("too-big", 2, 1_000_000, 1);
+    // Bigger than any host, so the quota must not stop it first.
+    cloud.ok("PUT", "/os-quota-sets/admin", Some(json!({"quota_set": {"ram": -1}})));
     let id = cloud.boot(json!({"server": {"name": "mover", "flavorRef": "small", "networks": "none"}}))["server"]["id"]
         .as_str()
         .expect("id")
@@ -1445,4 +1447,49 @@ fn a_running_live_migration_reports_progress_and_can_be_aborted_or_forced_to_com
     assert_eq!(st, 404);
     let (st, _) = cloud.nova("POST", &format!("{}/action", path(mid)), Some(json!({"finish": null})));
     assert_eq!(st, 400);
+}
+
+#[test]
+fn a_resize_grows_only_within_quota_and_an_unconfirmed_one_confirms_after_the_window() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let conf = data.path().join("quiver.toml");
+    std::fs::write(
+        &conf,
+        "[DEFAULT]\nresize_confirm_window = 1\nupdate_resources_interval = 0.5\nreport_interval = 0.25\n",
+    )
+    .expect("config");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--config", conf.to_str().expect("utf8")], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    cloud.flavor("small", 1, 512, 1);
+    cloud.flavor("medium", 2, 1024, 1);
+    cloud.flavor("large", 4, 1024, 1);
+    cloud.ok("PUT", "/os-quota-sets/admin", Some(json!({"quota_set": {"cores": 3}})));
+    let id = cloud.boot(json!({"server": {"name": "grow", "flavorRef": "small", "networks": "none"}}))["server"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let source = server_in(&cloud, &id, "ACTIVE")["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    // 1 core used of 3: +3 cores does not fit, +1 does (Nova checks the
+    // difference, not the whole new flavor).
+    let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"resize": {"flavorRef": "large"}})));
+    assert_eq!(st, 403, "{v}");
+    let message = v["forbidden"]["message"].as_str().unwrap_or("");
+    assert_eq!(message, "Quota exceeded for cores: Requested 3, but already used 1 of 3 cores", "{v}");
+    assert!(cloud.ok("GET", "/os-migrations", None)["migrations"].as_array().is_some_and(Vec::is_empty));
+    let (st, v) =
+        cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"resize": {"flavorRef": "medium"}})));
+    assert_eq!(st, 202, "{v}");
+    // Nobody confirms: the destination's agent does, a window later.
+    cloud.wait("the resize confirmed by the window", 30, || {
+        cloud.ok("GET", "/os-migrations", None)["migrations"][0]["status"] == "confirmed"
+    });
+    let v = server_in(&cloud, &id, "ACTIVE");
+    let dest = v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    assert_ne!(dest, source);
+    assert_eq!(v["flavor"]["original_name"], "medium");
+    usage_matches(&cloud, &BTreeMap::from([(dest.clone(), (2, 1024))]));
+    assert!(cloud.guests(&agents, &source).iter().all(|g| g["uuid"] != id.as_str()), "the source guest is gone");
+    let actions = cloud.ok("GET", &format!("/servers/{id}/os-instance-actions"), None)["instanceActions"].clone();
+    let names: Vec<&str> = actions.as_array().expect("list").iter().filter_map(|a| a["action"].as_str()).collect();
+    assert_eq!(names, ["confirmResize", "resize", "create"]);
 }
