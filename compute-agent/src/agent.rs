@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::controller::Controller;
 use crate::driver::{ComputeDriver, DriverError, GuestInfo, GuestSpec, cpu_traits};
+use crate::image_cache::{CacheOutcome, ImageCache, ImageFetch};
 use quiver_engine::inventory::Inventory;
 
 use crate::protocol::{Action, AgentApi, AgentError, HostReport, InventoryReport};
@@ -41,6 +42,9 @@ pub struct AgentConfig {
     pub report_interval: f64,
     /// `[DEFAULT] update_resources_interval`: seconds between reconciles.
     pub update_resources_interval: f64,
+    /// `[DEFAULT] instances_path`: each host's base-image cache lives in
+    /// `<instances_path>/<host>/_base` (unset: no image pre-caching).
+    pub instances_path: Option<std::path::PathBuf>,
 }
 
 impl Default for AgentConfig {
@@ -54,6 +58,7 @@ impl Default for AgentConfig {
             disk_allocation_ratio: None,
             report_interval: 10.0,
             update_resources_interval: 60.0,
+            instances_path: None,
         }
     }
 }
@@ -65,6 +70,7 @@ pub struct Agent {
     agent_url: Option<String>,
     controller: OnceLock<Arc<dyn Controller>>,
     provider_config: ProviderConfig,
+    images: ImageCache,
 }
 
 impl Agent {
@@ -73,6 +79,7 @@ impl Agent {
     pub fn new(hosts: Vec<(String, Arc<dyn ComputeDriver>)>, config: AgentConfig, agent_url: Option<String>) -> Self {
         Self {
             hosts: hosts.into_iter().collect(),
+            images: ImageCache::new(config.instances_path.clone()),
             config,
             agent_url,
             controller: OnceLock::new(),
@@ -224,7 +231,16 @@ impl Agent {
 
 impl AgentApi for Agent {
     fn build(&self, host: &str, spec: &GuestSpec) -> Result<GuestInfo, AgentError> {
-        let g = self.driver(host)?.spawn(spec)?;
+        let driver = self.driver(host)?;
+        // The host's cached copy of the image, when it has one.
+        let cached = spec.image_id.as_deref().and_then(|i| self.images.cached(host, i));
+        let g = match cached {
+            Some(path) => {
+                let spec = GuestSpec { image_path: Some(path.display().to_string()), ..spec.clone() };
+                driver.spawn(&spec)?
+            }
+            None => driver.spawn(spec)?,
+        };
         tracing::info!(host, uuid = %spec.uuid, vcpus = spec.vcpus, memory_mb = spec.memory_mb, "guest spawned");
         Ok(g)
     }
@@ -236,6 +252,17 @@ impl AgentApi for Agent {
             Action::Start => d.power_on(uuid)?,
             Action::Reboot { hard } => d.reboot(uuid, hard)?,
         })
+    }
+
+    fn cache_images(&self, host: &str, images: &[ImageFetch]) -> Result<BTreeMap<String, CacheOutcome>, AgentError> {
+        self.driver(host)?;
+        tracing::info!(host, images = images.len(), "caching images by request");
+        Ok(self.images.fetch_all(host, images))
+    }
+
+    fn cached_images(&self, host: &str) -> Result<Vec<String>, AgentError> {
+        self.driver(host)?;
+        Ok(self.images.list(host))
     }
 
     fn delete(&self, host: &str, uuid: &str) -> Result<(), AgentError> {
@@ -274,14 +301,28 @@ async fn blocking<R: Send + 'static>(
 
 /// The agent's HTTP API:
 /// `GET /` (hosts), `GET|POST /hosts/{host}/guests`,
-/// `POST /hosts/{host}/guests/{uuid}/action`, `DELETE /hosts/{host}/guests/{uuid}`.
+/// `POST /hosts/{host}/guests/{uuid}/action`, `DELETE /hosts/{host}/guests/{uuid}`,
+/// `GET|POST /hosts/{host}/images` (the base-image cache).
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/hosts/{host}/guests", get(list).post(build))
         .route("/hosts/{host}/guests/{uuid}", axum::routing::delete(delete))
         .route("/hosts/{host}/guests/{uuid}/action", post(action))
+        .route("/hosts/{host}/images", get(cached_images).post(cache_images))
         .with_state(agent)
+}
+
+async fn cached_images(State(a): State<Arc<Agent>>, Path(host): Path<String>) -> Result<Json<Vec<String>>, ApiError> {
+    blocking(move || a.cached_images(&host)).await.map(Json)
+}
+
+async fn cache_images(
+    State(a): State<Arc<Agent>>,
+    Path(host): Path<String>,
+    Json(images): Json<Vec<ImageFetch>>,
+) -> Result<Json<BTreeMap<String, CacheOutcome>>, ApiError> {
+    blocking(move || a.cache_images(&host, &images)).await.map(Json)
 }
 
 async fn index(State(a): State<Arc<Agent>>) -> Json<serde_json::Value> {
@@ -313,4 +354,69 @@ async fn delete(
     Path((host, uuid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     blocking(move || a.delete(&host, &uuid)).await.map(|()| StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::driver::HostInfo;
+    use crate::fake_driver::FakeDriver;
+
+    /// The fake driver, remembering the specs it was asked to spawn.
+    struct Recording(FakeDriver, Mutex<Vec<GuestSpec>>);
+
+    impl ComputeDriver for Recording {
+        fn host_info(&self) -> Result<HostInfo, DriverError> {
+            self.0.host_info()
+        }
+        fn spawn(&self, spec: &GuestSpec) -> Result<GuestInfo, DriverError> {
+            self.1.lock().unwrap().push(spec.clone());
+            self.0.spawn(spec)
+        }
+        fn power_off(&self, uuid: &str) -> Result<GuestInfo, DriverError> {
+            self.0.power_off(uuid)
+        }
+        fn power_on(&self, uuid: &str) -> Result<GuestInfo, DriverError> {
+            self.0.power_on(uuid)
+        }
+        fn reboot(&self, uuid: &str, hard: bool) -> Result<GuestInfo, DriverError> {
+            self.0.reboot(uuid, hard)
+        }
+        fn destroy(&self, uuid: &str) -> Result<(), DriverError> {
+            self.0.destroy(uuid)
+        }
+        fn list_guests(&self) -> Result<Vec<GuestInfo>, DriverError> {
+            self.0.list_guests()
+        }
+    }
+
+    #[test]
+    fn a_boot_uses_the_hosts_cached_image_when_it_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let driver = Arc::new(Recording(FakeDriver::new("h1", 8, 8192, 100, Duration::ZERO), Mutex::default()));
+        let config = AgentConfig { instances_path: Some(dir.path().into()), ..AgentConfig::default() };
+        let agent = Agent::new(vec![("h1".into(), Arc::clone(&driver) as Arc<dyn ComputeDriver>)], config, None);
+        let base = dir.path().join("h1/_base");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("img-warm"), b"bytes").unwrap();
+        let spec = |uuid: &str, image: &str| GuestSpec {
+            uuid: uuid.into(),
+            display_name: uuid.into(),
+            flavor_name: "m1".into(),
+            vcpus: 1,
+            memory_mb: 512,
+            root_gb: 1,
+            image_id: Some(image.into()),
+            image_path: Some("/controller/images/x".into()),
+        };
+        agent.build("h1", &spec("a", "img-warm")).unwrap();
+        agent.build("h1", &spec("b", "img-cold")).unwrap();
+        let seen = driver.1.lock().unwrap();
+        assert_eq!(seen[0].image_path.as_deref(), Some(base.join("img-warm").to_str().unwrap()));
+        assert_eq!(seen[1].image_path.as_deref(), Some("/controller/images/x"), "not cached: the given path");
+        assert_eq!(agent.cached_images("h1").unwrap(), ["img-warm"]);
+        assert!(matches!(agent.cached_images("h9"), Err(AgentError::NoSuchHost(_))));
+    }
 }

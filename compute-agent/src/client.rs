@@ -1,8 +1,10 @@
 //! The conductor's side of an agent's HTTP API.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::driver::{GuestInfo, GuestSpec};
+use crate::image_cache::{CacheOutcome, ImageFetch};
 use crate::protocol::{Action, AgentApi, AgentError, ErrorBody};
 
 /// An agent reached over HTTP at `base` (`http://host:8775`).
@@ -65,6 +67,17 @@ impl AgentApi for AgentClient {
 
     fn guests(&self, host: &str) -> Result<Vec<GuestInfo>, AgentError> {
         let url = format!("{}/hosts/{host}/guests", self.base);
+        Self::some(self.call(self.http.get(url), ""))
+    }
+
+    fn cache_images(&self, host: &str, images: &[ImageFetch]) -> Result<BTreeMap<String, CacheOutcome>, AgentError> {
+        let url = format!("{}/hosts/{host}/images", self.base);
+        // A fetch may take as long as the image is large.
+        Self::some(self.call(self.http.post(url).timeout(Duration::from_secs(3600)).json(images), ""))
+    }
+
+    fn cached_images(&self, host: &str) -> Result<Vec<String>, AgentError> {
+        let url = format!("{}/hosts/{host}/images", self.base);
         Self::some(self.call(self.http.get(url), ""))
     }
 }

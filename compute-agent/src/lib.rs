@@ -10,13 +10,15 @@
 //!   (`router`) the conductor calls to build, stop, start, reboot and delete;
 //! - [`controller`]: what the agent needs from `quiver serve` (register,
 //!   heartbeat, reconcile), in process or over HTTP;
-//! - [`client`]: the conductor's side of the agent's HTTP API.
+//! - [`client`]: the conductor's side of the agent's HTTP API;
+//! - [`image_cache`]: each host's base images, fetched ahead of boots.
 
 pub mod agent;
 pub mod client;
 pub mod controller;
 pub mod driver;
 pub mod fake_driver;
+pub mod image_cache;
 pub mod libvirt_driver;
 pub mod protocol;
 pub mod provider_config;

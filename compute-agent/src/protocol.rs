@@ -132,4 +132,13 @@ pub trait AgentApi: Send + Sync {
     /// Destroys a guest; one that does not exist is not an error.
     fn delete(&self, host: &str, uuid: &str) -> Result<(), AgentError>;
     fn guests(&self, host: &str) -> Result<Vec<GuestInfo>, AgentError>;
+    /// Fetches images into `host`'s base-image cache (Nova's
+    /// `cache_images`), one result per image.
+    fn cache_images(
+        &self,
+        host: &str,
+        images: &[crate::image_cache::ImageFetch],
+    ) -> Result<std::collections::BTreeMap<String, crate::image_cache::CacheOutcome>, AgentError>;
+    /// The image ids in `host`'s cache.
+    fn cached_images(&self, host: &str) -> Result<Vec<String>, AgentError>;
 }

@@ -34,7 +34,8 @@ Config file (TOML, Nova's option names; flags override it):
   reserved_host_memory_mb = 512
   cpu_allocation_ratio = 4.0
   report_interval = 10
-  update_resources_interval = 60")]
+  update_resources_interval = 60
+  instances_path = \"/var/lib/quiver/instances\"   # base images cached ahead of boots")]
 pub struct AgentArgs {
     /// The controller's Compute API (where `quiver serve` listens).
     #[arg(long, default_value = "http://127.0.0.1:8774")]
@@ -87,6 +88,11 @@ pub struct AgentArgs {
     /// provider_config_location`): extra inventory and traits per node.
     #[arg(long)]
     pub provider_config_location: Option<PathBuf>,
+    /// Where each host keeps its base-image cache, `DIR/<host>/_base`
+    /// (`[DEFAULT] instances_path`); without it the agent answers image
+    /// pre-caching requests `unsupported`.
+    #[arg(long)]
+    pub instances_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -115,6 +121,9 @@ pub fn run(args: AgentArgs) -> Result<()> {
     }
     if let Some(v) = args.update_resources_interval {
         config.update_resources_interval = v;
+    }
+    if let Some(dir) = &args.instances_path {
+        config.instances_path = Some(dir.clone());
     }
     let host = match &args.host {
         Some(h) => h.clone(),

@@ -159,6 +159,27 @@ struct Config {
     compute: ComputeSection,
     #[serde(default)]
     libvirt: LibvirtSection,
+    #[serde(default)]
+    glance: GlanceSection,
+    #[serde(default)]
+    image_cache: ImageCacheSection,
+}
+
+/// Nova's `[glance]`: where agents fetch image data.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GlanceSection {
+    /// The image API's URL as the agents reach it [default: the one this
+    /// process serves].
+    endpoint_override: Option<String>,
+}
+
+/// Nova's `[image_cache]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageCacheSection {
+    /// Hosts asked at once by an aggregate's image pre-caching (Nova: 1).
+    precache_concurrency: Option<usize>,
 }
 
 /// Nova's `[libvirt]` options the conductor's moves read.
@@ -264,7 +285,7 @@ const SERVE_FILTERS: [&str; 8] = [
 ];
 
 /// `[DEFAULT]` options that belong to the embedded agents.
-const AGENT_OPTIONS: [&str; 8] = [
+const AGENT_OPTIONS: [&str; 9] = [
     "reserved_host_cpus",
     "reserved_host_memory_mb",
     "reserved_host_disk_mb",
@@ -273,6 +294,7 @@ const AGENT_OPTIONS: [&str; 8] = [
     "disk_allocation_ratio",
     "report_interval",
     "update_resources_interval",
+    "instances_path",
 ];
 
 /// The compute options, the embedded agents' options, from the config.
@@ -330,6 +352,7 @@ fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
             shelved_offload_time,
             live_migration_bandwidth: config.libvirt.live_migration_bandwidth,
             resize_confirm_window,
+            precache_concurrency: config.image_cache.precache_concurrency.unwrap_or(1).max(1),
         },
         agent,
     ))
@@ -379,6 +402,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(other) => bail!("config [store] durability: expected \"process\" or \"full\", got {other:?}"),
     };
     let (compute_config, agent_config) = compute_config(&config)?;
+    let image_endpoint_override = config.glance.endpoint_override.clone();
     let (placement, records_at) = match args.database.clone().or(config.database.connection.clone()) {
         Some(url) => {
             let at = Location::parse(&url);
@@ -425,6 +449,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     );
     let agent = if args.with_agents > 0 {
         let hosts = embedded_hosts(&args, &data)?;
+        let mut agent_config = agent_config;
+        // The embedded hosts cache base images in the data directory.
+        agent_config.instances_path.get_or_insert_with(|| data.join("instances"));
         let agent = Arc::new(
             Agent::new(hosts, agent_config, None)
                 .with_provider_config(config.compute.provider_config()?)
@@ -447,6 +474,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let (pl, cl, il) = (bind(listen).await?, bind(compute_listen).await?, bind(image_listen).await?);
         // The addresses bound, which differ from the asked ones for port 0.
         let (listen, compute_listen, image_listen) = (pl.local_addr()?, cl.local_addr()?, il.local_addr()?);
+        let image_endpoint = image_endpoint_override.unwrap_or_else(|| {
+            let mut at = image_listen;
+            if at.ip().is_unspecified() {
+                at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{at}")
+        });
+        let _ = compute.image_endpoint.set(image_endpoint);
         let mut servers = tokio::task::JoinSet::new();
         servers.spawn(async move { axum::serve(pl, app(api)).with_graceful_shutdown(shutdown()).await });
         let c = Arc::clone(&compute);

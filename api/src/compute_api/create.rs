@@ -147,6 +147,7 @@ mod tests {
             shelved_offload_time: 0,
             live_migration_bandwidth: 0,
             resize_confirm_window: 0,
+            precache_concurrency: 1,
         };
         let api = Arc::new(ComputeApi::open(Arc::clone(&placement), dir.path().into(), config, 7).expect("open"));
         let hosts: Vec<(String, Arc<dyn ComputeDriver>)> = (1..=3)

@@ -18,6 +18,7 @@ pub mod instance_actions;
 pub mod live_fleet;
 mod migrations;
 pub mod moves;
+pub mod precache;
 pub mod query;
 mod quotas;
 pub mod rebuild;
@@ -82,6 +83,9 @@ pub struct ComputeConfig {
     /// destination's agent confirms a resize left in VERIFY_RESIZE (0:
     /// never).
     pub resize_confirm_window: u64,
+    /// `[image_cache] precache_concurrency`: hosts an aggregate's image
+    /// pre-caching asks at once.
+    pub precache_concurrency: usize,
 }
 
 /// Counters for `/metrics`.
@@ -92,6 +96,11 @@ pub struct ComputeMetrics {
     pub boots_active: AtomicU64,
     pub boots_failed: AtomicU64,
     pub build_micros: AtomicU64,
+    /// Image pre-caching results per (host, image): cached, existing,
+    /// error, unsupported, skipped (host down).
+    pub precache: [AtomicU64; 5],
+    /// Hosts whose pre-caching request finished.
+    pub precache_hosts: AtomicU64,
 }
 
 /// Everything the Compute and Image APIs share.
@@ -112,6 +121,9 @@ pub struct ComputeApi {
     /// needs no check of its own.
     records_fresh_from: AtomicU64,
     opened: std::time::Instant,
+    /// Where agents fetch image data (`[glance] endpoint_override`, or the
+    /// image API this process serves): set once it listens.
+    pub image_endpoint: std::sync::OnceLock<String>,
 }
 
 impl ComputeApi {
@@ -155,6 +167,7 @@ impl ComputeApi {
             metrics: ComputeMetrics::default(),
             records_fresh_from: AtomicU64::new(0),
             opened: std::time::Instant::now(),
+            image_endpoint: std::sync::OnceLock::new(),
         })
     }
 
@@ -390,6 +403,18 @@ async fn metrics(State(api): State<Arc<ComputeApi>>) -> String {
     for (state, n) in by_state {
         out.push_str(&format!("quiver_servers{{status=\"{state}\"}} {n}\n"));
     }
+    out.push_str(
+        "# HELP quiver_image_precache_total Image pre-caching results, one per host and image.\n\
+         # TYPE quiver_image_precache_total counter\n",
+    );
+    for (outcome, n) in precache::OUTCOMES.iter().zip(&m.precache) {
+        out.push_str(&format!("quiver_image_precache_total{{outcome=\"{outcome}\"}} {}\n", g(n)));
+    }
+    out.push_str(&format!(
+        "# HELP quiver_image_precache_hosts_total Hosts whose pre-caching request finished.\n\
+         # TYPE quiver_image_precache_hosts_total counter\nquiver_image_precache_hosts_total {}\n",
+        g(&m.precache_hosts)
+    ));
     out
 }
 
@@ -476,6 +501,7 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/os-aggregates", get(aggregates::list).post(aggregates::create))
         .route("/os-aggregates/{id}", get(aggregates::show).put(aggregates::update).delete(aggregates::delete))
         .route("/os-aggregates/{id}/action", post(aggregates::action))
+        .route("/os-aggregates/{id}/images", post(precache::images))
         .route("/os-availability-zone", get(zones::list))
         .route("/os-availability-zone/detail", get(zones::detail))
         .route("/os-hypervisors", get(hypervisors::list))

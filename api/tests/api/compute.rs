@@ -1493,3 +1493,88 @@ fn a_resize_grows_only_within_quota_and_an_unconfirmed_one_confirms_after_the_wi
     let names: Vec<&str> = actions.as_array().expect("list").iter().filter_map(|a| a["action"].as_str()).collect();
     assert_eq!(names, ["confirmResize", "resize", "create"]);
 }
+
+#[test]
+fn image_precaching_fetches_the_image_onto_every_up_host_of_the_aggregate() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "3"], true);
+    let agents = cloud.agents.clone().expect("agent API");
+    let image = cloud.image("precached", json!({}));
+    let agg = cloud.ok("POST", "/os-aggregates", Some(json!({"aggregate": {"name": "warm"}})))["aggregate"]["id"]
+        .as_i64()
+        .expect("id");
+    for h in ["compute-1", "compute-2", "compute-3"] {
+        cloud.ok("POST", &format!("/os-aggregates/{agg}/action"), Some(json!({"add_host": {"host": h}})));
+    }
+    // compute-3 is forced down: it is skipped, as Nova skips hosts that
+    // are not up.
+    let down = cloud.ok("GET", "/os-services?host=compute-3", None)["services"][0]["id"].clone();
+    let down = down.as_str().expect("service id").to_owned();
+    cloud.ok("PUT", &format!("/os-services/{down}"), Some(json!({"forced_down": true})));
+    let cached_on = |h: &str| -> Vec<String> {
+        let (st, v) = cloud.call("GET", &format!("{agents}/hosts/{h}/images"), None);
+        assert_eq!(st, 200, "{v}");
+        serde_json::from_value(v).expect("ids")
+    };
+    assert!(cached_on("compute-1").is_empty());
+    let metrics = || -> String {
+        let base = cloud.compute.trim_end_matches("/v2.1");
+        cloud.http.get(format!("{base}/metrics")).send().expect("metrics").text().expect("text")
+    };
+    let counter = |m: &str, outcome: &str| -> u64 {
+        let key = format!("quiver_image_precache_total{{outcome=\"{outcome}\"}} ");
+        m.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
+    let ask = |version: &str, body: Value| -> (u16, Value) {
+        let resp = cloud
+            .http
+            .post(format!("{}/os-aggregates/{agg}/images", cloud.compute))
+            .header("OpenStack-API-Version", format!("compute {version}"))
+            .json(&body)
+            .send()
+            .expect("answer");
+        let st = resp.status().as_u16();
+        (st, resp.json().unwrap_or(Value::Null))
+    };
+    let (st, v) = ask("2.81", json!({"cache": [{"id": image}]}));
+    assert_eq!(st, 202, "{v}");
+    cloud.wait("the up hosts to cache the image", 30, || {
+        let m = metrics();
+        counter(&m, "cached") == 2 && counter(&m, "skipped") == 1
+    });
+    assert_eq!(cached_on("compute-1"), std::slice::from_ref(&image));
+    assert_eq!(cached_on("compute-2"), std::slice::from_ref(&image));
+    assert!(cached_on("compute-3").is_empty(), "the down host was skipped");
+    // The cached file is the image's bytes.
+    let file = data.path().join("instances/compute-1/_base").join(&image);
+    assert_eq!(std::fs::read(&file).expect("cached file"), vec![7u8; 4096]);
+    // Asking again finds it there.
+    let (st, _) = ask("2.81", json!({"cache": [{"id": image}]}));
+    assert_eq!(st, 202);
+    cloud.wait("the second request's results", 30, || counter(&metrics(), "existing") == 2);
+    // A boot with the image still works from the cache.
+    cloud.flavor("small", 1, 512, 1);
+    let booted =
+        cloud.boot(json!({"server": {"name": "warm", "flavorRef": "small", "imageRef": image, "networks": "none"}}));
+    server_in(&cloud, booted["server"]["id"].as_str().expect("id"), "ACTIVE");
+    // Bad requests, as Nova answers them.
+    for (version, body, want) in [
+        ("2.80", json!({"cache": [{"id": image}]}), 404),
+        ("2.81", json!({"cache": []}), 400),
+        ("2.81", json!({"cache": [{"id": image}, {"id": image}]}), 400),
+        ("2.81", json!({"cache": [{"id": "not-a-uuid"}]}), 400),
+        ("2.81", json!({"cache": [{"id": "00000000-0000-0000-0000-000000000000"}]}), 400),
+        ("2.81", json!({"images": [{"id": image}]}), 400),
+    ] {
+        let (st, v) = ask(version, body.clone());
+        assert_eq!(st, want, "{version} {body}: {v}");
+    }
+    let resp = cloud
+        .http
+        .post(format!("{}/os-aggregates/999/images", cloud.compute))
+        .header("OpenStack-API-Version", "compute 2.81")
+        .json(&json!({"cache": [{"id": image}]}))
+        .send()
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 404);
+}
