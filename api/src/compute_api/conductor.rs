@@ -200,6 +200,7 @@ fn fail(api: &ComputeApi, id: &str, message: String, details: String) {
     tracing::warn!(server = id, %message, "build failed");
     api.metrics.boots_failed.fetch_add(1, Ordering::Relaxed);
     update(api, id, |s| {
+        s.requested_host = None;
         if newest_action(s) == Some("unshelve") {
             // Nothing takes it: it stays offloaded, as Nova leaves it.
             instance_actions::event(s, "unshelve", "conductor_unshelve_instance", None, Err(&message));
@@ -356,7 +357,18 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
             let r = api.records();
             (boot_request(&r, &servers), groups_for(&r, &servers))
         };
-        let (d, claims) = match decide(&mut st, api, &req, &mut groups, None) {
+        // An unshelve to a named host (2.91): that host alone, still
+        // through the filters.
+        let requested = servers[0].requested_host.clone();
+        let only = |fleet: &Fleet| {
+            let mut m = quiver_engine::Mask::zeros(fleet.len());
+            if let Some(row) = requested.as_deref().and_then(|h| fleet.index_of(h)) {
+                m.set(row, true);
+            }
+            m
+        };
+        let restrict: Option<&dyn Fn(&Fleet) -> quiver_engine::Mask> = requested.is_some().then_some(&only);
+        let (d, claims) = match decide(&mut st, api, &req, &mut groups, restrict) {
             Ok(v) => v,
             Err(e) => {
                 drop(st);
@@ -465,6 +477,7 @@ fn dispatch(api: &Arc<ComputeApi>, s: Server, mut hosts: Vec<(String, Allocation
                 update(api, &s.id, |x| {
                     x.vm_state = "active".into();
                     x.task_state = None;
+                    x.requested_host = None;
                     x.power_state = guest.state.code();
                     x.launched_at = Some(now_iso());
                     match newest_action(x) {

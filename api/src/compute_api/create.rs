@@ -84,6 +84,7 @@ impl ComputeApi {
                 updated: now.clone(),
                 launched_at: None,
                 actions: Vec::new(),
+                requested_host: None,
             })
             .collect();
         let mut servers = servers;

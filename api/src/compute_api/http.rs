@@ -16,7 +16,7 @@ pub type Version = (u32, u32);
 
 /// Oldest and newest microversions served.
 pub const MIN_VERSION: Version = (2, 1);
-pub const MAX_VERSION: Version = (2, 90);
+pub const MAX_VERSION: Version = (2, 91);
 
 /// Who is asking, and at which microversion.
 #[derive(Clone, Debug)]

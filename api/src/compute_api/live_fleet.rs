@@ -351,6 +351,7 @@ mod tests {
             updated: String::new(),
             launched_at: None,
             actions: Vec::new(),
+            requested_host: None,
         }
     }
 

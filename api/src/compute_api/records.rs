@@ -116,6 +116,10 @@ pub struct Server {
     /// newest [`super::instance_actions::KEPT`]).
     #[serde(default)]
     pub actions: Vec<InstanceAction>,
+    /// The host an unshelve asked for (2.91): the next build is scheduled
+    /// there alone, then it is cleared.
+    #[serde(default)]
+    pub requested_host: Option<String>,
 }
 
 /// One API action on a server (Nova's `InstanceAction`) and its events.

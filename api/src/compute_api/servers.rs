@@ -413,18 +413,41 @@ fn shelve_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &V
             api.shelve_offload(id, ctx.into())?;
         }
         "unshelve" => {
-            let zone = match arg {
-                Value::Null => None,
-                Value::Object(o) if ctx.at_least(2, 77) && o.keys().all(|k| k == "availability_zone") => {
-                    match o.get("availability_zone") {
-                        None | Some(Value::Null) => None,
-                        Some(Value::String(z)) => Some(z.clone()),
+            // 2.77: `availability_zone`; 2.91: also `host` (admin) and a
+            // null zone, which unpins the server from its zone.
+            let allowed: &[&str] = if ctx.at_least(2, 91) {
+                &["availability_zone", "host"]
+            } else if ctx.at_least(2, 77) {
+                &["availability_zone"]
+            } else {
+                &[]
+            };
+            let (zone, host) = match arg {
+                Value::Null => (None, None),
+                Value::Object(o) if o.keys().all(|k| allowed.contains(&k.as_str())) => {
+                    let zone = match o.get("availability_zone") {
+                        None => None,
+                        Some(Value::Null) if ctx.at_least(2, 91) => Some(None),
+                        Some(Value::String(z)) => Some(Some(z.clone())),
                         Some(v) => {
                             return Err(NovaError::bad_request(format!(
                                 "Invalid input for field/attribute availability_zone. Value: {v}."
                             )));
                         }
-                    }
+                    };
+                    let host = match o.get("host") {
+                        None => None,
+                        Some(Value::String(h)) if !h.is_empty() && h.len() <= 255 => {
+                            ctx.require_admin("os_compute_api:os-shelve:unshelve_to_host")?;
+                            Some(h.clone())
+                        }
+                        Some(v) => {
+                            return Err(NovaError::bad_request(format!(
+                                "Invalid input for field/attribute host. Value: {v}."
+                            )));
+                        }
+                    };
+                    (zone, host)
                 }
                 other => {
                     return Err(NovaError::bad_request(format!(
@@ -432,7 +455,7 @@ fn shelve_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &V
                     )));
                 }
             };
-            api.unshelve(id, zone, ctx.into())?;
+            api.unshelve(id, zone, host, ctx.into())?;
         }
         _ => {
             ctx.require_admin("os_compute_api:os-admin-actions:reset_state")?;

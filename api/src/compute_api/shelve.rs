@@ -43,19 +43,54 @@ impl ComputeApi {
 
     /// Unshelves server `id`: powers it on where it is (SHELVED), or
     /// schedules and builds it again (SHELVED_OFFLOADED), in `zone` if given
-    /// (2.77+).
+    /// (2.77+; `Some(None)` unpins it, 2.91+) and on `host` if given (2.91+,
+    /// the scheduler still checks it).
     ///
     /// # Errors
-    /// The server is not shelved (409), or the records fail.
-    pub fn unshelve(self: &Arc<Self>, id: &str, zone: Option<String>, by: Requester<'_>) -> Result<(), NovaError> {
+    /// The server is not shelved, or a host is asked for a server that is
+    /// not offloaded (409); an unknown zone or host, or a host outside the
+    /// zone (400); the records fail.
+    pub fn unshelve(
+        self: &Arc<Self>,
+        id: &str,
+        zone: Option<Option<String>>,
+        host: Option<String>,
+        by: Requester<'_>,
+    ) -> Result<(), NovaError> {
         let offloaded = self.records().servers.get(id).is_some_and(|s| s.vm_state == "shelved_offloaded");
-        if offloaded && let Some(z) = &zone {
-            if !super::zones(&self.records()).contains(z) {
+        if host.is_some() && !offloaded {
+            return Err(NovaError::conflict(format!(
+                "The unshelve action with a host is only supported for a shelved offloaded server ({id})."
+            )));
+        }
+        if offloaded && (zone.is_some() || host.is_some()) {
+            let r = self.records();
+            if let Some(Some(z)) = &zone
+                && !super::zones(&r).contains(z)
+            {
                 return Err(NovaError::bad_request(format!("The requested availability zone is not available: {z}")));
             }
+            if let Some(h) = &host {
+                if !r.services.contains_key(h) {
+                    return Err(NovaError::bad_request(format!("Compute host {h} could not be found.")));
+                }
+                let pinned = match &zone {
+                    Some(z) => z.clone(),
+                    None => r.servers.get(id).and_then(|s| s.availability_zone.clone()),
+                };
+                if let Some(z) = pinned.filter(|z| super::host_zone(&r, h) != *z) {
+                    return Err(NovaError::bad_request(format!(
+                        "Host {h} is not in the availability zone {z} the server is in."
+                    )));
+                }
+            }
+            drop(r);
             let mut r = self.records_mut();
             if let Some(mut s) = r.servers.get(id).cloned() {
-                s.availability_zone = Some(z.clone());
+                if let Some(z) = zone {
+                    s.availability_zone = z;
+                }
+                s.requested_host = host;
                 r.save(&s)?;
                 r.put_server(s);
             }

@@ -372,7 +372,7 @@ fn compute_api_rejects_bad_input_with_nova_error_bodies() {
         .header("OpenStack-API-Version", "compute latest")
         .send()
         .expect("answer");
-    assert_eq!(r.headers()["openstack-api-version"], "compute 2.90");
+    assert_eq!(r.headers()["openstack-api-version"], "compute 2.91");
 }
 
 fn agent(controller: &str, host: &str, listen: u16, extra: &[&str]) -> Proc {
@@ -1230,6 +1230,28 @@ fn shelve_offload_frees_the_host_and_unshelve_builds_it_again() {
     assert_eq!(cloud.ok("GET", &format!("/servers/{id}"), None)["server"]["status"], "ACTIVE");
     let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"os-resetState": {"state": "on"}})));
     assert_eq!(st, 400);
+    // Unshelve to a named host (2.91, admin): only for an offloaded server.
+    let at_291 = |body: Value| -> u16 {
+        let resp = cloud
+            .http
+            .post(format!("{}/servers/{id}/action", cloud.compute))
+            .header("OpenStack-API-Version", "compute 2.91")
+            .json(&body)
+            .send()
+            .expect("answer");
+        resp.status().as_u16()
+    };
+    let target = (1..=3).map(|i| format!("compute-{i}")).find(|h| *h != back).expect("another host");
+    assert_eq!(at_291(json!({"unshelve": {"host": target}})), 409, "not offloaded");
+    action(json!({"shelve": null}));
+    server_in(&cloud, &id, "SHELVED_OFFLOADED");
+    assert_eq!(at_291(json!({"unshelve": {"host": "nowhere"}})), 400);
+    let (st, _) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"unshelve": {"host": target}})));
+    assert_eq!(st, 400, "host is a 2.91 field");
+    assert_eq!(at_291(json!({"unshelve": {"host": target, "availability_zone": null}})), 202);
+    let v = server_in(&cloud, &id, "ACTIVE");
+    assert_eq!(v["OS-EXT-SRV-ATTR:host"].as_str(), Some(target.as_str()));
+    usage_matches(&cloud, &BTreeMap::from([(target.clone(), (1, 512))]));
 }
 
 #[test]
