@@ -22,6 +22,18 @@ use super::records::{Migration, now_iso};
 /// lists it (Nova's `queued`, `preparing`, `running`, `post-migrating`).
 const IN_PROGRESS: [&str; 3] = ["accepted", "preparing", "running"];
 
+/// The fields both views add at 2.59 (`uuid`) and 2.80 (owner).
+fn with_ids(mut v: Value, m: &Migration, ctx: &Ctx) -> Value {
+    if ctx.at_least(2, 59) {
+        v["uuid"] = json!(m.uuid);
+    }
+    if ctx.at_least(2, 80) {
+        v["project_id"] = json!(m.project_id);
+        v["user_id"] = json!(m.user_id);
+    }
+    v
+}
+
 /// Nova's fields for `m` at the caller's microversion.
 fn view(m: &Migration, ctx: &Ctx) -> Value {
     let mut v = json!({
@@ -41,14 +53,7 @@ fn view(m: &Migration, ctx: &Ctx) -> Value {
     if ctx.at_least(2, 23) {
         v["migration_type"] = json!(m.migration_type);
     }
-    if ctx.at_least(2, 59) {
-        v["uuid"] = json!(m.uuid);
-    }
-    if ctx.at_least(2, 80) {
-        v["project_id"] = json!(m.project_id);
-        v["user_id"] = json!(m.user_id);
-    }
-    v
+    with_ids(v, m, ctx)
 }
 
 /// Newest first, as Nova sorts them (created_at, then id, descending).
@@ -81,7 +86,7 @@ pub async fn list(
 
 /// Nova's server-migration fields (`server_migrations.output`).
 fn server_view(m: &Migration, ctx: &Ctx) -> Value {
-    let mut v = json!({
+    let v = json!({
         "id": m.id,
         "server_uuid": m.instance_uuid,
         "status": m.status,
@@ -99,14 +104,7 @@ fn server_view(m: &Migration, ctx: &Ctx) -> Value {
         "created_at": m.created_at,
         "updated_at": m.updated_at,
     });
-    if ctx.at_least(2, 59) {
-        v["uuid"] = json!(m.uuid);
-    }
-    if ctx.at_least(2, 80) {
-        v["project_id"] = json!(m.project_id);
-        v["user_id"] = json!(m.user_id);
-    }
-    v
+    with_ids(v, m, ctx)
 }
 
 fn live_in_progress(m: &Migration, id: &str) -> bool {

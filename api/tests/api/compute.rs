@@ -87,6 +87,14 @@ impl Cloud {
         panic!("timed out waiting for the API (three tries); the last server said:\n{said}");
     }
 
+    /// [`Cloud::start`] with `config` written to `data/quiver.toml`.
+    fn configured(data: &Path, config: &str, extra: &[&str], embedded_agents: bool) -> Cloud {
+        std::fs::create_dir_all(data).expect("data directory");
+        let conf = data.join("quiver.toml");
+        std::fs::write(&conf, config).expect("config");
+        Cloud::start(data, &[extra, &["--config", conf.to_str().expect("utf8")]].concat(), embedded_agents)
+    }
+
     fn wait(&self, what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
@@ -403,9 +411,7 @@ fn service_state(cloud: &Cloud, host: &str) -> String {
 #[test]
 fn an_agent_that_stops_heartbeating_is_marked_down_and_gets_no_servers() {
     let data = tempfile::tempdir().expect("tempdir");
-    let conf = data.path().join("quiver.toml");
-    std::fs::write(&conf, "[DEFAULT]\nservice_down_time = 2\n").expect("config");
-    let cloud = Cloud::start(data.path(), &["--config", conf.to_str().expect("utf8")], false);
+    let cloud = Cloud::configured(data.path(), "[DEFAULT]\nservice_down_time = 2\n", &[], false);
     let _a = agent(&cloud.compute, "alive", port(), &[]);
     let mut b = agent(&cloud.compute, "silent", port(), &[]);
     cloud.wait("both agents up", 30, || {
@@ -1257,9 +1263,7 @@ fn shelve_offload_frees_the_host_and_unshelve_builds_it_again() {
 #[test]
 fn evacuate_rebuilds_elsewhere_and_the_returning_host_gives_back_its_allocation() {
     let data = tempfile::tempdir().expect("tempdir");
-    let conf = data.path().join("quiver.toml");
-    std::fs::write(&conf, "[DEFAULT]\nservice_down_time = 2\n").expect("config");
-    let cloud = Cloud::start(data.path(), &["--config", conf.to_str().expect("utf8")], false);
+    let cloud = Cloud::configured(data.path(), "[DEFAULT]\nservice_down_time = 2\n", &[], false);
     let listens = [port(), port()];
     let mut agents: Vec<Proc> =
         ["ev-a", "ev-b"].iter().zip(listens).map(|(h, l)| agent(&cloud.compute, h, l, &[])).collect();
@@ -1390,10 +1394,9 @@ fn rebuild_stays_on_its_host_and_an_image_a_filter_rejects_there_fails_cleanly()
 #[test]
 fn a_running_live_migration_reports_progress_and_can_be_aborted_or_forced_to_complete() {
     let data = tempfile::tempdir().expect("tempdir");
-    let conf = data.path().join("quiver.toml");
     // 2,048 MiB at 64 MiB/s: a 32-second copy to watch, abort and force.
-    std::fs::write(&conf, "[libvirt]\nlive_migration_bandwidth = 64\n").expect("config");
-    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--config", conf.to_str().expect("utf8")], true);
+    let config = "[libvirt]\nlive_migration_bandwidth = 64\n";
+    let cloud = Cloud::configured(data.path(), config, &["--with-agents", "3"], true);
     let agents = cloud.agents.clone().expect("agent API");
     cloud.flavor("wide", 1, 2048, 1);
     let id = cloud.boot(json!({"server": {"name": "slow", "flavorRef": "wide", "networks": "none"}}))["server"]["id"]
@@ -1474,13 +1477,8 @@ fn a_running_live_migration_reports_progress_and_can_be_aborted_or_forced_to_com
 #[test]
 fn a_resize_grows_only_within_quota_and_an_unconfirmed_one_confirms_after_the_window() {
     let data = tempfile::tempdir().expect("tempdir");
-    let conf = data.path().join("quiver.toml");
-    std::fs::write(
-        &conf,
-        "[DEFAULT]\nresize_confirm_window = 1\nupdate_resources_interval = 0.5\nreport_interval = 0.25\n",
-    )
-    .expect("config");
-    let cloud = Cloud::start(data.path(), &["--with-agents", "3", "--config", conf.to_str().expect("utf8")], true);
+    let config = "[DEFAULT]\nresize_confirm_window = 1\nupdate_resources_interval = 0.5\nreport_interval = 0.25\n";
+    let cloud = Cloud::configured(data.path(), config, &["--with-agents", "3"], true);
     let agents = cloud.agents.clone().expect("agent API");
     cloud.flavor("small", 1, 512, 1);
     cloud.flavor("medium", 2, 1024, 1);
