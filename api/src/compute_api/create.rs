@@ -52,8 +52,10 @@ impl ComputeApi {
         req: &CreateRequest,
     ) -> Result<Created, NovaError> {
         // Quota: as many as fit between min_count and max_count (Nova's
-        // `check_num_instances_quota`).
-        let n = quotas::instances_allowed(self, project_id, &req.flavor, req.min_count, req.max_count)?;
+        // `check_num_instances_quota`), checked under the records' write
+        // lock (all replicas') that the insert below holds too.
+        let mut r = self.records_mut();
+        let n = quotas::instances_allowed(self, &r, project_id, &req.flavor, req.min_count, req.max_count)?;
         let reservation_id = format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let now = now_iso();
         let group = req.hints.get("group").and_then(|g| {
@@ -94,7 +96,6 @@ impl ComputeApi {
         }
         let ids: Vec<String> = servers.iter().map(|s| s.id.clone()).collect();
         {
-            let mut r = self.records_mut();
             // The group's new members are recorded with the servers, as nova-api does.
             let mut grp = group.as_ref().and_then(|g| r.groups.get(g).cloned());
             if let Some(g) = grp.as_mut() {
@@ -108,6 +109,7 @@ impl ComputeApi {
             for s in servers {
                 r.put_server(s);
             }
+            drop(r);
         }
         self.metrics.boots_requested.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         conductor::start_build(self, ids.clone());

@@ -86,6 +86,10 @@ impl ComputeApi {
                     }
                 )));
             }
+            if req.kind == "resize" {
+                // Under the lock the move's records are written with.
+                super::quotas::check_upsize(self, &r, &s.project_id, &s.flavor, &req.flavor)?;
+            }
             let Some(source) = s.host.clone() else {
                 return Err(NovaError::conflict(format!("Instance {id} is not on a host")));
             };

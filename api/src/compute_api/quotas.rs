@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::ComputeApi;
 use super::http::{ApiResult, Ctx, NovaError, body, reply};
-use super::records::{Flavor, QuotaSet};
+use super::records::{Flavor, QuotaSet, Records};
 
 /// Counted classes, then the fixed ones Nova also shows.
 const COUNTED: [&str; 3] = ["instances", "cores", "ram"];
@@ -39,7 +39,12 @@ fn default_limits(api: &ComputeApi) -> BTreeMap<String, i64> {
 
 /// A project's limits and what its servers use.
 pub fn usage(api: &ComputeApi, project: &str) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
-    let r = api.records();
+    usage_in(api, &api.records(), project)
+}
+
+/// [`usage`] from records the caller holds (under the write lock, so the
+/// check and the write that follows are one step).
+pub fn usage_in(api: &ComputeApi, r: &Records, project: &str) -> (BTreeMap<String, i64>, BTreeMap<String, i64>) {
     let mut limits = default_limits(api);
     if let Some(q) = r.quotas.get(project) {
         limits.extend(q.limits.clone());
@@ -50,15 +55,18 @@ pub fn usage(api: &ComputeApi, project: &str) -> (BTreeMap<String, i64>, BTreeMa
 }
 
 /// How many servers of `flavor` the project may create, between `min` and
-/// `max`; Nova's 403 when not even `min` fit.
+/// `max`; Nova's 403 when not even `min` fit. Call it with the records'
+/// write lock held and insert the servers under the same lock: racing
+/// creates for the last slots cannot both pass.
 pub fn instances_allowed(
     api: &ComputeApi,
+    r: &Records,
     project: &str,
     flavor: &Flavor,
     min: u32,
     max: u32,
 ) -> Result<u32, NovaError> {
-    let (limits, used) = usage(api, project);
+    let (limits, used) = usage_in(api, r, project);
     let per = [("instances", 1i64), ("cores", flavor.vcpus as i64), ("ram", flavor.ram as i64)];
     let mut allowed = max as i64;
     let mut worst = None;
@@ -91,10 +99,12 @@ fn over_quota(k: &str, requested: i64, used: i64, limit: i64) -> NovaError {
 /// Nova's `_check_quota_for_upsize`: a resize may grow the project's
 /// cores and ram only within its quota (a smaller flavor always passes).
 ///
+/// Like [`instances_allowed`], under the records' write lock.
+///
 /// # Errors
 /// The growth does not fit (403).
-pub fn check_upsize(api: &ComputeApi, project: &str, old: &Flavor, new: &Flavor) -> Result<(), NovaError> {
-    let (limits, used) = usage(api, project);
+pub fn check_upsize(api: &ComputeApi, r: &Records, project: &str, old: &Flavor, new: &Flavor) -> Result<(), NovaError> {
+    let (limits, used) = usage_in(api, r, project);
     let deltas =
         [("cores", i64::from(new.vcpus) - i64::from(old.vcpus)), ("ram", i64::from(new.ram) - i64::from(old.ram))];
     for (k, delta) in deltas {

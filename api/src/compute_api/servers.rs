@@ -569,7 +569,6 @@ fn move_action(api: &Arc<ComputeApi>, ctx: &Ctx, id: &str, name: &str, arg: &Val
             if server.flavor.id == flavor.id {
                 return Err(NovaError::bad_request("When resizing, instances must change flavor!"));
             }
-            super::quotas::check_upsize(api, &server.project_id, &server.flavor, &flavor)?;
             api.start_move(id, moves::MoveRequest { kind: "resize", flavor, host: None }, ctx.into())?;
         }
         _ => api.finish_move(id, name == "confirmResize", ctx.into())?,

@@ -1598,3 +1598,45 @@ fn image_precaching_fetches_the_image_onto_every_up_host_of_the_aggregate() {
         .expect("answer");
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+/// 32 creates at once over `clouds` (round robin); how many were accepted,
+/// and that every other one was Nova's over-quota 403.
+fn race_creates(clouds: &[Cloud]) -> usize {
+    clouds[0].flavor("tiny", 1, 64, 1);
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let c = &clouds[i % clouds.len()];
+                scope.spawn(move || {
+                    let body = json!({"server": {"name": format!("q{i}"), "flavorRef": "tiny", "networks": "none"}});
+                    c.nova("POST", "/servers", Some(body))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    for (st, v) in &answers {
+        assert!(*st == 202 || (*st == 403 && v["forbidden"]["message"].is_string()), "{st} {v}");
+    }
+    answers.iter().filter(|(st, _)| *st == 202).count()
+}
+
+#[test]
+fn racing_creates_for_the_last_quota_slots_pass_exactly_as_many_as_fit() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::configured(data.path(), "[quota]\ninstances = 4\n", &[], false);
+    assert_eq!(race_creates(std::slice::from_ref(&cloud)), 4);
+    assert_eq!(cloud.servers().len(), 4);
+    // Two replicas on one PostgreSQL database: the same four, not eight.
+    let cluster = quiver_placement::store::test_cluster::TestCluster::start();
+    let url = cluster.url("quiver");
+    let shared = tempfile::tempdir().expect("tempdir");
+    let replicas: Vec<Cloud> = (0..2)
+        .map(|i| {
+            let dir = shared.path().join(format!("replica-{i}"));
+            Cloud::configured(&dir, "[quota]\ninstances = 4\n", &["--database", url.as_str()], false)
+        })
+        .collect();
+    assert_eq!(race_creates(&replicas), 4);
+    assert!(replicas.iter().all(|c| c.servers().len() == 4), "both replicas list the four");
+}
