@@ -228,7 +228,11 @@ pub async fn edge(mut req: Request<Body>, next: Next) -> Response {
         )
             .into_response();
     }
-    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    // The id the panic guard chose, so its log and this response agree.
+    let request_id = match req.extensions().get::<super::panic_guard::RequestId>() {
+        Some(id) => id.0.clone(),
+        None => format!("req-{}", uuid::Uuid::new_v4()),
+    };
     req.extensions_mut().insert(Ctx { request_id: request_id.clone(), version, user_id, project_id, is_admin });
     let mut resp = next.run(req).await;
     if let Ok(val) = HeaderValue::from_str(&request_id) {

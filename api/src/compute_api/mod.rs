@@ -18,6 +18,7 @@ pub mod instance_actions;
 pub mod live_fleet;
 mod migrations;
 pub mod moves;
+pub mod panic_guard;
 pub mod precache;
 pub mod query;
 mod quotas;
@@ -101,6 +102,8 @@ pub struct ComputeMetrics {
     pub precache: [AtomicU64; 5],
     /// Hosts whose pre-caching request finished.
     pub precache_hosts: AtomicU64,
+    /// Handlers that panicked (answered 500 by [`panic_guard`]).
+    pub panics: Arc<AtomicU64>,
 }
 
 /// Everything the Compute and Image APIs share.
@@ -411,6 +414,11 @@ async fn metrics(State(api): State<Arc<ComputeApi>>) -> String {
         out.push_str(&format!("quiver_image_precache_total{{outcome=\"{outcome}\"}} {}\n", g(n)));
     }
     out.push_str(&format!(
+        "# HELP quiver_handler_panics_total Requests whose handler panicked (answered 500).\n\
+         # TYPE quiver_handler_panics_total counter\nquiver_handler_panics_total {}\n",
+        g(&m.panics)
+    ));
+    out.push_str(&format!(
         "# HELP quiver_image_precache_hosts_total Hosts whose pre-caching request finished.\n\
          # TYPE quiver_image_precache_hosts_total counter\nquiver_image_precache_hosts_total {}\n",
         g(&m.precache_hosts)
@@ -534,11 +542,13 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .layer(axum::middleware::from_fn(http::edge))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&api), count_requests))
         .layer(DefaultBodyLimit::max(1 << 20))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&api.metrics.panics), panic_guard::catch_panics))
         .with_state(api)
 }
 
 /// The Glance v2 image API (on its own port, as Glance's 9292).
 pub fn image_app(api: Arc<ComputeApi>) -> Router {
     let fresh = axum::middleware::from_fn_with_state(Arc::clone(&api), fresh_records);
-    images::app(api).layer(fresh)
+    let guard = axum::middleware::from_fn_with_state(Arc::clone(&api.metrics.panics), panic_guard::catch_panics);
+    images::app(api).layer(fresh).layer(guard)
 }

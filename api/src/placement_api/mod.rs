@@ -60,6 +60,8 @@ pub struct Metrics {
     pub candidates_requests: AtomicU64,
     pub candidates_micros: AtomicU64,
     pub write_requests: AtomicU64,
+    /// Handlers that panicked (answered 500).
+    pub panics: AtomicU64,
 }
 
 impl Metrics {
@@ -97,13 +99,17 @@ impl Metrics {
              quiver_placement_consumers {consumers}\n\
              # HELP quiver_placement_state_epoch Committed writes since start.\n\
              # TYPE quiver_placement_state_epoch counter\n\
-             quiver_placement_state_epoch {epoch}\n{feed}",
+             quiver_placement_state_epoch {epoch}\n\
+             # HELP quiver_handler_panics_total Requests whose handler panicked (answered 500).\n\
+             # TYPE quiver_handler_panics_total counter\n\
+             quiver_handler_panics_total {}\n{feed}",
             g(&self.requests),
             g(&self.errors_4xx),
             g(&self.errors_5xx),
             g(&self.write_requests),
             g(&self.candidates_requests),
             g(&self.candidates_micros) as f64 / 1e6,
+            g(&self.panics),
         )
     }
 }
@@ -160,11 +166,19 @@ async fn serve(State(api): State<Arc<PlacementApi>>, req: Request<Body>) -> Resp
         }
     };
     let api2 = api.clone();
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
     match tokio::task::spawn_blocking(move || http::handle(&api2, parts, body)).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, "handler panicked");
-            http::internal_error()
+            let request_id = format!("req-{}", uuid::Uuid::new_v4());
+            api.metrics.panics.fetch_add(1, Ordering::Relaxed);
+            api.metrics.errors_5xx.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%request_id, %method, path, error = %e, "handler panicked");
+            let mut r = http::internal_error();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
+                r.headers_mut().insert("x-openstack-request-id", v);
+            }
+            r
         }
     }
 }
