@@ -11,6 +11,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use quiver_api::compute_api::{ComputeApi, ComputeConfig, QuotaDefaults, app as compute_app, image_app};
+use quiver_api::http_server::{Limits, serve as serve_http};
 use quiver_api::placement_api::{Cors, Metrics, PlacementApi, app, policy::Policy};
 use quiver_compute_agent::agent::router as agent_router;
 use quiver_compute_agent::controller::Controller;
@@ -47,6 +48,9 @@ Config file (TOML; every key optional; Nova's and Placement's option names):
   compute_listen = \"127.0.0.1:8774\"  # Compute API (/v2.1)
   image_listen = \"127.0.0.1:9292\"    # Glance v2 images
   max_body_bytes = 4194304
+  header_read_timeout = 30           # seconds to send a request head
+  body_read_timeout = 60             # seconds to send a body (image uploads: 1 h or more)
+  max_header_bytes = 65536
   [store]
   data = \"./quiver-data\"
   durability = \"process\"   # or \"full\": fsync every commit
@@ -221,6 +225,36 @@ struct ApiSection {
     compute_listen: Option<SocketAddr>,
     image_listen: Option<SocketAddr>,
     max_body_bytes: Option<usize>,
+    /// Seconds a client has to send a request head (default 30).
+    header_read_timeout: Option<f64>,
+    /// Seconds a client has to send a request body (default 60; the image
+    /// API's uploads get at least an hour).
+    body_read_timeout: Option<f64>,
+    /// Bytes a request head may take (default 65536, at least 8192).
+    max_header_bytes: Option<usize>,
+}
+
+impl ApiSection {
+    /// The per-connection limits, checked.
+    fn limits(&self) -> Result<Limits> {
+        let d = Limits::default();
+        let secs = |v: Option<f64>, name: &str, default: Duration| -> Result<Duration> {
+            match v {
+                None => Ok(default),
+                Some(s) if s.is_finite() && s > 0.0 => Ok(Duration::from_secs_f64(s)),
+                Some(s) => bail!("config [api] {name}: expected seconds > 0, got {s}"),
+            }
+        };
+        let max_header_bytes = self.max_header_bytes.unwrap_or(d.max_header_bytes);
+        if max_header_bytes < 8192 {
+            bail!("config [api] max_header_bytes: expected at least 8192, got {max_header_bytes}");
+        }
+        Ok(Limits {
+            header_read_timeout: secs(self.header_read_timeout, "header_read_timeout", d.header_read_timeout)?,
+            body_read_timeout: secs(self.body_read_timeout, "body_read_timeout", d.body_read_timeout)?,
+            max_header_bytes,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -402,6 +436,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(other) => bail!("config [store] durability: expected \"process\" or \"full\", got {other:?}"),
     };
     let (compute_config, agent_config) = compute_config(&config)?;
+    let limits = config.api.limits()?;
     let image_endpoint_override = config.glance.endpoint_override.clone();
     let (placement, records_at) = match args.database.clone().or(config.database.connection.clone()) {
         Some(url) => {
@@ -441,7 +476,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),
     });
     if args.placement_only {
-        return serve_placement_only(listen, app(api));
+        return serve_placement_only(listen, app(api), limits);
     }
     let compute = Arc::new(
         ComputeApi::open_with_records(Arc::clone(&placement), data.clone(), &records_at, compute_config, args.seed)
@@ -483,14 +518,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
         });
         let _ = compute.image_endpoint.set(image_endpoint);
         let mut servers = tokio::task::JoinSet::new();
-        servers.spawn(async move { axum::serve(pl, app(api)).with_graceful_shutdown(shutdown()).await });
+        servers.spawn(serve_http(pl, app(api), limits, shutdown()));
         let c = Arc::clone(&compute);
-        servers.spawn(async move { axum::serve(cl, compute_app(c)).with_graceful_shutdown(shutdown()).await });
-        servers.spawn(async move { axum::serve(il, image_app(compute)).with_graceful_shutdown(shutdown()).await });
+        servers.spawn(serve_http(cl, compute_app(c), limits, shutdown()));
+        let uploads = Limits { body_read_timeout: limits.body_read_timeout.max(Duration::from_secs(3600)), ..limits };
+        servers.spawn(serve_http(il, image_app(compute), uploads, shutdown()));
         if let (Some(agent), Some(a)) = (agent, args.agent_listen) {
             let l = bind(a).await?;
             let a = l.local_addr()?;
-            servers.spawn(async move { axum::serve(l, agent_router(agent)).with_graceful_shutdown(shutdown()).await });
+            servers.spawn(serve_http(l, agent_router(agent), limits, shutdown()));
             eprintln!("quiver: embedded agents' API on http://{a}");
         }
         tracing::info!(%listen, %compute_listen, %image_listen, data = %data.display(), "APIs ready");
@@ -508,14 +544,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
 }
 
 /// `--placement-only`: the Placement API alone.
-fn serve_placement_only(listen: SocketAddr, app: axum::Router) -> Result<()> {
+fn serve_placement_only(listen: SocketAddr, app: axum::Router, limits: Limits) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("quiver-http").build()?;
     runtime.block_on(async move {
         let l = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let listen = l.local_addr()?;
         tracing::info!(%listen, "Placement API ready (placement only)");
         eprintln!("quiver: Placement on http://{listen} (placement only)");
-        axum::serve(l, app).with_graceful_shutdown(shutdown()).await?;
+        serve_http(l, app, limits, shutdown()).await?;
         Ok(())
     })
 }

@@ -1640,3 +1640,30 @@ fn racing_creates_for_the_last_quota_slots_pass_exactly_as_many_as_fit() {
     assert_eq!(race_creates(&replicas), 4);
     assert!(replicas.iter().all(|c| c.servers().len() == 4), "both replicas list the four");
 }
+
+#[test]
+fn a_slow_or_oversized_request_head_is_cut_off_and_the_server_serves_on() {
+    use std::io::{Read, Write};
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::configured(data.path(), "[api]\nheader_read_timeout = 1\nmax_header_bytes = 8192\n", &[], false);
+    let addr = cloud.compute.trim_start_matches("http://").trim_end_matches("/v2.1").to_owned();
+    // A head that never ends (slowloris): the server closes the connection.
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    slow.write_all(b"GET /v2.1/flavors HTTP/1.1\r\nHost: x\r\nX-Auth-Token: admin\r\n").expect("write");
+    let mut got = Vec::new();
+    let read = slow.read_to_end(&mut got);
+    assert!(read.is_ok(), "closed by the server, not by our 30 s read timeout: {read:?}");
+    let text = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    // A head over the limit: 431, not a hung or dropped connection.
+    let mut big = std::net::TcpStream::connect(&addr).expect("connect");
+    big.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    let pad = "a".repeat(16 * 1024);
+    big.write_all(format!("GET /v2.1/flavors HTTP/1.1\r\nHost: x\r\nX-Pad: {pad}\r\n\r\n").as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let _ = big.read_to_end(&mut got);
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&got));
+    // Everyone else is served as before.
+    assert!(cloud.ok("GET", "/flavors", None)["flavors"].is_array());
+}
