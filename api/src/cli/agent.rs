@@ -159,7 +159,14 @@ pub fn run(args: AgentArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let server = tokio::spawn(axum::serve(listener, router(Arc::clone(&agent))).into_future());
+        // The same slow-client limits as the controller's ports.
+        let app = router(Arc::clone(&agent));
+        let server = tokio::spawn(quiver_api::http_server::serve(
+            listener,
+            app,
+            quiver_api::http_server::Limits::default(),
+            std::future::pending(),
+        ));
         // Register once the API is up (the controller may call back at once),
         // retrying until the controller answers.
         let a = Arc::clone(&agent);
