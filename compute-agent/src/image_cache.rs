@@ -84,40 +84,34 @@ impl ImageCache {
         images
             .iter()
             .map(|f| {
-                let outcome = match self.fetch(host, f) {
-                    Ok(true) => CacheOutcome::Cached,
-                    Ok(false) => CacheOutcome::Existing,
-                    Err(None) => CacheOutcome::Unsupported,
-                    Err(Some(e)) => {
-                        tracing::error!(host, image = %f.id, error = %e, "cannot cache the image");
-                        CacheOutcome::Error
-                    }
-                };
+                let outcome = self.fetch(host, f).unwrap_or_else(|e| {
+                    tracing::error!(host, image = %f.id, error = %e, "cannot cache the image");
+                    CacheOutcome::Error
+                });
                 (f.id.clone(), outcome)
             })
             .collect()
     }
 
-    /// `Ok(true)`: fetched; `Ok(false)`: already there; `Err(None)`: no
-    /// cache configured; `Err(Some(why))`: the fetch or its check failed
+    /// Fetches one image; `Err(why)` when the fetch or its check failed
     /// (nothing is kept).
-    fn fetch(&self, host: &str, f: &ImageFetch) -> Result<bool, Option<String>> {
-        let dir = self.dir(host).ok_or(None)?;
+    fn fetch(&self, host: &str, f: &ImageFetch) -> Result<CacheOutcome, String> {
+        let Some(dir) = self.dir(host) else { return Ok(CacheOutcome::Unsupported) };
         if f.id.is_empty() || f.id.contains(['/', '\\', '.']) {
-            return Err(Some(format!("{:?} is not an image id", f.id)));
+            return Err(format!("{:?} is not an image id", f.id));
         }
         let path = dir.join(&f.id);
         if path.is_file() {
-            return Ok(false);
+            return Ok(CacheOutcome::Existing);
         }
-        std::fs::create_dir_all(&dir).map_err(|e| Some(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut req = self.http.get(&f.url);
         if let Some(t) = &f.token {
             req = req.header("X-Auth-Token", t);
         }
-        let mut resp = req.send().map_err(|e| Some(format!("GET {}: {e}", f.url)))?;
+        let mut resp = req.send().map_err(|e| format!("GET {}: {e}", f.url))?;
         if !resp.status().is_success() {
-            return Err(Some(format!("GET {}: {}", f.url, resp.status())));
+            return Err(format!("GET {}: {}", f.url, resp.status()));
         }
         let tmp = path.with_extension("part");
         let written = (|| -> std::io::Result<String> {
@@ -132,18 +126,18 @@ impl ImageCache {
             Ok(s) => s,
             Err(e) => {
                 let _ = std::fs::remove_file(&tmp);
-                return Err(Some(format!("writing {}: {e}", tmp.display())));
+                return Err(format!("writing {}: {e}", tmp.display()));
             }
         };
         if let Some(want) = &f.checksum
             && !want.eq_ignore_ascii_case(&sum)
         {
             let _ = std::fs::remove_file(&tmp);
-            return Err(Some(format!("checksum {sum} is not the image's {want}")));
+            return Err(format!("checksum {sum} is not the image's {want}"));
         }
-        rename(&tmp, &path).map_err(|e| Some(format!("{}: {e}", path.display())))?;
+        rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
         tracing::info!(host, image = %f.id, path = %path.display(), "image cached");
-        Ok(true)
+        Ok(CacheOutcome::Cached)
     }
 }
 

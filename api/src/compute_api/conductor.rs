@@ -309,6 +309,23 @@ pub(super) fn decide(
     })
 }
 
+/// The hosts a request may land on (Nova's `requested_destination` and
+/// `ignore_hosts`): `only` alone when given, else every host; never
+/// `ignore`.
+pub(super) fn destination_mask(fleet: &Fleet, only: Option<&str>, ignore: Option<&str>) -> quiver_engine::Mask {
+    let mut mask = match only {
+        Some(_) => quiver_engine::Mask::zeros(fleet.len()),
+        None => quiver_engine::Mask::ones(fleet.len()),
+    };
+    if let Some(row) = only.and_then(|h| fleet.index_of(h)) {
+        mask.set(row, true);
+    }
+    if let Some(row) = ignore.and_then(|h| fleet.index_of(h)) {
+        mask.set(row, false);
+    }
+    mask
+}
+
 /// Brings Placement (other replicas' commits) and the records into the
 /// live fleet.
 pub(super) fn catch_up(st: &mut SchedState, api: &ComputeApi) -> Result<(), String> {
@@ -360,13 +377,7 @@ fn build(api: &Arc<ComputeApi>, ids: &[String]) {
         // An unshelve to a named host (2.91): that host alone, still
         // through the filters.
         let requested = servers[0].requested_host.clone();
-        let only = |fleet: &Fleet| {
-            let mut m = quiver_engine::Mask::zeros(fleet.len());
-            if let Some(row) = requested.as_deref().and_then(|h| fleet.index_of(h)) {
-                m.set(row, true);
-            }
-            m
-        };
+        let only = |fleet: &Fleet| destination_mask(fleet, requested.as_deref(), None);
         let restrict: Option<&dyn Fn(&Fleet) -> quiver_engine::Mask> = requested.is_some().then_some(&only);
         let (d, claims) = match decide(&mut st, api, &req, &mut groups, restrict) {
             Ok(v) => v,

@@ -29,7 +29,7 @@ use super::ComputeApi;
 use super::conductor::{self, Claims, boot_request, catch_up, decide, groups_for, guest_spec, no_valid_host, update};
 use super::http::NovaError;
 use super::instance_actions::{self, Requester};
-use super::records::{Fault, Flavor, Migration, Server, now_iso, parse_iso};
+use super::records::{Fault, Flavor, Migration, Records, Server, now_iso, parse_iso};
 use super::tree_candidates::Allocations;
 
 /// Migration states a move is still under way in (its consumer may hold
@@ -153,35 +153,42 @@ impl ComputeApi {
     /// The server is not in VERIFY_RESIZE (409), or the records cannot be
     /// written.
     pub fn finish_move(self: &Arc<Self>, id: &str, confirm: bool, by: Requester<'_>) -> Result<(), NovaError> {
-        let action = if confirm { "confirmResize" } else { "revertResize" };
-        let mid = {
-            let mut r = self.records_mut();
-            let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
-            let m = r.migrations.values().find(|m| m.instance_uuid == id && m.status == "finished").cloned();
-            let (true, Some(mut m)) = (s.vm_state == "resized" && s.task_state.is_none(), m) else {
-                return Err(NovaError::conflict(format!(
-                    "Cannot '{action}' instance {id} while it is in vm_state {}",
-                    s.vm_state
-                )));
-            };
-            m.status = if confirm { "confirming" } else { "reverting" }.into();
-            m.updated_at = now_iso();
-            if !confirm {
-                s.task_state = Some("resize_reverting".into());
-            }
-            s.updated = now_iso();
-            instance_actions::begin(&mut s, action, by);
-            r.save(&s)?;
-            r.put_server(s);
-            r.save(&m)?;
-            let mid = m.id;
-            r.migrations.insert(mid, m);
-            mid
-        };
+        let mid = begin_finish(&mut self.records_mut(), id, confirm, by)?;
         let api = Arc::clone(self);
         tokio::task::spawn_blocking(move || if confirm { confirm_now(&api, mid) } else { revert_now(&api, mid) });
         Ok(())
     }
+}
+
+/// Moves server `id`'s finished migration to `confirming` or `reverting`
+/// and files the action; the migration's id.
+///
+/// # Errors
+/// The server is not in VERIFY_RESIZE (409), or the records cannot be
+/// written.
+fn begin_finish(r: &mut Records, id: &str, confirm: bool, by: Requester<'_>) -> Result<i64, NovaError> {
+    let action = if confirm { "confirmResize" } else { "revertResize" };
+    let mut s = r.servers.get(id).cloned().ok_or_else(|| NovaError::not_found("Instance not found"))?;
+    let m = r.migrations.values().find(|m| m.instance_uuid == id && m.status == "finished").cloned();
+    let (true, Some(mut m)) = (s.vm_state == "resized" && s.task_state.is_none(), m) else {
+        return Err(NovaError::conflict(format!(
+            "Cannot '{action}' instance {id} while it is in vm_state {}",
+            s.vm_state
+        )));
+    };
+    m.status = if confirm { "confirming" } else { "reverting" }.into();
+    m.updated_at = now_iso();
+    if !confirm {
+        s.task_state = Some("resize_reverting".into());
+    }
+    s.updated = now_iso();
+    instance_actions::begin(&mut s, action, by);
+    r.save(&s)?;
+    r.put_server(s);
+    r.save(&m)?;
+    let mid = m.id;
+    r.migrations.insert(mid, m);
+    Ok(mid)
 }
 
 /// The instance action a move is filed under.
@@ -287,19 +294,8 @@ fn schedule(
     // to the same host is off: `allow_resize_to_same_host = false`), or
     // only the requested destination.
     let source = m.source_compute.clone();
-    let restrict = move |fleet: &quiver_engine::Fleet| {
-        let mut mask = match requested {
-            Some(_) => quiver_engine::Mask::zeros(fleet.len()),
-            None => quiver_engine::Mask::ones(fleet.len()),
-        };
-        if let Some(row) = requested.and_then(|h| fleet.index_of(h)) {
-            mask.set(row, true);
-        }
-        if let Some(row) = fleet.index_of(&source) {
-            mask.set(row, false);
-        }
-        mask
-    };
+    let restrict =
+        move |fleet: &quiver_engine::Fleet| conductor::destination_mask(fleet, requested, Some(source.as_str()));
     let (d, claims): (quiver_engine::Decision, Claims) = decide(&mut st, api, &req, &mut groups, Some(&restrict))?;
     if d.status != "ok" {
         return Err(no_valid_host(&d));
@@ -559,39 +555,26 @@ pub(super) fn confirm_unconfirmed(api: &ComputeApi, host: &str, now: f64) {
     if window == 0 {
         return;
     }
-    let due: Vec<i64> = api
+    let due: Vec<Migration> = api
         .records()
         .migrations
         .values()
         .filter(|m| m.status == "finished" && m.dest_compute.as_deref() == Some(host))
         .filter(|m| parse_iso(&m.updated_at).is_some_and(|t| now - t >= window as f64))
-        .map(|m| m.id)
+        .cloned()
         .collect();
-    for mid in due {
-        let started = {
-            let mut r = api.records_mut();
-            let Some(mut m) = r.migrations.get(&mid).cloned().filter(|m| m.status == "finished") else { continue };
-            let Some(mut s) =
-                r.servers.get(&m.instance_uuid).cloned().filter(|s| s.vm_state == "resized" && s.task_state.is_none())
-            else {
-                continue;
-            };
-            m.status = "confirming".into();
-            m.updated_at = now_iso();
-            let request_id = format!("req-{}", uuid::Uuid::new_v4());
-            let by = Requester { request_id: &request_id, user_id: &m.user_id, project_id: &m.project_id };
-            instance_actions::begin(&mut s, "confirmResize", by);
-            r.save(&s).and_then(|()| r.save(&m)).map(|()| {
-                r.put_server(s);
-                r.migrations.insert(mid, m);
-            })
-        };
-        match started {
-            Ok(()) => {
+    for m in due {
+        let request_id = format!("req-{}", uuid::Uuid::new_v4());
+        let by = Requester { request_id: &request_id, user_id: &m.user_id, project_id: &m.project_id };
+        // Confirmed or reverted meanwhile: a 409 here, and nothing to do.
+        // (The records' lock is let go before the confirm takes it again.)
+        let begun = begin_finish(&mut api.records_mut(), &m.instance_uuid, true, by);
+        match begun {
+            Ok(mid) => {
                 tracing::info!(migration = mid, host, window, "confirming a resize left unconfirmed");
                 confirm_now(api, mid);
             }
-            Err(e) => tracing::warn!(migration = mid, error = %e, "cannot confirm the resize"),
+            Err(e) => tracing::debug!(migration = m.id, error = %e.message, "the resize is no longer unconfirmed"),
         }
     }
 }
