@@ -40,6 +40,18 @@ pub enum CacheOutcome {
     Error,
 }
 
+impl CacheOutcome {
+    /// Nova's name for it (`cached`, `existing`, `unsupported`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cached => "cached",
+            Self::Existing => "existing",
+            Self::Unsupported => "unsupported",
+            Self::Error => "error",
+        }
+    }
+}
+
 /// The caches of one agent's hosts, under `root/<host>/_base`.
 pub struct ImageCache {
     root: Option<PathBuf>,

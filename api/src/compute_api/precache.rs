@@ -16,7 +16,7 @@ use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quiver_compute_agent::image_cache::{CacheOutcome, ImageFetch};
+use quiver_compute_agent::image_cache::ImageFetch;
 use serde_json::Value;
 
 use super::ComputeApi;
@@ -28,15 +28,6 @@ pub const OUTCOMES: [&str; 5] = ["cached", "existing", "error", "unsupported", "
 /// The token agents fetch image data with: noauth2's admin token (a
 /// Keystone deployment gives the service user's token instead).
 const IMAGE_TOKEN: &str = "admin";
-
-fn slot(o: CacheOutcome) -> usize {
-    match o {
-        CacheOutcome::Cached => 0,
-        CacheOutcome::Existing => 1,
-        CacheOutcome::Error => 2,
-        CacheOutcome::Unsupported => 3,
-    }
-}
 
 /// The request's image ids: Nova's `{"cache": [{"id": ...}, ...]}`, at
 /// least one, no duplicates.
@@ -125,16 +116,17 @@ fn cache_images(api: &ComputeApi, aggregate: i64, hosts: &[String], images: &[Im
     let totals: std::sync::Mutex<[u64; 5]> = Default::default();
     let one_host = |host: &String| {
         let up = api.records().services.get(host).is_some_and(|s| !super::is_down(s, down_time));
+        let every = |outcome: &'static str| images.iter().map(|f| (f.id.clone(), outcome)).collect();
         let results: BTreeMap<String, &str> = if !up {
-            images.iter().map(|f| (f.id.clone(), "skipped")).collect()
+            every("skipped")
         } else {
             match api.agent(host).map(|a| a.cache_images(host, images)) {
-                Some(Ok(r)) => r.into_iter().map(|(k, o)| (k, OUTCOMES[slot(o)])).collect(),
+                Some(Ok(r)) => r.into_iter().map(|(k, o)| (k, o.as_str())).collect(),
                 Some(Err(e)) => {
                     tracing::warn!(aggregate, host, error = %e, "the agent could not cache images");
-                    images.iter().map(|f| (f.id.clone(), "error")).collect()
+                    every("error")
                 }
-                None => images.iter().map(|f| (f.id.clone(), "error")).collect(),
+                None => every("error"),
             }
         };
         {

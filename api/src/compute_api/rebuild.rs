@@ -128,7 +128,8 @@ impl ComputeApi {
             if s.host.is_none() {
                 return Err(NovaError::conflict(format!("Cannot 'rebuild' instance {id}: it is not on a host")));
             }
-            let orig = (s.image_id.replace(req.image_id.clone()), s.vm_state.clone());
+            let orig_image = s.image_id.replace(req.image_id.clone());
+            let orig_state = s.vm_state.clone();
             if let Some(n) = req.name {
                 s.name = n;
             }
@@ -146,7 +147,7 @@ impl ComputeApi {
             instance_actions::begin(&mut s, "rebuild", by);
             r.save(&s)?;
             r.put_server(s.clone());
-            (orig.0, orig.1, s)
+            (orig_image, orig_state, s)
         };
         self.in_flight().insert(id.to_owned());
         let api = Arc::clone(self);
