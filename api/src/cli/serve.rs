@@ -10,6 +10,9 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use quiver_api::auth::{
+    AuthStrategy, COMPUTE_PUBLIC, IMAGE_PUBLIC, KeystoneAuth, KeystoneConfig, PLACEMENT_PUBLIC, protect,
+};
 use quiver_api::compute_api::{ComputeApi, ComputeConfig, QuotaDefaults, app as compute_app, image_app};
 use quiver_api::http_server::{Limits, serve as serve_http};
 use quiver_api::placement_api::{Cors, Metrics, PlacementApi, app, policy::Policy};
@@ -30,9 +33,12 @@ use std::time::Duration;
 /// State lives in DATA/placement.sqlite and DATA/compute.sqlite (SQLite in
 /// WAL mode, created and migrated on start), or both in PostgreSQL with
 /// `--database postgresql://...`; every acknowledged write is
-/// committed before the response is sent. Authentication is noauth2, as in
-/// Nova's and Placement's development mode: send `X-Auth-Token: admin`, or
-/// `user:project`. `--with-agents N` starts N compute agents in this
+/// committed before the response is sent. Authentication is noauth2 by
+/// default, as in Nova's and Placement's development mode: send
+/// `X-Auth-Token: admin`, or `user:project`. With `[api] auth_strategy =
+/// "keystone"` every token is validated with Keystone (`[keystone_authtoken]`,
+/// keystonemiddleware's options) and the policies read its roles and
+/// project. `--with-agents N` starts N compute agents in this
 /// process (libvirt's test driver by default), so one command is a working
 /// cloud. GET /metrics on each API serves Prometheus counters.
 #[derive(Debug, Args)]
@@ -51,6 +57,17 @@ Config file (TOML; every key optional; Nova's and Placement's option names):
   header_read_timeout = 30           # seconds to send a request head
   body_read_timeout = 60             # seconds to send a body (image uploads: 1 h or more)
   max_header_bytes = 65536
+  auth_strategy = \"noauth2\"         # or \"keystone\": validate tokens with Keystone
+  [keystone_authtoken]               # with auth_strategy = \"keystone\"
+  www_authenticate_uri = \"http://keystone.example.com:5000/v3\"
+  auth_url = \"http://keystone.example.com:5000/v3\"
+  username = \"quiver\"                # the service user (admin and service roles)
+  password = \"secret\"
+  project_name = \"service\"
+  user_domain_name = \"Default\"
+  project_domain_name = \"Default\"
+  service_token_roles = [\"service\"]  # an X-Service-Token with one lets expired user tokens through
+  token_cache_time = 300             # seconds a validation is reused
   [store]
   data = \"./quiver-data\"
   durability = \"process\"   # or \"full\": fsync every commit
@@ -167,6 +184,8 @@ struct Config {
     glance: GlanceSection,
     #[serde(default)]
     image_cache: ImageCacheSection,
+    /// keystonemiddleware's options (`auth_strategy = "keystone"`).
+    keystone_authtoken: Option<KeystoneConfig>,
 }
 
 /// Nova's `[glance]`: where agents fetch image data.
@@ -232,6 +251,9 @@ struct ApiSection {
     body_read_timeout: Option<f64>,
     /// Bytes a request head may take (default 65536, at least 8192).
     max_header_bytes: Option<usize>,
+    /// `noauth2` (default: identity from headers, for development) or
+    /// `keystone` (every token validated; `[keystone_authtoken]`).
+    auth_strategy: Option<String>,
 }
 
 impl ApiSection {
@@ -330,6 +352,21 @@ const AGENT_OPTIONS: [&str; 9] = [
     "update_resources_interval",
     "instances_path",
 ];
+
+/// `[api] auth_strategy` and `[keystone_authtoken]`, checked.
+fn auth_strategy(config: &Config) -> Result<AuthStrategy> {
+    match (config.api.auth_strategy.as_deref(), &config.keystone_authtoken) {
+        (None | Some("noauth2"), _) => Ok(AuthStrategy::NoAuth2),
+        (Some("keystone"), Some(k)) => {
+            let auth = KeystoneAuth::new(k.clone()).map_err(|e| anyhow::anyhow!("config: {e}"))?;
+            Ok(AuthStrategy::Keystone(Arc::new(auth)))
+        }
+        (Some("keystone"), None) => {
+            bail!("config [api] auth_strategy = \"keystone\" needs a [keystone_authtoken] section")
+        }
+        (Some(other), _) => bail!("config [api] auth_strategy: expected \"keystone\" or \"noauth2\", got {other:?}"),
+    }
+}
 
 /// The compute options, the embedded agents' options, from the config.
 fn compute_config(config: &Config) -> Result<(ComputeConfig, AgentConfig)> {
@@ -437,6 +474,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let (compute_config, agent_config) = compute_config(&config)?;
     let limits = config.api.limits()?;
+    let auth = auth_strategy(&config)?;
     let image_endpoint_override = config.glance.endpoint_override.clone();
     let (placement, records_at) = match args.database.clone().or(config.database.connection.clone()) {
         Some(url) => {
@@ -476,7 +514,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_body_bytes: config.api.max_body_bytes.unwrap_or(4 << 20),
     });
     if args.placement_only {
-        return serve_placement_only(listen, app(api), limits);
+        return serve_placement_only(listen, protect(app(api), &auth, PLACEMENT_PUBLIC), limits);
     }
     let compute = Arc::new(
         ComputeApi::open_with_records(Arc::clone(&placement), data.clone(), &records_at, compute_config, args.seed)
@@ -517,12 +555,13 @@ pub fn run(args: ServeArgs) -> Result<()> {
             format!("http://{at}")
         });
         let _ = compute.image_endpoint.set(image_endpoint);
+        let _ = compute.auth.set(auth.clone());
         let mut servers = tokio::task::JoinSet::new();
-        servers.spawn(serve_http(pl, app(api), limits, shutdown()));
+        servers.spawn(serve_http(pl, protect(app(api), &auth, PLACEMENT_PUBLIC), limits, shutdown()));
         let c = Arc::clone(&compute);
-        servers.spawn(serve_http(cl, compute_app(c), limits, shutdown()));
+        servers.spawn(serve_http(cl, protect(compute_app(c), &auth, COMPUTE_PUBLIC), limits, shutdown()));
         let uploads = Limits { body_read_timeout: limits.body_read_timeout.max(Duration::from_secs(3600)), ..limits };
-        servers.spawn(serve_http(il, image_app(compute), uploads, shutdown()));
+        servers.spawn(serve_http(il, protect(image_app(compute), &auth, IMAGE_PUBLIC), uploads, shutdown()));
         if let (Some(agent), Some(a)) = (agent, args.agent_listen) {
             let l = bind(a).await?;
             let a = l.local_addr()?;

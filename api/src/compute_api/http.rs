@@ -205,6 +205,26 @@ fn identity(headers: &HeaderMap) -> (String, String, bool) {
     (user, project, is_admin)
 }
 
+/// Nova's and Glance's default roles for project resources, for a caller
+/// Keystone vouched for: reading needs `reader` (which `member` and
+/// `admin` imply), changing needs `member`. Admin-only calls check more.
+fn role_allows(c: &crate::auth::Credentials, method: &axum::http::Method) -> Result<(), NovaError> {
+    let writes = !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD);
+    let ok = if writes {
+        c.has_role("admin") || c.has_role("member")
+    } else {
+        c.has_role("admin") || c.has_role("member") || c.has_role("reader")
+    };
+    if ok {
+        Ok(())
+    } else {
+        let need = if writes { "member" } else { "reader" };
+        Err(NovaError::forbidden(format!(
+            "Policy doesn't allow this request to be performed: it needs the {need} role."
+        )))
+    }
+}
+
 /// Middleware: negotiates the microversion, identifies the caller, and
 /// stamps the version headers on the response.
 pub async fn edge(mut req: Request<Body>, next: Next) -> Response {
@@ -218,7 +238,16 @@ pub async fn edge(mut req: Request<Body>, next: Next) -> Response {
     } else {
         MIN_VERSION
     };
-    let (user_id, project_id, is_admin) = identity(req.headers());
+    let keystone = req.extensions().get::<crate::auth::Credentials>().cloned();
+    let (user_id, project_id, is_admin) = match &keystone {
+        Some(c) => {
+            if let Err(e) = role_allows(c, req.method()) {
+                return e.into_response();
+            }
+            (c.user_id.clone().unwrap_or_default(), c.project_id.clone().unwrap_or_default(), c.has_role("admin"))
+        }
+        None => identity(req.headers()),
+    };
     let needs_token = versioned && path != "/v2.1" && path != "/v2.1/";
     if needs_token && user_id.is_empty() {
         return (

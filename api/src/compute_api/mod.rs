@@ -127,6 +127,9 @@ pub struct ComputeApi {
     /// Where agents fetch image data (`[glance] endpoint_override`, or the
     /// image API this process serves): set once it listens.
     pub image_endpoint: std::sync::OnceLock<String>,
+    /// How callers authenticate; under Keystone, the service user's token
+    /// is what this service sends on its own calls (agents' image fetches).
+    pub auth: std::sync::OnceLock<crate::auth::AuthStrategy>,
 }
 
 impl ComputeApi {
@@ -171,6 +174,7 @@ impl ComputeApi {
             records_fresh_from: AtomicU64::new(0),
             opened: std::time::Instant::now(),
             image_endpoint: std::sync::OnceLock::new(),
+            auth: std::sync::OnceLock::new(),
         })
     }
 

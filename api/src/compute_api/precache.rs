@@ -25,9 +25,22 @@ use super::http::{ApiResult, Ctx, NovaError, body, empty};
 /// The outcomes counted in `/metrics`, in [`super::ComputeMetrics::precache`]'s order.
 pub const OUTCOMES: [&str; 5] = ["cached", "existing", "error", "unsupported", "skipped"];
 
-/// The token agents fetch image data with: noauth2's admin token (a
-/// Keystone deployment gives the service user's token instead).
-const IMAGE_TOKEN: &str = "admin";
+/// The token agents fetch image data with under noauth2: its admin.
+const NOAUTH_IMAGE_TOKEN: &str = "admin";
+
+/// The token agents fetch image data with: under Keystone the service
+/// user's (renewed when due), else noauth2's admin token.
+async fn image_token(api: &ComputeApi) -> Result<String, NovaError> {
+    match api.auth.get().and_then(|a| a.keystone()) {
+        Some(k) => k.service_token(false).await.map_err(|e| {
+            NovaError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Cannot get a service token for the image fetches: {e}"),
+            )
+        }),
+        None => Ok(NOAUTH_IMAGE_TOKEN.to_owned()),
+    }
+}
 
 /// The request's image ids: Nova's `{"cache": [{"id": ...}, ...]}`, at
 /// least one, no duplicates.
@@ -76,6 +89,7 @@ pub async fn images(
     let Some(endpoint) = api.image_endpoint.get().cloned() else {
         return Err(NovaError::bad_request("This server has no image API for the agents to fetch from."));
     };
+    let token = image_token(&api).await?;
     let (hosts, fetches) = {
         let r = api.records();
         let a = r
@@ -88,7 +102,7 @@ pub async fn images(
                 Some(img) if img.status == "active" => fetches.push(ImageFetch {
                     id: i.clone(),
                     url: format!("{endpoint}/v2/images/{i}/file"),
-                    token: Some(IMAGE_TOKEN.into()),
+                    token: Some(token.clone()),
                     checksum: img.checksum.clone(),
                 }),
                 Some(img) => {

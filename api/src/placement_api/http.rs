@@ -436,8 +436,10 @@ pub fn handle(api: &PlacementApi, parts: Parts, body: Bytes) -> Response<Body> {
                 headers: vec![("content-type", "text/plain".into())],
             });
         }
-        // noauth2
-        let creds = if segments.is_empty() {
+        // Keystone's credentials (the auth layer put them there), or noauth2's.
+        let creds = if let Some(c) = parts.extensions.get::<Credentials>() {
+            c.clone()
+        } else if segments.is_empty() {
             Credentials::anonymous()
         } else {
             let Some(token) = headers.get("x-auth-token").and_then(|v| v.to_str().ok()) else {
