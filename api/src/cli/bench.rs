@@ -13,6 +13,8 @@ use serde_json::json;
 /// `quiver bench` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
+    /// What Keystone token validation adds to a request with a warm cache.
+    Auth(super::bench_auth::AuthBenchArgs),
     /// Boot servers through the Compute API against embedded agents and
     /// report boots per second and the latency of one boot.
     Boot(super::bench_boot::BootBenchArgs),
@@ -66,6 +68,7 @@ pub struct BenchArgs {
 /// A bad profile or size, or an unwritable JSON file.
 pub fn run(a: BenchArgs) -> Result<()> {
     match a.command {
+        Some(BenchCommand::Auth(x)) => return super::bench_auth::run(x),
         Some(BenchCommand::Boot(b)) => return super::bench_boot::run(b),
         Some(BenchCommand::Candidates(c)) => return super::bench_candidates::run(c),
         Some(BenchCommand::Replicas(r)) => return super::bench_replicas::run(r),

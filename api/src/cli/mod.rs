@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod agent;
 pub mod bench;
+pub mod bench_auth;
 pub mod bench_boot;
 pub mod bench_boot_replicas;
 pub mod bench_candidates;

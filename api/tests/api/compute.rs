@@ -25,11 +25,11 @@ impl Drop for Proc {
 }
 
 /// A `quiver serve` and an HTTP client for its APIs.
-struct Cloud {
+pub(crate) struct Cloud {
     _serve: Proc,
-    compute: String,
-    placement: String,
-    images: String,
+    pub(crate) compute: String,
+    pub(crate) placement: String,
+    pub(crate) images: String,
     agents: Option<String>,
     http: reqwest::blocking::Client,
 }
@@ -88,14 +88,14 @@ impl Cloud {
     }
 
     /// [`Cloud::start`] with `config` written to `data/quiver.toml`.
-    fn configured(data: &Path, config: &str, extra: &[&str], embedded_agents: bool) -> Cloud {
+    pub(crate) fn configured(data: &Path, config: &str, extra: &[&str], embedded_agents: bool) -> Cloud {
         std::fs::create_dir_all(data).expect("data directory");
         let conf = data.join("quiver.toml");
         std::fs::write(&conf, config).expect("config");
         Cloud::start(data, &[extra, &["--config", conf.to_str().expect("utf8")]].concat(), embedded_agents)
     }
 
-    fn wait(&self, what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    pub(crate) fn wait(&self, what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < deadline {
             if ok() {

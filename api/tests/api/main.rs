@@ -3,5 +3,6 @@
 
 mod cli;
 mod compute;
+mod keystone;
 mod placement;
 mod replicas;
