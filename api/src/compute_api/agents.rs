@@ -214,6 +214,7 @@ impl ComputeApi {
                 }
             }
         }
+        super::orphans::recover(self, host, &rp, &have, &in_flight, now);
         for id in &lost {
             tracing::warn!(server = %id, host, "guest gone from the hypervisor; server set to ERROR");
             unclaim(self, id);

@@ -18,6 +18,7 @@ pub mod instance_actions;
 pub mod live_fleet;
 mod migrations;
 pub mod moves;
+mod orphans;
 pub mod panic_guard;
 pub mod precache;
 pub mod query;

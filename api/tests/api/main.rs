@@ -3,6 +3,7 @@
 
 mod cli;
 mod compute;
+mod faults;
 mod keystone;
 mod placement;
 mod replicas;
