@@ -65,11 +65,11 @@ pub struct Gate {
 }
 
 /// Public paths of the Placement API.
-pub const PLACEMENT_PUBLIC: &[&str] = &["/", "/healthcheck", "/metrics"];
+pub const PLACEMENT_PUBLIC: &[&str] = &["/", "/healthcheck", "/metrics", "/openapi.json"];
 /// Public paths of the Compute API.
-pub const COMPUTE_PUBLIC: &[&str] = &["/", "/v2.1", "/v2.1/", "/metrics"];
+pub const COMPUTE_PUBLIC: &[&str] = &["/", "/v2.1", "/v2.1/", "/metrics", "/openapi.json"];
 /// Public paths of the image API.
-pub const IMAGE_PUBLIC: &[&str] = &["/", "/versions"];
+pub const IMAGE_PUBLIC: &[&str] = &["/", "/versions", "/openapi.json"];
 
 /// Wraps a router with `strategy` (noauth2 leaves it as it is).
 pub fn protect(router: axum::Router, strategy: &AuthStrategy, public: &'static [&'static str]) -> axum::Router {

@@ -15,6 +15,7 @@ pub mod db;
 pub mod decide;
 pub mod fleet;
 pub mod load;
+pub mod openapi;
 pub mod plots;
 pub mod query;
 pub mod serve;
@@ -79,6 +80,9 @@ pub enum Command {
     /// contents), for a data directory or a PostgreSQL database.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Print or write the OpenAPI 3.1 descriptions each port serves at
+    /// /openapi.json (Placement, Compute, images).
+    Openapi(openapi::OpenapiArgs),
 }
 
 /// Sets up structured logging on stderr.
@@ -112,5 +116,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => simulate::run(a),
         Command::Query(a) => query::run(a),
         Command::Db(c) => db::run(c),
+        Command::Openapi(a) => openapi::run(a),
     }
 }

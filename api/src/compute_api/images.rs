@@ -47,12 +47,20 @@ fn not_found(id: &str) -> NovaError {
     NovaError::not_found(format!("No image found with ID {id}"))
 }
 
+/// Glance's limits: 255 characters for names, tags and property keys
+/// (its columns), `image_tag_quota` and `image_property_quota` (128
+/// each), and property values up to 64 KiB.
+const MAX_NAME: usize = 255;
+const MAX_TAGS: usize = 128;
+const MAX_PROPERTIES: usize = 128;
+const MAX_PROPERTY_BYTES: usize = 65_535;
+
 /// Applies one image field or property.
 fn set_field(i: &mut Image, k: &str, v: &Value) -> Result<(), NovaError> {
     let bad = || NovaError::bad_request(format!("Invalid value for {k}: {v}"));
     let opt_str = |v: &Value| match v {
         Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
+        Value::String(s) if s.chars().count() <= MAX_NAME => Ok(Some(s.clone())),
         _ => Err(bad()),
     };
     match k {
@@ -70,9 +78,28 @@ fn set_field(i: &mut Image, k: &str, v: &Value) -> Result<(), NovaError> {
         "min_ram" => i.min_ram = v.as_u64().ok_or_else(bad)?,
         "min_disk" => i.min_disk = v.as_u64().ok_or_else(bad)?,
         "tags" => {
-            i.tags = v.as_array().ok_or_else(bad)?.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
+            let tags = v.as_array().ok_or_else(bad)?;
+            if tags.len() > MAX_TAGS {
+                return Err(NovaError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Maximum number of tags exceeded: {} given, at most {MAX_TAGS}.", tags.len()),
+                ));
+            }
+            if tags.iter().any(|t| t.as_str().is_none_or(|t| t.chars().count() > MAX_NAME)) {
+                return Err(bad());
+            }
+            i.tags = tags.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect();
         }
         _ => {
+            if k.is_empty() || k.chars().count() > MAX_NAME || v.to_string().len() > MAX_PROPERTY_BYTES {
+                return Err(bad());
+            }
+            if !i.properties.contains_key(k) && i.properties.len() >= MAX_PROPERTIES {
+                return Err(NovaError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("Maximum number of image properties exceeded: at most {MAX_PROPERTIES}."),
+                ));
+            }
             i.properties.insert(k.to_owned(), v.clone());
         }
     }
@@ -265,6 +292,7 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
     Router::new()
         .route("/", get(versions))
         .route("/versions", get(versions))
+        .route("/openapi.json", get(crate::openapi::handler("images")))
         .route("/v2/images", get(list).post(create))
         .route("/v2/images/{id}", get(show).patch(patch).delete(delete))
         .route("/v2/images/{id}/file", get(download).put(upload).layer(DefaultBodyLimit::max(MAX_IMAGE_BYTES)))

@@ -534,6 +534,7 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/v2.1", get(version))
         .route("/v2.1/", get(version))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::openapi::handler("compute")))
         .route("/v1/fleet", get(query::fleet))
         .route("/v1/query", axum::routing::post(query::query))
         .route("/identity", get(identity_version))
@@ -555,5 +556,6 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
 pub fn image_app(api: Arc<ComputeApi>) -> Router {
     let fresh = axum::middleware::from_fn_with_state(Arc::clone(&api), fresh_records);
     let guard = axum::middleware::from_fn_with_state(Arc::clone(&api.metrics.panics), panic_guard::catch_panics);
-    images::app(api).layer(fresh).layer(guard)
+    let count = axum::middleware::from_fn_with_state(Arc::clone(&api), count_requests);
+    images::app(api).layer(fresh).layer(count).layer(guard)
 }

@@ -241,6 +241,9 @@ fn count(v: Option<&Value>, name: &str) -> Result<Option<u32>, NovaError> {
     }
 }
 
+/// Metadata items a server may have (Nova's `[quota] metadata_items`).
+pub const METADATA_ITEMS: usize = 128;
+
 /// A `metadata` field (string values only); `None` when absent or null.
 ///
 /// # Errors
@@ -248,6 +251,11 @@ fn count(v: Option<&Value>, name: &str) -> Result<Option<u32>, NovaError> {
 pub fn metadata_field(v: Option<&Value>) -> Result<Option<BTreeMap<String, String>>, NovaError> {
     match v {
         None | Some(Value::Null) => Ok(None),
+        // Nova's default `[quota] metadata_items`.
+        Some(Value::Object(m)) if m.len() > METADATA_ITEMS => Err(NovaError::forbidden(format!(
+            "Quota exceeded, too many metadata items: {} given, at most {METADATA_ITEMS}.",
+            m.len()
+        ))),
         Some(Value::Object(m)) => m
             .iter()
             .map(|(k, v)| match v {

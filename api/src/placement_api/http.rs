@@ -427,6 +427,13 @@ pub fn handle(api: &PlacementApi, parts: Parts, body: Bytes) -> Response<Body> {
                 headers: vec![("content-type", "text/plain; version=0.0.4".into())],
             });
         }
+        if path == "/openapi.json" && parts.method == Method::GET {
+            return Ok(Resp {
+                status: 200,
+                body: Some(crate::openapi::rendered("placement").unwrap_or("{}").as_bytes().to_vec()),
+                headers: vec![("content-type", "application/json".into())],
+            });
+        }
         // No credentials needed: load balancers probe it.
         if path == "/healthcheck" && (parts.method == Method::GET || parts.method == Method::HEAD) {
             api.placement.check_store()?;

@@ -45,7 +45,7 @@ impl Cloud {
     /// `quiver serve` on free ports. Ports are picked before the server
     /// binds them, so a test running beside may take one first: a server
     /// that exits before it answers is started again on other ports.
-    fn start(data: &Path, extra: &[&str], embedded_agents: bool) -> Cloud {
+    pub(crate) fn start(data: &Path, extra: &[&str], embedded_agents: bool) -> Cloud {
         std::fs::create_dir_all(data).expect("data directory");
         let log = data.join("serve.stderr.log");
         for _ in 0..3 {
@@ -1666,4 +1666,50 @@ fn a_slow_or_oversized_request_head_is_cut_off_and_the_server_serves_on() {
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&got));
     // Everyone else is served as before.
     assert!(cloud.ok("GET", "/flavors", None)["flavors"].is_array());
+}
+
+#[test]
+fn fields_past_their_limits_are_refused_with_an_error_body_and_nothing_is_written() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "1", "--agent-driver", "fake"], false);
+    cloud.flavor("small", 1, 512, 1);
+    let images = |body: Value| cloud.call("POST", &format!("{}/v2/images", cloud.images), Some(body));
+    let many = |n: usize, f: &dyn Fn(usize) -> Value| -> Vec<Value> { (0..n).map(f).collect() };
+    let long = "x".repeat(256);
+    let cases: Vec<(Value, u16)> = vec![
+        (json!({"name": long}), 400),
+        (json!({"name": "t", "tags": many(129, &|i| json!(format!("t{i}")))}), 413),
+        (json!({"name": "t", "tags": [long]}), 400),
+        (json!({"name": "t", long.clone(): "v"}), 400),
+        (json!({"name": "t", "p": "v".repeat(70_000)}), 400),
+    ];
+    for (body, want) in cases {
+        let (st, v) = images(body);
+        assert_eq!(st, want, "{v}");
+        assert!(v.as_object().is_some_and(|o| !o.is_empty()), "an error body: {v}");
+    }
+    let mut props = serde_json::Map::new();
+    props.insert("name".into(), json!("t"));
+    for i in 0..129 {
+        props.insert(format!("p{i}"), json!("v"));
+    }
+    assert_eq!(images(Value::Object(props)).0, 413);
+    let (_, v) = cloud.call("GET", &format!("{}/v2/images", cloud.images), None);
+    assert_eq!(v["images"].as_array().map(Vec::len), Some(0), "nothing written: {v}");
+
+    let metadata: serde_json::Map<String, Value> = (0..129).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let server = |name: &str, metadata: Value| {
+        cloud.nova(
+            "POST",
+            "/servers",
+            Some(json!({"server": {"name": name, "flavorRef": "small", "networks": "none", "metadata": metadata}})),
+        )
+    };
+    let (st, v) = server("m", Value::Object(metadata));
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = server(&long, json!({}));
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = server("m", json!({"k": long}));
+    assert_eq!(st, 400, "{v}");
+    assert!(cloud.servers().is_empty());
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod compute;
 mod faults;
+mod fuzz;
 mod keystone;
 mod placement;
 mod replicas;
