@@ -13,7 +13,7 @@ use quiver_compute_agent::{GuestInfo, HostInfo};
 use quiver_placement::model::Inventory;
 
 use super::ComputeApi;
-use super::conductor::unclaim;
+use super::conductor::{unclaim, update};
 use super::records::{Fault, Service, now_iso, parse_iso, unix_now};
 
 /// A server built this recently is left alone by the reconcile: the
@@ -218,8 +218,9 @@ impl ComputeApi {
         for id in &lost {
             tracing::warn!(server = %id, host, "guest gone from the hypervisor; server set to ERROR");
             unclaim(self, id);
-            let mut r = self.records_mut();
-            if let Some(mut s) = r.servers.get(id).cloned() {
+            // Through `update`: a delete that arrived since the scan above
+            // keeps its `deleting` and is carried out.
+            update(self, id, |s| {
                 s.vm_state = "error".into();
                 s.task_state = None;
                 s.power_state = 0;
@@ -229,11 +230,7 @@ impl ComputeApi {
                     details: "found by the compute agent's reconcile (agent or hypervisor restarted?)".into(),
                     created: now_iso(),
                 });
-                s.updated = now_iso();
-                if r.save(&s).is_ok() {
-                    r.put_server(s);
-                }
-            }
+            });
         }
         // Allocations against this node that no live guest explains.
         let consumers: Vec<String> = self.placement.read(|st| {

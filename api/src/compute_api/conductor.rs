@@ -183,9 +183,9 @@ pub(super) fn update(api: &ComputeApi, id: &str, f: impl FnOnce(&mut Server)) ->
     let mut s = r.servers.get(id).cloned()?;
     let deleting = s.task_state.as_deref() == Some("deleting");
     f(&mut s);
-    if deleting && s.vm_state != "error" {
-        // A delete asked for meanwhile (on any replica) wins: the build
-        // finishes, then sees it.
+    if deleting {
+        // A delete asked for meanwhile (on any replica) wins over every
+        // outcome, a failed build included: the work finishes, then sees it.
         s.task_state = Some("deleting".into());
     }
     s.updated = now_iso();

@@ -238,5 +238,28 @@ mod tests {
         assert_eq!(s.vm_state, "error");
         assert!(s.fault.as_ref().is_some_and(|f| f.message.starts_with("No valid host")), "{:?}", s.fault);
         assert!(placement.read(|st| !st.consumers.contains_key(id)), "a failed boot holds no allocation");
+
+        // A delete asked for while such a build runs (as the API's DELETE
+        // does: `deleting` recorded, then the conductor told) is carried
+        // out even though the build ends in ERROR: the failure must not
+        // clear `deleting` (regression: the faults test saw an
+        // acknowledged delete lost this way).
+        let doomed = api.create_servers("p", "u", &one).expect("create");
+        let id = doomed.ids[0].clone();
+        {
+            let mut r = api.records_mut();
+            let mut s = r.servers.get(&id).cloned().expect("recorded");
+            s.task_state = Some("deleting".into());
+            r.save(&s).expect("save");
+            r.put_server(s);
+        }
+        conductor::start_delete(&api, id.clone());
+        let started = Instant::now();
+        while api.records().servers.contains_key(&id) {
+            let s = api.records().servers.get(&id).cloned();
+            assert!(started.elapsed() < Duration::from_secs(30), "acknowledged delete lost: {s:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(placement.read(|st| !st.consumers.contains_key(&id)), "a deleted server holds no allocation");
     }
 }
