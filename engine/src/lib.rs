@@ -13,6 +13,7 @@ pub mod image_props;
 pub mod inventory;
 pub mod io;
 pub mod mask;
+pub mod plan;
 pub mod pyvalue;
 pub mod request;
 pub mod resource_request;

@@ -13,9 +13,11 @@ pub mod bench_replicas;
 pub mod bench_serve;
 pub mod db;
 pub mod decide;
+pub mod explain;
 pub mod fleet;
 pub mod load;
 pub mod openapi;
+pub mod plan;
 pub mod plots;
 pub mod query;
 pub mod serve;
@@ -43,6 +45,8 @@ const EXAMPLES: &str = "Examples:
   quiver fleet gen --hosts 100000 --seed 1 -o fleet.parquet
   quiver fleet show fleet.parquet
   quiver decide --fleet fleet.json --requests requests.json --profile extended
+  quiver explain --fleet fleet.json --vcpus 8 --ram-mb 16384 --host node-7
+  quiver plan headroom --hosts 100000 --flavor m1.large --flavor gpu:8:65536:100
   quiver bench --sizes 10000,100000,1000000
   quiver serve --data ./quiver-data --with-agents 3
   quiver agent --controller http://127.0.0.1:8774 --host compute-a
@@ -56,6 +60,14 @@ pub enum Command {
     /// Replay a request stream through the scheduler and print one decision
     /// per request as JSON lines (the nova-parity decision format).
     Decide(decide::DecideArgs),
+    /// Why a request lands where it does, or nowhere: hosts kept by each
+    /// request filter, Placement's query and each filter, and for named
+    /// hosts the first stage that rejected each one and why.
+    Explain(explain::ExplainArgs),
+    /// Capacity planning with the real scheduler on a copy of a fleet:
+    /// `headroom` (how many more servers of a flavor fit, exactly).
+    #[command(subcommand)]
+    Plan(plan::PlanCommand),
     /// Generate, inspect and convert fleets.
     #[command(subcommand)]
     Fleet(fleet::FleetCommand),
@@ -109,6 +121,8 @@ pub fn init_logging(verbose: u8) {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Decide(a) => decide::run(a),
+        Command::Explain(a) => explain::run(a),
+        Command::Plan(c) => plan::run(c),
         Command::Fleet(c) => fleet::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => serve::run(a),

@@ -186,7 +186,8 @@ fn load_inputs(a: &SimulateArgs) -> Result<(Fleet, Workload)> {
         if let Some(p) = &a.fleet {
             return Ok(Some(super::load::fleet(p)?));
         }
-        a.from.as_deref().map(fetch_fleet).transpose()
+        let token = std::env::var("OS_TOKEN").unwrap_or_else(|_| "admin".into());
+        a.from.as_deref().map(|url| fetch_fleet(url, &token)).transpose()
     };
     let generated = || super::load::generated(a.hosts, a.fleet_seed);
     match a.trace.as_deref() {
@@ -222,12 +223,15 @@ fn load_inputs(a: &SimulateArgs) -> Result<(Fleet, Workload)> {
     }
 }
 
-/// GET `URL/v1/fleet` (Arrow IPC) from a running Quiver.
-fn fetch_fleet(url: &str) -> Result<Fleet> {
+/// GET `URL/v1/fleet` (Arrow IPC) from a running Quiver, as `token`.
+///
+/// # Errors
+/// An unreachable Quiver, a refusal (its error shown), a bad answer.
+pub fn fetch_fleet(url: &str, token: &str) -> Result<Fleet> {
     let url = format!("{}/v1/fleet", url.trim_end_matches('/'));
     let resp = reqwest::blocking::Client::new()
         .get(&url)
-        .header("X-Auth-Token", "admin")
+        .header("X-Auth-Token", token)
         .send()
         .with_context(|| format!("--from: GET {url}"))?;
     if !resp.status().is_success() {

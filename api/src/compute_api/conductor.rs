@@ -64,7 +64,7 @@ pub fn snapshot_fleet(api: &ComputeApi) -> Result<Fleet, String> {
 }
 
 /// The engine's flavor for a recorded one.
-fn engine_flavor(f: &super::records::Flavor) -> EngineFlavor {
+pub(super) fn engine_flavor(f: &super::records::Flavor) -> EngineFlavor {
     EngineFlavor {
         name: f.name.clone(),
         flavorid: Some(f.id.clone()),
@@ -82,15 +82,7 @@ fn engine_flavor(f: &super::records::Flavor) -> EngineFlavor {
 pub(super) fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
     let s = &servers[0];
     let f = &s.flavor;
-    let image = s.image_id.as_ref().and_then(|i| r.images.get(i)).map(|img| EngineImage {
-        id: Some(img.id.clone()),
-        name: img.name.clone(),
-        properties: img
-            .properties
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
-            .collect(),
-    });
+    let image = s.image_id.as_deref().and_then(|i| engine_image(r, i));
     let mut hints = s.hints.clone();
     hints.remove("group");
     if let Some(g) = &s.group {
@@ -110,10 +102,30 @@ pub(super) fn boot_request(r: &Records, servers: &[Server]) -> BootRequest {
     }
 }
 
+/// The engine's image for a recorded one (properties as Nova's strings).
+pub(super) fn engine_image(r: &Records, id: &str) -> Option<EngineImage> {
+    r.images.get(id).map(|img| EngineImage {
+        id: Some(img.id.clone()),
+        name: img.name.clone(),
+        properties: img
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+            .collect(),
+    })
+}
+
 /// The request's server group, without the members being scheduled now
 /// (the engine adds them, as nova-api did).
 pub(super) fn groups_for(r: &Records, servers: &[Server]) -> Groups {
-    let Some(g) = servers[0].group.as_ref().and_then(|g| r.groups.get(g)) else {
+    let ids: Vec<&str> = servers.iter().map(|s| s.id.as_str()).collect();
+    servers[0].group.as_deref().map(|g| engine_groups(r, g, &ids)).unwrap_or_default()
+}
+
+/// Server group `group` as the engine knows groups, without `placing`
+/// (the members being scheduled now); empty when no such group.
+pub(super) fn engine_groups(r: &Records, group: &str, placing: &[&str]) -> Groups {
+    let Some(g) = r.groups.get(group) else {
         return Groups::default();
     };
     let mut eg = quiver_engine::ServerGroup {
@@ -125,7 +137,7 @@ pub(super) fn groups_for(r: &Records, servers: &[Server]) -> Groups {
         project_id: Some(g.project_id.clone()),
         user_id: Some(g.user_id.clone()),
     };
-    eg.members.retain(|m| !servers.iter().any(|s| &s.id == m));
+    eg.members.retain(|m| !placing.contains(&m.as_str()));
     Groups::new(&[eg]).unwrap_or_default()
 }
 

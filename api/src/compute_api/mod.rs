@@ -10,6 +10,7 @@ pub mod agents_http;
 mod aggregates;
 pub mod conductor;
 pub mod create;
+mod explain;
 mod flavors;
 pub mod http;
 mod hypervisors;
@@ -537,6 +538,7 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/openapi.json", get(crate::openapi::handler("compute")))
         .route("/v1/fleet", get(query::fleet))
         .route("/v1/query", axum::routing::post(query::query))
+        .route("/v1/explain", axum::routing::post(explain::explain))
         .route("/identity", get(identity_version))
         .route("/identity/v3", get(identity_version))
         .route("/identity/v3/", get(identity_version))

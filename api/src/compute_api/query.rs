@@ -19,7 +19,7 @@ use super::http::Ctx;
 pub const ARROW_FILE: &str = "application/vnd.apache.arrow.file";
 
 /// A Placement-style error body.
-fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
     let body = json!({"errors": [{
         "status": status.as_u16(),
         "title": status.canonical_reason().unwrap_or(""),
@@ -30,11 +30,12 @@ fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response 
     (status, axum::Json(body)).into_response()
 }
 
-fn forbidden() -> Response {
+/// 403 for a non-admin caller of policy `rule`.
+pub(super) fn forbidden(rule: &str) -> Response {
     error(
         StatusCode::FORBIDDEN,
         "quiver.policy.admin",
-        "Policy does not allow quiver:query to be performed (admin only).",
+        format!("Policy does not allow {rule} to be performed (admin only)."),
     )
 }
 
@@ -49,7 +50,7 @@ async fn snapshot(api: &Arc<ComputeApi>) -> Result<quiver_engine::Fleet, Respons
 /// `GET /v1/fleet`.
 pub async fn fleet(State(api): State<Arc<ComputeApi>>, axum::Extension(ctx): axum::Extension<Ctx>) -> Response {
     if !ctx.is_admin {
-        return forbidden();
+        return forbidden("quiver:query");
     }
     let fleet = match snapshot(&api).await {
         Ok(f) => f,
@@ -70,7 +71,7 @@ pub async fn query(
     body: Bytes,
 ) -> Response {
     if !ctx.is_admin {
-        return forbidden();
+        return forbidden("quiver:query");
     }
     let bad = |d: String| error(StatusCode::BAD_REQUEST, "quiver.query.invalid", d);
     let v: Value = match serde_json::from_slice(&body) {

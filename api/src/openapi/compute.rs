@@ -23,6 +23,10 @@ fn wrapped_list(key: &str) -> Value {
     list_of(key, json!({"type": "object"}))
 }
 
+fn list_items(item: Value) -> Value {
+    json!({"type": "array", "items": item})
+}
+
 /// Every operation.
 pub fn operations() -> Vec<Op> {
     vec![
@@ -200,6 +204,33 @@ pub fn operations() -> Vec<Op> {
         Op::new("POST", "/v1/query", "query", "SQL over the live fleet (admin)")
             .body(object(&["sql"], json!({"sql": {"type": "string"}})))
             .ok(200, None),
+        Op::new("POST", "/v1/explain", "explain", "Why a request lands where it does, or nowhere (admin)")
+            .body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "flavor": {"type": ["string", "null"], "description": "A flavor id or name."},
+                "image": {"type": ["string", "null"]},
+                "availability_zone": {"type": ["string", "null"]},
+                "scheduler_hints": {"type": "object"},
+                "num_instances": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
+                "server": {"type": ["string", "null"], "description": "An existing server: its RequestSpec."},
+                "hosts": {"type": "array", "items": {"type": "string"}, "maxItems": 1000}}}))
+            .ok(
+                200,
+                Some(object(
+                    &["hosts", "stages", "decision", "named"],
+                    json!({
+                        "hosts": {"type": "integer"},
+                        "stages": list_items(object(&["kind", "name", "kept"], json!({
+                            "kind": {"enum": ["request_filter", "placement", "filter"]},
+                            "name": {"type": "string"}, "kept": {"type": "integer"}}))),
+                        "decision": object(&["status", "chosen"], json!({"status": {"type": "string"},
+                            "chosen": {"type": "array", "items": {"type": "string"}}})),
+                        "named": list_items(object(&["host", "verdict", "reason"], json!({
+                            "host": {"type": "string"},
+                            "verdict": {"enum": ["chosen", "alternate", "passed", "rejected", "unknown"]},
+                            "reason": {"type": "string"}}))),
+                    }),
+                )),
+            ),
     ]
 }
 

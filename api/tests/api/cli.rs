@@ -308,3 +308,60 @@ fn serve_on_port_zero_prints_the_ports_it_bound() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Issue 15: `quiver plan headroom` and `quiver explain` on a fleet file.
+/// Headroom: the exact count is the number of servers the decisions of
+/// `quiver decide` would place one after another; zones add up; a bad
+/// flavor names the flag. Explain: the chosen host of a request is the one
+/// `quiver decide` chooses.
+#[test]
+fn plan_headroom_and_explain_on_a_fleet_file() {
+    let fleet = fixture("fleet-200-s1.json");
+    let (code, out, err) = quiver(&["plan", "headroom", "--fleet", &fleet, "--flavor", "m1.xlarge", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let h = &v[0];
+    let exact = h["exact"].as_u64().expect("exact");
+    assert!(exact > 0 && exact <= h["naive"].as_u64().expect("naive"), "{h}");
+    assert_eq!(
+        h["by_zone"].as_array().expect("zones").iter().map(|z| z["exact"].as_u64().unwrap()).sum::<u64>(),
+        exact
+    );
+    // The same number through the full pipeline: a stream of exact + 1
+    // m1.xlarge requests, decided in order, places exactly `exact`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reqs = dir.path().join("reqs.json");
+    let flavor = serde_json::json!({"name": "m1.xlarge", "flavorid": "m1.xlarge", "vcpus": 8, "memory_mb": 16384,
+                                    "root_gb": 160});
+    let stream = serde_json::json!({"format": "nova-sched-requests/v1",
+        "requests": (0..=exact).map(|_| serde_json::json!({"flavor": flavor})).collect::<Vec<_>>()});
+    std::fs::write(&reqs, stream.to_string()).expect("write");
+    let (code, out, err) = quiver(&["decide", "--fleet", &fleet, "--requests", reqs.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    let ok = out.lines().skip(1).filter(|l| l.contains("\"status\":\"ok\"")).count() as u64;
+    assert_eq!(ok, exact, "decide placed {ok}, headroom said {exact}");
+
+    let (code, _, err) = quiver(&["plan", "headroom", "--fleet", &fleet, "--flavor", "big:x:1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--flavor big:x:1") && !err.contains("panicked"), "{err}");
+
+    let (code, out, err) = quiver(&[
+        "explain",
+        "--fleet",
+        &fleet,
+        "--requests",
+        &fixture("requests-300-s1.json"),
+        "--index",
+        "0",
+        "--host",
+        "cmp-co-0000181",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let e: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(e["decision"]["chosen"][0], "cmp-co-0000181");
+    assert_eq!(e["named"][0]["verdict"], "chosen");
+    let (code, _, err) = quiver(&["explain", "--fleet", &fleet, "--hint", "nonsense"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--hint") && !err.contains("panicked"), "{err}");
+}

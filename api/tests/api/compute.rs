@@ -566,6 +566,105 @@ fn query_and_fleet_snapshot_of_a_running_cloud() {
     assert_eq!(summary["default"]["arrivals"], 200);
 }
 
+/// Issue 15: `POST /v1/explain` on a running cloud names, for each host
+/// asked about, the stage that rejects it and why (an anti-affinity peer,
+/// a short resource), answers an existing server's RequestSpec, claims
+/// nothing, refuses bad input and non-admins; `quiver explain --from`
+/// prints the same.
+#[test]
+fn explain_names_the_stage_and_reason_that_rejects_each_host_and_claims_nothing() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "2", "--agent-driver", "fake"], false);
+    cloud.wait("two hypervisors", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 2)
+    });
+    cloud.flavor("small", 2, 1024, 1);
+    cloud.flavor("huge", 4096, 1024, 1);
+    let group = cloud.ok(
+        "POST",
+        "/os-server-groups",
+        Some(json!({"server_group": {"name": "spread", "policy": "anti-affinity"}})),
+    );
+    let group = group["server_group"]["id"].as_str().expect("group id").to_owned();
+    let server = cloud.boot(json!({"server": {"name": "peer", "flavorRef": "small", "networks": "none"},
+                                   "OS-SCH-HNT:scheduler_hints": {"group": group}}));
+    let server = server["server"]["id"].as_str().expect("id").to_owned();
+    let servers = cloud.settle(60);
+    assert_eq!(servers[0]["status"], "ACTIVE", "{servers:?}");
+    let busy = servers[0]["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    let providers = cloud.providers();
+    let free = providers.keys().find(|h| **h != busy).expect("another host").clone();
+    let usage_before: Vec<_> = providers.values().map(|rp| cloud.usages(rp)).collect();
+
+    let root = cloud.compute.trim_end_matches("/v2.1").to_owned();
+    let explain = |body: Value| cloud.call("POST", &format!("{root}/v1/explain"), Some(body));
+    let (s, v) = explain(json!({"flavor": "small", "scheduler_hints": {"group": group},
+                                "hosts": [busy, free, "no-such-host"]}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["hosts"], 2, "{v}");
+    assert_eq!(v["decision"]["chosen"], json!([free]), "{v}");
+    let anti = v["stages"].as_array().expect("stages").iter().find(|s| s["name"] == "ServerGroupAntiAffinityFilter");
+    assert_eq!(anti.map(|s| s["kept"].clone()), Some(json!(1)), "{v}");
+    let named = &v["named"];
+    assert_eq!(named[0]["rejected_by"], "ServerGroupAntiAffinityFilter", "{v}");
+    assert_eq!(
+        named[0]["reason"],
+        format!("already runs 1 member of anti-affinity group {group} (max_server_per_host 1)")
+    );
+    assert_eq!(named[1]["verdict"], "chosen", "{v}");
+    assert_eq!(named[2]["verdict"], "unknown", "{v}");
+
+    // A flavor that fits nowhere: stopped at Placement, the shortfall named.
+    let (s, v) = explain(json!({"flavor": "huge", "hosts": [free]}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["decision"]["status"], "no_valid_host");
+    assert_eq!(v["named"][0]["stage"], "placement");
+    assert!(v["named"][0]["reason"].as_str().unwrap_or("").starts_with("VCPU: asks 4096"), "{v}");
+
+    // An existing server's RequestSpec: its own host does not count
+    // against it (as for a move), so both hosts pass the group's filter.
+    let (s, v) = explain(json!({"server": server, "hosts": [busy]}));
+    assert_eq!(s, 200, "{v}");
+    assert_ne!(v["named"][0]["rejected_by"], "ServerGroupAntiAffinityFilter", "{v}");
+
+    // Nothing was claimed and nothing was booted.
+    let usage_after: Vec<_> = providers.values().map(|rp| cloud.usages(rp)).collect();
+    assert_eq!(usage_before, usage_after);
+    assert_eq!(cloud.servers().len(), 1);
+
+    // Bad input: Placement-style error bodies, never a 500.
+    for (body, status) in [
+        (json!({"flavor": "nope"}), 404),
+        (json!({}), 400),
+        (json!({"flavor": "small", "bogus": 1}), 400),
+        (json!({"flavor": "small", "num_instances": 0}), 400),
+        (json!({"flavor": "small", "scheduler_hints": {"group": "not-a-group"}}), 404),
+        (json!({"server": server, "flavor": "small"}), 400),
+    ] {
+        let (s, v) = explain(body.clone());
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(v["errors"][0]["detail"].is_string(), "{body}: {v}");
+    }
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{root}/v1/explain"))
+        .header("X-Auth-Token", "demo")
+        .json(&json!({"flavor": "small"}))
+        .send()
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 403);
+
+    // The CLI against the running cloud.
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["explain", "--from", &root, "--flavor", "small", "--hint", &format!("group={group}")])
+        .args(["--host", &busy])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ServerGroupAntiAffinityFilter") && text.contains("already runs 1 member"), "{text}");
+    assert!(text.contains(&format!("Decision: {free}")), "{text}");
+}
+
 /// Issue 11: the claim allocates what the flavor asked for (extra-spec
 /// classes included), the live fleet follows every write in place, and
 /// builds that finished no longer count as I/O operations.

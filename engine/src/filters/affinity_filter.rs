@@ -68,6 +68,17 @@ impl HostFilter for ServerGroupAntiAffinityFilter {
             .collect();
         Ok((!full.is_empty()).then(|| host_set_kernel(full, false)))
     }
+
+    fn reason(&self, ctx: &RequestContext<'_>, host: usize) -> Option<String> {
+        let g = ctx.group?;
+        let (_, n) = g.members_per_host(ctx.fleet).into_iter().find(|&(h, _)| h as usize == host)?;
+        let group = ctx.request.hint_str("group").unwrap_or_default();
+        Some(format!(
+            "already runs {n} member{} of anti-affinity group {group} (max_server_per_host {})",
+            if n == 1 { "" } else { "s" },
+            g.max_server_per_host
+        ))
+    }
 }
 
 /// `affinity` groups: once a member is placed, only the group's hosts.
@@ -83,6 +94,12 @@ impl HostFilter for ServerGroupAffinityFilter {
             return Ok(None);
         }
         Ok(Some(host_set_kernel(g.hosts.iter().copied().collect(), true)))
+    }
+
+    fn reason(&self, ctx: &RequestContext<'_>, _host: usize) -> Option<String> {
+        let g = ctx.group?;
+        let on: Vec<&str> = g.hosts.iter().map(|&h| ctx.fleet.name(h as usize)).collect();
+        Some(format!("affinity group members run on {} only", on.join(", ")))
     }
 }
 

@@ -28,4 +28,19 @@ impl HostFilter for ComputeFilter {
             and_words(mask, age.len(), |i| (age[i] + clock).abs() <= down);
         })))
     }
+
+    fn reason(&self, ctx: &RequestContext<'_>, host: usize) -> Option<String> {
+        let (batch, row) = ctx.fleet.locate(host);
+        if batch.service_disabled.get(row) {
+            return Some("its nova-compute service is disabled".into());
+        }
+        if batch.service_forced_down.get(row) {
+            return Some("its nova-compute service is forced down".into());
+        }
+        let age = (batch.service_age_s[row] + ctx.fleet.service_clock).abs();
+        Some(format!(
+            "its nova-compute service is down: last heartbeat {age:.0} s ago, service_down_time {} s",
+            ctx.conf.service_down_time
+        ))
+    }
 }

@@ -110,6 +110,12 @@ pub trait HostFilter: Send + Sync {
     /// # Errors
     /// A request this filter cannot handle.
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError>;
+    /// Why host `host` fails this filter, in words, for `quiver explain`:
+    /// asked only of a host the kernel rejected, never on the scheduling
+    /// path. `None`: nothing to add to the filter's name.
+    fn reason(&self, _ctx: &RequestContext<'_>, _host: usize) -> Option<String> {
+        None
+    }
 }
 
 /// One registered filter: its Nova class name (the config key, defined

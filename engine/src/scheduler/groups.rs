@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use crate::error::{EngineError, Result};
-use crate::request::{ServerGroup, parse_uuid};
+use crate::filters::GroupView;
+use crate::fleet::Fleet;
+use crate::request::{BootRequest, ServerGroup, parse_uuid};
 
 /// Server groups known to the scheduler, evolving as requests add members.
 #[derive(Clone, Debug, Default)]
@@ -48,5 +50,35 @@ impl Groups {
             out.groups.insert(uuid, GroupState { policy: g.policy.clone(), max_server_per_host: max, members });
         }
         Ok(out)
+    }
+}
+
+impl Groups {
+    /// The server group of `req` (hint `group`) as the filters see it,
+    /// with `uuids`, the instances being placed, added to its members
+    /// first, as nova-api adds them. `Ok(None)`: no group asked for.
+    ///
+    /// # Errors
+    /// A `group` hint that names no known group (the message says so).
+    pub(super) fn join(
+        &mut self,
+        fleet: &Fleet,
+        req: &BootRequest,
+        uuids: &[u128],
+    ) -> std::result::Result<Option<GroupView>, String> {
+        let Some(g) = req.hint_str("group") else { return Ok(None) };
+        let Some(state) = parse_uuid(&g).and_then(|u| self.groups.get_mut(&u)) else {
+            return Err(format!("scheduler hint group={g} names no known server group"));
+        };
+        state.members.extend(uuids.iter().copied());
+        let mut hosts: Vec<u32> = state.members.iter().filter_map(|m| fleet.instances.get(m).copied()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        Ok(Some(GroupView {
+            policy: state.policy.clone(),
+            members: state.members.clone(),
+            hosts,
+            max_server_per_host: state.max_server_per_host,
+        }))
     }
 }

@@ -21,12 +21,14 @@ use crate::select::{Scored, TopK, weight_then_index};
 use crate::weights::{self, HostWeigher, Multiplier, Named, Raw};
 
 mod decision;
+mod explain;
 mod groups;
 mod placement_query;
 mod rebuild;
 
 use decision::fail_with;
 pub use decision::{Decision, InstanceDecision};
+pub use explain::{Explanation, HostVerdict, Stage};
 pub use groups::Groups;
 
 /// What instance `k` must remember of instance `j < k` to order ties as
@@ -173,11 +175,7 @@ impl Scheduler {
         within: Option<&Mask>,
     ) -> Decision {
         let n = req.num_instances.max(1) as usize;
-        let uuids: Vec<u128> = (0..n)
-            .map(|k| {
-                req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))
-            })
-            .collect();
+        let uuids: Vec<u128> = (0..n).map(|k| instance_uuid(req, index, k)).collect();
         let mut d = Decision {
             req: index,
             id: req.id.clone(),
@@ -190,29 +188,14 @@ impl Scheduler {
             instances: Vec::new(),
         };
         // 1. server group: members first, as nova-api adds them.
-        let mut group: Option<GroupView> = None;
-        if let Some(g) = req.hint_str("group") {
-            match parse_uuid(&g).and_then(|u| groups.groups.get_mut(&u)) {
-                Some(state) => {
-                    state.members.extend(uuids.iter().copied());
-                    let mut hosts: Vec<u32> =
-                        state.members.iter().filter_map(|m| fleet.instances.get(m).copied()).collect();
-                    hosts.sort_unstable();
-                    hosts.dedup();
-                    group = Some(GroupView {
-                        policy: state.policy.clone(),
-                        members: state.members.clone(),
-                        hosts,
-                        max_server_per_host: state.max_server_per_host,
-                    });
-                }
-                None => {
-                    d.status = "unsupported".into();
-                    d.error = Some(format!("scheduler hint group={g} names no known server group"));
-                    return d;
-                }
+        let mut group = match groups.join(fleet, req, &uuids) {
+            Ok(g) => g,
+            Err(e) => {
+                d.status = "unsupported".into();
+                d.error = Some(e);
+                return d;
             }
-        }
+        };
         // 2. placement
         let query = match self.placement_query_for(fleet, req, within.is_some()) {
             Ok(q) => q.prepare(fleet),
@@ -669,6 +652,12 @@ impl Scheduler {
         }
         (all.into_vec(), weights)
     }
+}
+
+/// The uuid of instance `k` of request `index`: the one the request names,
+/// else FORMAT.md's default.
+fn instance_uuid(req: &BootRequest, index: usize, k: usize) -> u128 {
+    req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))
 }
 
 /// The one rayon pool every scheduler's kernels run on (CONVENTIONS.md

@@ -44,28 +44,47 @@ impl Scheduler {
         let mut q = PlacementQuery::default();
         q.required.extend(rr.unnumbered.required.iter().map(|t| t.to_string()));
         q.forbidden.extend(rr.unnumbered.forbidden.iter().map(|t| t.to_string()));
-        if fleet.min_service_version >= 73 {
-            q.required.push("OWNER_NOVA".into());
-        }
-        q.forbidden.push("COMPUTE_STATUS_DISABLED".into());
         for &(rc, a) in &rr.unnumbered.resources {
             match fleet.rc_index(rc) {
                 Some(i) => q.resources.push((i, a)),
                 None => q.unknown_resources.push(rc.to_owned()),
             }
         }
-        if let Some(az) = req.availability_zone.as_deref().filter(|a| !a.is_empty()) {
-            let aggs: Vec<u32> = fleet
-                .aggregates
-                .iter()
-                .enumerate()
-                .filter(|(_, a)| a.metadata.get("availability_zone").is_some_and(|v| v == az))
-                .map(|(i, _)| i as u32)
-                .collect();
-            if !aggs.is_empty() {
-                q.member_of.push(aggs);
-            }
+        for (_, f) in request_filters(fleet, req) {
+            q.required.extend(f.required);
+            q.forbidden.extend(f.forbidden);
+            q.member_of.extend(f.member_of);
         }
         Ok(q)
     }
+}
+
+/// Nova's request filters as Quiver applies them, in Nova's order, each
+/// with what it adds to the placement query: the zone asked for to
+/// `member_of` its aggregates (`map_az_to_placement_aggregate`), disabled
+/// computes out (`compute_status_filter`), and `OWNER_NOVA` once every
+/// compute reports it (service version 73+). `quiver explain` counts the
+/// hosts each one keeps.
+pub(crate) fn request_filters(fleet: &Fleet, req: &BootRequest) -> Vec<(&'static str, PlacementQuery)> {
+    let mut out = Vec::new();
+    if let Some(az) = req.availability_zone.as_deref().filter(|a| !a.is_empty()) {
+        let aggs: Vec<u32> = fleet
+            .aggregates
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.metadata.get("availability_zone").is_some_and(|v| v == az))
+            .map(|(i, _)| i as u32)
+            .collect();
+        if !aggs.is_empty() {
+            out.push(("map_az_to_placement_aggregate", PlacementQuery { member_of: vec![aggs], ..Default::default() }));
+        }
+    }
+    out.push((
+        "compute_status_filter",
+        PlacementQuery { forbidden: vec!["COMPUTE_STATUS_DISABLED".into()], ..Default::default() },
+    ));
+    if fleet.min_service_version >= 73 {
+        out.push(("owner_nova", PlacementQuery { required: vec!["OWNER_NOVA".into()], ..Default::default() }));
+    }
+    out
 }
