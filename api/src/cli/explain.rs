@@ -11,7 +11,7 @@ use quiver_engine::request::Flavor;
 use quiver_engine::{BootRequest, Groups, Scheduler};
 use serde_json::{Value, json};
 
-use super::decide::Profile;
+use super::scheduler_args::SchedulerArgs;
 
 /// Arguments of `quiver explain`.
 #[derive(Debug, Args)]
@@ -84,15 +84,9 @@ pub struct ExplainArgs {
     /// Hosts to explain, comma separated or repeated.
     #[arg(long = "host", value_delimiter = ',')]
     pub hosts: Vec<String>,
-    /// Filter profile for --fleet (ignored when --filters is given).
-    #[arg(long, value_enum, default_value_t = Profile::Default)]
-    pub profile: Profile,
-    /// Explicit filter list for --fleet, Nova class names, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    pub filters: Option<Vec<String>>,
-    /// Nova option override `group.option=value` for --fleet, repeatable.
-    #[arg(long = "conf", value_name = "GROUP.OPTION=VALUE")]
-    pub conf: Vec<String>,
+    /// With --fleet: the filters and options (a running Quiver uses its own).
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
     /// Print the explanation as JSON (the /v1/explain body).
     #[arg(long)]
     pub json: bool,
@@ -174,10 +168,7 @@ fn on_fleet(a: &ExplainArgs, path: &std::path::Path, hints: BTreeMap<String, Val
             (req, Groups::default(), 0)
         }
     };
-    conf.enabled_filters = a.filters.clone().unwrap_or_else(|| a.profile.filters());
-    for c in &a.conf {
-        conf.set_override(c)?;
-    }
+    a.scheduler.apply(&mut conf)?;
     let mut scheduler = Scheduler::new(conf, 0)?;
     let e = scheduler.explain(&mut fleet, &groups, &req, index, &a.hosts, None);
     Ok(serde_json::to_value(&e)?)

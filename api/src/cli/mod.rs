@@ -20,6 +20,7 @@ pub mod openapi;
 pub mod plan;
 pub mod plots;
 pub mod query;
+pub mod scheduler_args;
 pub mod serve;
 pub mod simulate;
 

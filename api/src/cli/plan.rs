@@ -13,7 +13,7 @@ use quiver_engine::request::Flavor;
 use quiver_engine::{BootRequest, Fleet};
 use serde_json::Value;
 
-use super::decide::Profile;
+use super::scheduler_args::SchedulerArgs;
 
 /// `quiver plan` subcommands.
 #[derive(Debug, Subcommand)]
@@ -45,15 +45,8 @@ pub struct FleetSource {
     /// Seed of the generated fleet.
     #[arg(long, default_value_t = 1)]
     pub fleet_seed: u64,
-    /// Filter profile (ignored when --filters is given).
-    #[arg(long, value_enum, default_value_t = Profile::Default)]
-    pub profile: Profile,
-    /// Explicit filter list, Nova class names, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    pub filters: Option<Vec<String>>,
-    /// Nova option override `group.option=value`, repeatable.
-    #[arg(long = "conf", value_name = "GROUP.OPTION=VALUE")]
-    pub conf: Vec<String>,
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
     /// Seed of the scheduler's random choices (`host_subset_size`).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -78,10 +71,7 @@ impl FleetSource {
         for (k, v) in fleet.nova_conf.clone() {
             conf.set(&k, &v).context("the fleet's nova_conf")?;
         }
-        conf.enabled_filters = self.filters.clone().unwrap_or_else(|| self.profile.filters());
-        for c in &self.conf {
-            conf.set_override(c)?;
-        }
+        self.scheduler.apply(&mut conf)?;
         Ok(conf)
     }
 }
