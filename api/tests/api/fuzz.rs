@@ -27,8 +27,16 @@ fn counter(http: &reqwest::blocking::Client, url: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} not in {url}")) as u64
 }
 
-/// One schemathesis run; whether every check passed, and its last lines.
-fn schemathesis(venv: &Path, base: &str, headers: &[&str], extra: &[&str], examples: u32, seed: u64) -> (bool, String) {
+/// One schemathesis run: whether every check passed, its last lines, and
+/// whether the tool crashed on [`CPYTHON_AST_RACE`].
+fn schemathesis(
+    venv: &Path,
+    base: &str,
+    headers: &[&str],
+    extra: &[&str],
+    examples: u32,
+    seed: u64,
+) -> (bool, String, bool) {
     let mut cmd = Command::new(venv.join("bin/schemathesis"));
     cmd.args(["run", &format!("{base}/openapi.json")])
         .args([
@@ -50,8 +58,16 @@ fn schemathesis(venv: &Path, base: &str, headers: &[&str], extra: &[&str], examp
     let out = cmd.output().expect("schemathesis runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     let tail: Vec<&str> = text.lines().rev().take(60).collect();
-    (out.status.success(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    (out.status.success(), tail, text.contains(CPYTHON_AST_RACE))
 }
+
+/// CPython 3.11 before 3.11.8 (gh-106905) can raise this `SystemError`
+/// when two threads parse Python source at once: hypothesis does so to
+/// describe a filter while schemathesis generates with `--workers 2`. It
+/// is a crash of the tool, not an answer of Quiver's, so that one run is
+/// repeated (every check still has to pass).
+const CPYTHON_AST_RACE: &str = "AST constructor recursion depth mismatch";
 
 #[test]
 fn schemathesis_finds_no_5xx_and_no_response_off_the_description_on_any_port() {
@@ -96,7 +112,12 @@ fn schemathesis_finds_no_5xx_and_no_response_off_the_description_on_any_port() {
     ];
     let mut failed = Vec::new();
     for (i, (name, base, version, extra, n)) in runs.iter().enumerate() {
-        let (ok, tail) = schemathesis(&venv, base, &["X-Auth-Token: admin", version], extra, *n, 1000 + i as u64);
+        let run = || schemathesis(&venv, base, &["X-Auth-Token: admin", version], extra, *n, 1000 + i as u64);
+        let (mut ok, mut tail, crashed) = run();
+        if !ok && crashed {
+            eprintln!("schemathesis on {name} crashed on CPython's AST race (gh-106905); running it again");
+            (ok, tail, _) = run();
+        }
         let cases = tail.lines().find(|l| l.contains(" generated")).unwrap_or("").trim().to_owned();
         eprintln!("schemathesis on {name}: {cases}\n{tail}");
         if !ok {
