@@ -36,6 +36,14 @@ pub struct PreparedQuery {
 }
 
 impl PlacementQuery {
+    /// Adds `other`'s traits and `member_of` groups (a request filter's
+    /// part of the query) to this one.
+    pub fn merge(&mut self, other: &PlacementQuery) {
+        self.required.extend(other.required.iter().cloned());
+        self.forbidden.extend(other.forbidden.iter().cloned());
+        self.member_of.extend(other.member_of.iter().cloned());
+    }
+
     /// Builds the per-trait-set and per-aggregate-set tables once.
     pub fn prepare(&self, fleet: &Fleet) -> PreparedQuery {
         let mut impossible = !self.unknown_resources.is_empty();

@@ -1,10 +1,11 @@
 //! `POST /v1/explain` (admin): where a request would land on the running
 //! cloud and why not elsewhere: the hosts each request filter, Placement's
 //! query and each filter kept, and for named hosts the first stage that
-//! rejected each one, in words. Answered from a snapshot of the live fleet
-//! with a scheduler of its own (same options, seed 0): nothing is claimed,
-//! and the conductor's scheduler (its `host_subset_size` draws) is not
-//! touched.
+//! rejected each one, in words. Answered on the live fleet under its lock
+//! (a consistent view, as the conductor's decisions see it; nothing is
+//! copied, claimed or changed) with a scheduler of its own (same options,
+//! seed 0), so the conductor's scheduler (its `host_subset_size` draws) is
+//! not touched.
 //!
 //! Body: `{"flavor": ID or name, "image": ID, "availability_zone": Z,
 //! "scheduler_hints": {...}, "num_instances": N, "hosts": [names]}`, or
@@ -131,16 +132,14 @@ fn explain_now(api: &ComputeApi, ctx: &Ctx, body: &ExplainBody) -> Result<Value,
     };
     let (req, groups) = request(api, ctx, body)?;
     let rr = quiver_engine::resource_request::from_flavor(&req.flavor, req.is_bfv);
-    // The snapshot and Placement's candidates for numbered groups, as one
-    // consistent view.
-    let (mut fleet, within) = api.placement.read_with_fleet(|state, fleet| {
-        let numbered = rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty());
-        let within = numbered.map(|rr| tree_candidates(state, fleet, rr).map(|t| t.within));
-        (fleet.clone(), within)
-    });
-    let within = within.transpose().map_err(bad)?;
     let mut scheduler = Scheduler::new(conf, 0).map_err(|e| internal(e.to_string()))?;
-    let e = scheduler.explain(&mut fleet, &groups, &req, 0, &body.hosts, within.as_ref());
+    // On the one live fleet, under its lock, as the conductor decides: no
+    // copy of the fleet per request; the decision leaves it as it was.
+    let e = api.placement.with_fleet(|state, fleet| {
+        let numbered = rr.as_ref().ok().filter(|rr| !rr.numbered.is_empty());
+        let within = numbered.map(|rr| tree_candidates(state, fleet, rr).map(|t| t.within)).transpose().map_err(bad)?;
+        Ok(scheduler.explain(fleet, &groups, &req, 0, &body.hosts, within.as_ref()))
+    })?;
     serde_json::to_value(&e).map_err(|e| internal(e.to_string()))
 }
 

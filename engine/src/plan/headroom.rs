@@ -118,11 +118,14 @@ pub fn headroom(
         )));
     }
     let bound = per_host_bound(fleet, &cap, &demand, &live_hosts);
-    let n = limit.map_or(bound, |l| l.min(bound));
-    // One request per server that could possibly fit, plus one to see
-    // what stops the next.
+    // One request per server that could possibly fit and one more to see
+    // what stops the next; or `limit` requests when that is fewer.
+    let requests = match limit {
+        Some(l) if l < bound => l,
+        _ => bound + 1,
+    };
     workload.requests =
-        (0..=n).map(|i| SimRequest { arrival: i as f64, departure: None, class, group: None }).collect();
+        (0..requests).map(|i| SimRequest { arrival: i as f64, departure: None, class, group: None }).collect();
     let mut copy = fleet.clone();
     let mut groups = Groups::default();
     let mut placer = Placer::new(sched, &copy, &workload, true);
@@ -131,9 +134,6 @@ pub fn headroom(
     let mut stopped_by = "limit".to_owned();
     let t0 = Instant::now();
     for r in 0..workload.requests.len() {
-        if r as u64 == n && limit.is_some_and(|l| l < bound) {
-            break;
-        }
         match placer.arrive(&mut copy, &mut groups, &workload, r) {
             Outcome::Placed { host, fast: f } => {
                 placed_on.push(host);

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::placement_query::request_filters;
 use super::{Decision, Groups, Scheduler, instance_uuid};
-use crate::candidates::PlacementQuery;
-use crate::filters::{FilterError, GroupView, RequestContext};
+use crate::candidates::{PlacementQuery, PreparedQuery};
+use crate::filters::{HostFilter, Kernel, RequestContext};
 use crate::fleet::{Fleet, NO_AZ};
 use crate::mask::Mask;
 use crate::request::BootRequest;
@@ -65,18 +65,29 @@ pub struct Explanation {
     pub named: Vec<HostVerdict>,
 }
 
-fn add(acc: &mut PlacementQuery, q: &PlacementQuery) {
-    acc.required.extend(q.required.iter().cloned());
-    acc.forbidden.extend(q.forbidden.iter().cloned());
-    acc.member_of.extend(q.member_of.iter().cloned());
-}
-
 /// Whether host `row` is among the candidates of `q` (and of `within`).
-fn is_candidate(fleet: &Fleet, q: &PlacementQuery, row: usize, within: Option<&Mask>) -> bool {
+fn is_candidate(fleet: &Fleet, q: &PreparedQuery, row: usize, within: Option<&Mask>) -> bool {
     let (batch, r) = fleet.locate(row);
     let mut words = vec![0u64; batch.len().div_ceil(64)];
-    q.prepare(fleet).candidates(fleet, batch, &mut words);
+    q.candidates(fleet, batch, &mut words);
     (words[r / 64] >> (r % 64)) & 1 == 1 && within.is_none_or(|w| row < w.len() && w.get(row))
+}
+
+/// One filter prepared for the request: its name, the filter (for its
+/// reasons) and its kernel (`None`: every host passes).
+type PreparedFilter<'a> = (&'static str, &'a dyn HostFilter, Option<Kernel<'a>>);
+
+/// What each named host is checked against, prepared once per request.
+struct Checks<'a> {
+    /// Nova's request filters, each with the query of it and the ones
+    /// before it.
+    request_filters: Vec<(&'static str, PreparedQuery)>,
+    /// Placement's whole query, or why the request cannot be asked.
+    placement: Result<(PlacementQuery, PreparedQuery), String>,
+    /// The filters in order, or the one that refused the request.
+    filters: Result<Vec<PreparedFilter<'a>>, (&'static str, String)>,
+    /// What the filters see (for their reasons in words).
+    ctx: Option<RequestContext<'a>>,
 }
 
 /// Why host `row` fails request filter `name`.
@@ -173,17 +184,27 @@ impl Scheduler {
         hosts: &[String],
         within: Option<&Mask>,
     ) -> Explanation {
-        let prefilters = request_filters(fleet, req);
-        let mut stages = Vec::new();
-        let mut acc = PlacementQuery::default();
-        for (name, q) in &prefilters {
-            add(&mut acc, q);
-            let kept = self.candidate_masks(fleet, &acc.prepare(fleet)).iter().map(Mask::count).sum();
-            stages.push(Stage { kind: "request_filter", name: (*name).to_owned(), kept });
-        }
         let traced = std::mem::replace(&mut self.trace, true);
         let decision = self.select(fleet, &mut groups.clone(), req, index, within);
         self.trace = traced;
+        let fleet: &Fleet = fleet;
+        // Request filters: cumulative queries, prepared once.
+        let mut acc = PlacementQuery::default();
+        let request_filters: Vec<(&'static str, PreparedQuery)> = request_filters(fleet, req)
+            .into_iter()
+            .map(|(name, q)| {
+                acc.merge(&q);
+                (name, acc.prepare(fleet))
+            })
+            .collect();
+        let mut stages: Vec<Stage> = request_filters
+            .iter()
+            .map(|(name, q)| Stage {
+                kind: "request_filter",
+                name: (*name).to_owned(),
+                kept: self.candidate_masks(fleet, q).iter().map(Mask::count).sum(),
+            })
+            .collect();
         if let Some(kept) = decision.placement_candidates {
             stages.push(Stage { kind: "placement", name: "allocation_candidates".into(), kept });
         }
@@ -192,102 +213,118 @@ impl Scheduler {
                 stages.push(Stage { kind: "filter", name: name.clone(), kept: *kept });
             }
         }
+        // The filters as instance 0 meets them, prepared once.
         let n = req.num_instances.max(1) as usize;
         let uuids: Vec<u128> = (0..n).map(|k| instance_uuid(req, index, k)).collect();
         let group = groups.clone().join(fleet, req, &uuids);
-        let named = hosts
-            .iter()
-            .map(|h| {
-                let group = group.as_ref().map(Option::as_ref).map_err(Clone::clone);
-                self.verdict(fleet, req, uuids[0], group, &prefilters, &decision, within, h)
-            })
-            .collect();
+        let (ctx, filters) = match &group {
+            Ok(g) => {
+                let ctx = RequestContext {
+                    fleet,
+                    conf: &self.conf,
+                    request: req,
+                    group: g.as_ref(),
+                    instance_uuid: uuids[0],
+                    index: 0,
+                };
+                let filters = self
+                    .filters
+                    .iter()
+                    .map(|(name, f)| {
+                        f.prepare(&ctx).map(|k| (*name, f.as_ref(), k)).map_err(|e| (*name, e.to_string()))
+                    })
+                    .collect();
+                (Some(ctx), filters)
+            }
+            Err(e) => (None, Err(("ServerGroup", e.clone()))),
+        };
+        let checks = Checks {
+            request_filters,
+            placement: self
+                .placement_query_for(fleet, req, within.is_some())
+                .map(|q| {
+                    let prepared = q.prepare(fleet);
+                    (q, prepared)
+                })
+                .map_err(|e| e.to_string()),
+            filters,
+            ctx,
+        };
+        let named = hosts.iter().map(|h| verdict(fleet, req, &checks, &decision, within, h)).collect();
         Explanation { hosts: fleet.live_len(), stages, decision, named }
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn verdict(
-        &self,
-        fleet: &Fleet,
-        req: &BootRequest,
-        uuid: u128,
-        group: Result<Option<&GroupView>, String>,
-        prefilters: &[(&'static str, PlacementQuery)],
-        decision: &Decision,
-        within: Option<&Mask>,
-        host: &str,
-    ) -> HostVerdict {
-        let mut v = HostVerdict {
-            host: host.to_owned(),
-            verdict: "rejected",
-            stage: None,
-            rejected_by: None,
-            reason: String::new(),
-            weight: None,
-        };
-        let Some(row) = fleet.index_of(host) else {
-            v.verdict = "unknown";
-            v.reason = "no live compute host of that name".into();
-            return v;
-        };
-        let mut reject = |stage: &'static str, by: &str, reason: String| {
-            v.stage = Some(stage);
-            v.rejected_by = Some(by.to_owned());
-            v.reason = reason;
-            v.clone()
-        };
-        let mut acc = PlacementQuery::default();
-        for (name, q) in prefilters {
-            add(&mut acc, q);
-            if !is_candidate(fleet, &acc, row, None) {
-                return reject("request_filter", name, request_filter_reason(fleet, req, name, row));
-            }
+/// What became of host `host`: the first check it fails, else its place
+/// in the decision.
+fn verdict(
+    fleet: &Fleet,
+    req: &BootRequest,
+    checks: &Checks<'_>,
+    decision: &Decision,
+    within: Option<&Mask>,
+    host: &str,
+) -> HostVerdict {
+    let mut v = HostVerdict {
+        host: host.to_owned(),
+        verdict: "rejected",
+        stage: None,
+        rejected_by: None,
+        reason: String::new(),
+        weight: None,
+    };
+    let Some(row) = fleet.index_of(host) else {
+        v.verdict = "unknown";
+        v.reason = "no live compute host of that name".into();
+        return v;
+    };
+    let mut reject = |stage: &'static str, by: &str, reason: String| {
+        v.stage = Some(stage);
+        v.rejected_by = Some(by.to_owned());
+        v.reason = reason;
+        v.clone()
+    };
+    for (name, q) in &checks.request_filters {
+        if !is_candidate(fleet, q, row, None) {
+            return reject("request_filter", name, request_filter_reason(fleet, req, name, row));
         }
-        let query = match self.placement_query_for(fleet, req, within.is_some()) {
-            Ok(q) => q,
-            Err(e) => return reject("placement", "allocation_candidates", e.to_string()),
-        };
-        if !is_candidate(fleet, &query, row, within) {
-            let why = placement_reason(fleet, &query, row, within);
-            return reject("placement", "allocation_candidates", why);
-        }
-        let group = match group {
-            Ok(g) => g,
-            Err(e) => return reject("filter", "ServerGroup", e),
-        };
-        let ctx = RequestContext { fleet, conf: &self.conf, request: req, group, instance_uuid: uuid, index: 0 };
-        let (batch, r) = fleet.locate(row);
-        for (name, f) in &self.filters {
-            let kernel = match f.prepare(&ctx) {
-                Ok(k) => k,
-                Err(e @ (FilterError::Unsupported(_) | FilterError::NovaError(_))) => {
-                    return reject("filter", name, e.to_string());
-                }
-            };
-            let Some(kernel) = kernel else { continue };
-            let mut words = vec![0u64; batch.len().div_ceil(64)];
-            words[r / 64] = 1 << (r % 64);
-            kernel(batch, &mut words);
-            if words[r / 64] == 0 {
-                let why = f.reason(&ctx, row).unwrap_or_else(|| format!("{name} does not pass it"));
-                return reject("filter", name, why);
-            }
-        }
-        let first = decision.instances.first();
-        v.weight = first.and_then(|i| i.top5.as_ref()).and_then(|t| t.iter().find(|(h, _)| h == host)).map(|p| p.1);
-        let weighed = match v.weight {
-            Some(w) => format!("weighed {w:.4}"),
-            None => "not among the five best weighed hosts".into(),
-        };
-        (v.verdict, v.reason) = if decision.chosen.iter().any(|c| c == host) {
-            ("chosen", format!("passed every filter; {weighed}; chosen"))
-        } else if first.is_some_and(|i| i.alternates.iter().any(|a| a == host)) {
-            ("alternate", format!("passed every filter; {weighed}; an alternate"))
-        } else {
-            ("passed", format!("passed every filter; {weighed}"))
-        };
-        v
     }
+    match &checks.placement {
+        Err(e) => return reject("placement", "allocation_candidates", e.clone()),
+        Ok((query, prepared)) if !is_candidate(fleet, prepared, row, within) => {
+            return reject("placement", "allocation_candidates", placement_reason(fleet, query, row, within));
+        }
+        Ok(_) => {}
+    }
+    let filters = match &checks.filters {
+        Ok(f) => f,
+        Err((name, e)) => return reject("filter", name, e.clone()),
+    };
+    let (batch, r) = fleet.locate(row);
+    for (name, f, kernel) in filters {
+        let Some(kernel) = kernel else { continue };
+        let mut words = vec![0u64; batch.len().div_ceil(64)];
+        words[r / 64] = 1 << (r % 64);
+        kernel(batch, &mut words);
+        if words[r / 64] == 0 {
+            let why = checks.ctx.as_ref().and_then(|ctx| f.reason(ctx, row));
+            return reject("filter", name, why.unwrap_or_else(|| format!("{name} does not pass it")));
+        }
+    }
+    let first = decision.instances.first();
+    v.weight = first.and_then(|i| i.top5.as_ref()).and_then(|t| t.iter().find(|(h, _)| h == host)).map(|p| p.1);
+    let weighed = match v.weight {
+        Some(w) => format!("weighed {w:.4}"),
+        None => "not among the five best weighed hosts".into(),
+    };
+    (v.verdict, v.reason) = if decision.chosen.iter().any(|c| c == host) {
+        ("chosen", format!("passed every filter; {weighed}; chosen"))
+    } else if first.is_some_and(|i| i.alternates.iter().any(|a| a == host)) {
+        ("alternate", format!("passed every filter; {weighed}; an alternate"))
+    } else {
+        ("passed", format!("passed every filter; {weighed}"))
+    };
+    v
 }
 
 #[cfg(test)]

@@ -51,9 +51,7 @@ impl Scheduler {
             }
         }
         for (_, f) in request_filters(fleet, req) {
-            q.required.extend(f.required);
-            q.forbidden.extend(f.forbidden);
-            q.member_of.extend(f.member_of);
+            q.merge(&f);
         }
         Ok(q)
     }
