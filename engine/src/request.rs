@@ -52,7 +52,7 @@ pub struct Image {
 }
 
 /// A server group.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ServerGroup {
     /// Group uuid.
     pub uuid: String,

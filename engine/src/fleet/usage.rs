@@ -5,7 +5,7 @@ use super::Fleet;
 use crate::error::{EngineError, Result};
 
 /// Columns that claims change, indexed by global host index.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Usage {
     /// Placement usage per resource class.
     pub used: Vec<Vec<i64>>,

@@ -54,6 +54,15 @@ impl Groups {
 }
 
 impl Groups {
+    /// Takes `uuid` out of its group's members (an instance about to be
+    /// moved: the scheduler adds it back, as it adds the instances a boot
+    /// places).
+    pub fn forget(&mut self, uuid: u128) {
+        for g in self.groups.values_mut() {
+            g.members.retain(|&m| m != uuid);
+        }
+    }
+
     /// The server group of `req` (hint `group`) as the filters see it,
     /// with `uuids`, the instances being placed, added to its members
     /// first, as nova-api adds them. `Ok(None)`: no group asked for.

@@ -145,6 +145,19 @@ impl Scheduler {
         self.schedule_with(fleet, groups, req, index, true, None)
     }
 
+    /// [`Scheduler::schedule`] over the hosts in `within` only (Nova's
+    /// `ignore_hosts` for a move: the hosts a planned move may land on).
+    pub fn schedule_within(
+        &mut self,
+        fleet: &mut Fleet,
+        groups: &mut Groups,
+        req: &BootRequest,
+        index: usize,
+        within: Option<&Mask>,
+    ) -> Decision {
+        self.schedule_with(fleet, groups, req, index, true, within)
+    }
+
     /// Decides request `index` as [`Scheduler::schedule`] does (instances of
     /// a multi-create see each other's consumption) but leaves the fleet as
     /// it was: a live fleet takes the usage from the claim that the store
