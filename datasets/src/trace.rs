@@ -57,15 +57,8 @@ pub fn read_trace(path: &Path) -> Result<Workload> {
     let mut rows = TraceRows::default();
     match ext.as_str() {
         "csv" => {
-            let mut r =
-                csv::ReaderBuilder::new().trim(csv::Trim::All).from_path(path).map_err(|e| err(e.to_string()))?;
-            let header: Vec<String> = r.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_owned).collect();
-            rows.header(&header).map_err(err)?;
-            for (i, rec) in r.records().enumerate() {
-                let rec = rec.map_err(|e| err(format!("row {}: {e}", i + 1)))?;
-                let fields: Vec<&str> = rec.iter().collect();
-                rows.row(i + 1, &fields).map_err(err)?;
-            }
+            let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+            return csv_rows(file, &what);
         }
         "parquet" => {
             let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
@@ -97,6 +90,29 @@ pub fn read_trace(path: &Path) -> Result<Workload> {
             }
         }
         other => return Err(err(format!("unknown trace format {other:?} (use .csv or .parquet)"))),
+    }
+    Ok(rows.builder.finish())
+}
+
+/// Reads a CSV trace from text (`what` names it in errors): the columns
+/// of [`read_trace`]'s CSV files.
+///
+/// # Errors
+/// A bad header or row (row number and column named).
+pub fn parse_trace_csv(text: &str, what: &str) -> Result<Workload> {
+    csv_rows(text.as_bytes(), what)
+}
+
+fn csv_rows(input: impl std::io::Read, what: &str) -> Result<Workload> {
+    let err = |e: String| EngineError::invalid(format!("trace {what}: {e}"));
+    let mut rows = TraceRows::default();
+    let mut r = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let header: Vec<String> = r.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_owned).collect();
+    rows.header(&header).map_err(err)?;
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| err(format!("row {}: {e}", i + 1)))?;
+        let fields: Vec<&str> = rec.iter().collect();
+        rows.row(i + 1, &fields).map_err(err)?;
     }
     Ok(rows.builder.finish())
 }

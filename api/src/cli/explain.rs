@@ -194,21 +194,7 @@ fn on_quiver(a: &ExplainArgs, url: &str, hints: BTreeMap<String, Value>) -> Resu
     if !hints.is_empty() {
         body["scheduler_hints"] = json!(hints);
     }
-    let token = a.token.clone().or_else(|| std::env::var("OS_TOKEN").ok()).unwrap_or_else(|| "admin".into());
-    let url = format!("{}/v1/explain", url.trim_end_matches('/'));
-    let resp = reqwest::blocking::Client::new()
-        .post(&url)
-        .header("X-Auth-Token", token)
-        .json(&body)
-        .send()
-        .with_context(|| format!("--from: POST {url}"))?;
-    let status = resp.status();
-    let v: Value = resp.json().with_context(|| format!("--from: reading the answer of {url}"))?;
-    if !status.is_success() {
-        let detail = v["errors"][0]["detail"].as_str().map_or_else(|| v.to_string(), str::to_owned);
-        bail!("--from: POST {url} answered {status}: {detail}");
-    }
-    Ok(v)
+    super::remote::post(url, "/v1/explain", &super::remote::token(a.token.as_deref()), &body)
 }
 
 /// The explanation as tables: stages, the decision, the named hosts.

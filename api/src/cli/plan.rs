@@ -23,6 +23,14 @@ pub enum PlanCommand {
     /// "free capacity / flavor size" (the difference is stranded capacity);
     /// per availability zone and per aggregate.
     Headroom(HeadroomArgs),
+    /// Would every instance on some hosts find a new home under the
+    /// current policy, and where (in Nova's move order, server groups
+    /// kept); which would not, and the first filter that stops each;
+    /// capacity left per availability zone.
+    Drain(super::plan_drain::DrainArgs),
+    /// The fewest hosts of a shape to add so that a trace replays with no
+    /// rejection, and the rejections per host added as a curve.
+    Size(super::plan_size::SizeArgs),
 }
 
 /// Where the fleet comes from, and the scheduler's options.
@@ -53,11 +61,11 @@ pub struct FleetSource {
 }
 
 impl FleetSource {
-    fn token(&self) -> String {
-        self.token.clone().or_else(|| std::env::var("OS_TOKEN").ok()).unwrap_or_else(|| "admin".into())
+    pub(super) fn token(&self) -> String {
+        super::remote::token(self.token.as_deref())
     }
 
-    fn load(&self) -> Result<Fleet> {
+    pub(super) fn load(&self) -> Result<Fleet> {
         match (&self.fleet, &self.from, self.hosts) {
             (Some(p), _, _) => super::load::fleet(p),
             (None, Some(url), _) => super::simulate::fetch_fleet(url, &self.token()),
@@ -66,7 +74,7 @@ impl FleetSource {
         }
     }
 
-    fn scheduler_conf(&self, fleet: &Fleet) -> Result<SchedulerConfig> {
+    pub(super) fn scheduler_conf(&self, fleet: &Fleet) -> Result<SchedulerConfig> {
         let mut conf = SchedulerConfig::default();
         for (k, v) in fleet.nova_conf.clone() {
             conf.set(&k, &v).context("the fleet's nova_conf")?;
@@ -178,6 +186,8 @@ fn catalog(url: &str, token: &str) -> Result<Vec<Value>> {
 pub fn run(c: PlanCommand) -> Result<()> {
     match c {
         PlanCommand::Headroom(a) => run_headroom(a),
+        PlanCommand::Drain(a) => super::plan_drain::run(a),
+        PlanCommand::Size(a) => super::plan_size::run(a),
     }
 }
 

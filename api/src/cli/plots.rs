@@ -13,8 +13,17 @@ use quiver_engine::sim::{PolicyRun, Sample};
 /// the fonts a machine happens to have.
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
+/// Makes the bundled font plotters' `sans-serif` (once per process).
+pub(super) fn register_font() {
+    static FONT_ONCE: std::sync::Once = std::sync::Once::new();
+    FONT_ONCE.call_once(|| {
+        // Fails only on a corrupt font file, which include_bytes! rules out.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
 /// Line colors per policy (colorblind-safe, Okabe-Ito).
-const COLORS: [RGBColor; 7] = [
+pub(super) const COLORS: [RGBColor; 7] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -135,11 +144,7 @@ where
 /// # Errors
 /// A file that cannot be written.
 pub fn simulation(runs: &[PolicyRun], png: &Path, svg: &Path) -> Result<()> {
-    static FONT_ONCE: std::sync::Once = std::sync::Once::new();
-    FONT_ONCE.call_once(|| {
-        // Fails only on a corrupt font file, which include_bytes! rules out.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    register_font();
     let rows = panels(runs).len().div_ceil(2) as u32;
     let size = (1400, 360 * rows);
     draw(BitMapBackend::new(png, size).into_drawing_area(), runs)?;

@@ -128,7 +128,14 @@ pub(super) fn engine_groups(r: &Records, group: &str, placing: &[&str]) -> Group
     let Some(g) = r.groups.get(group) else {
         return Groups::default();
     };
-    let mut eg = quiver_engine::ServerGroup {
+    let mut eg = engine_group(g);
+    eg.members.retain(|m| !placing.contains(&m.as_str()));
+    Groups::new(&[eg]).unwrap_or_default()
+}
+
+/// The engine's server group for a recorded one, with all its members.
+pub(super) fn engine_group(g: &super::records::ServerGroup) -> quiver_engine::ServerGroup {
+    quiver_engine::ServerGroup {
         uuid: g.id.clone(),
         name: Some(g.name.clone()),
         policy: g.policy.clone(),
@@ -136,9 +143,7 @@ pub(super) fn engine_groups(r: &Records, group: &str, placing: &[&str]) -> Group
         members: g.members.clone(),
         project_id: Some(g.project_id.clone()),
         user_id: Some(g.user_id.clone()),
-    };
-    eg.members.retain(|m| !placing.contains(&m.as_str()));
-    Groups::new(&[eg]).unwrap_or_default()
+    }
 }
 
 /// Nova's "No valid host" fault text, with what each stage kept.

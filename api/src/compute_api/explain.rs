@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use super::ComputeApi;
 use super::conductor::{boot_request, catch_up, engine_flavor, engine_groups, engine_image, groups_for};
 use super::http::Ctx;
-use super::query::{error, forbidden};
+use super::query::{Refusal, error, forbidden};
 use super::tree_candidates::tree_candidates;
 
 /// Most hosts one explain may name (each is checked stage by stage).
@@ -44,15 +44,6 @@ struct ExplainBody {
     server: Option<String>,
     #[serde(default)]
     hosts: Vec<String>,
-}
-
-/// Why an explain is refused; rendered as a Placement-style error body.
-struct Refusal(StatusCode, &'static str, String);
-
-impl Refusal {
-    fn into_response(self) -> Response {
-        error(self.0, self.1, self.2)
-    }
 }
 
 fn bad(detail: impl Into<String>) -> Refusal {

@@ -21,6 +21,8 @@ mod migrations;
 pub mod moves;
 mod orphans;
 pub mod panic_guard;
+mod plan;
+pub use plan::MAX_ADDED as PLAN_MAX_ADDED;
 pub mod precache;
 pub mod query;
 mod quotas;
@@ -539,6 +541,9 @@ pub fn app(api: Arc<ComputeApi>) -> Router {
         .route("/v1/fleet", get(query::fleet))
         .route("/v1/query", axum::routing::post(query::query))
         .route("/v1/explain", axum::routing::post(explain::explain))
+        .route("/v1/plan/drain", axum::routing::post(plan::plan_drain))
+        .route("/v1/plan/headroom", axum::routing::post(plan::plan_headroom))
+        .route("/v1/plan/size", axum::routing::post(plan::plan_size))
         .route("/identity", get(identity_version))
         .route("/identity/v3", get(identity_version))
         .route("/identity/v3/", get(identity_version))

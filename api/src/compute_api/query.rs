@@ -31,6 +31,16 @@ pub(super) fn error(status: StatusCode, code: &str, detail: impl Into<String>) -
 }
 
 /// 403 for a non-admin caller of policy `rule`.
+/// Why a `/v1/*` call is refused (status, code, detail): small to carry
+/// through `Result`s, rendered by [`error`].
+pub(super) struct Refusal(pub StatusCode, pub &'static str, pub String);
+
+impl Refusal {
+    pub(super) fn into_response(self) -> Response {
+        error(self.0, self.1, self.2)
+    }
+}
+
 pub(super) fn forbidden(rule: &str) -> Response {
     error(
         StatusCode::FORBIDDEN,

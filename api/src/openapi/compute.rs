@@ -23,6 +23,10 @@ fn wrapped_list(key: &str) -> Value {
     list_of(key, json!({"type": "object"}))
 }
 
+/// Most hosts `POST /v1/plan/size` may add (each replay builds the fleet
+/// with them).
+pub const MAX_ADDED: usize = crate::compute_api::PLAN_MAX_ADDED;
+
 fn list_items(item: Value) -> Value {
     json!({"type": "array", "items": item})
 }
@@ -229,6 +233,63 @@ pub fn operations() -> Vec<Op> {
                             "verdict": {"enum": ["chosen", "alternate", "passed", "rejected", "unknown"]},
                             "reason": {"type": "string"}}))),
                     }),
+                )),
+            ),
+        Op::new("POST", "/v1/plan/drain", "planDrain", "Where every server on some hosts would go (admin)")
+            .body(json!({"type": "object", "additionalProperties": false, "properties": {
+                "hosts": {"type": "array", "items": {"type": "string"}},
+                "aggregate": {"type": ["string", "null"]},
+                "zone": {"type": ["string", "null"]}}}))
+            .ok(
+                200,
+                Some(object(
+                    &["sources", "moves", "moved", "stuck", "by_zone", "seconds"],
+                    json!({
+                        "sources": {"type": "array", "items": {"type": "string"}},
+                        "moves": list_items(object(&["instance", "name", "source", "destination", "alternates", "stopped_by"], json!({
+                            "instance": {"type": "string"}, "name": {"type": "string"}, "source": {"type": "string"},
+                            "destination": {"type": ["string", "null"]},
+                            "alternates": {"type": "array", "items": {"type": "string"}},
+                            "stopped_by": {"type": ["string", "null"]}}))),
+                        "moved": {"type": "integer"}, "stuck": {"type": "integer"},
+                        "by_zone": list_items(object(&["name", "hosts", "free", "used_percent"], json!({
+                            "name": {"type": "string"}, "hosts": {"type": "integer"},
+                            "free": {"type": "object"}, "used_percent": {"type": "object"}}))),
+                        "seconds": {"type": "number"},
+                    }),
+                )),
+            ),
+        Op::new("POST", "/v1/plan/headroom", "planHeadroom", "How many more servers of each flavor fit (admin)")
+            .body(object(&["flavors"], json!({
+                "flavors": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 100},
+                "limit": {"type": ["integer", "null"], "minimum": 0}})))
+            .ok(
+                200,
+                Some(object(&["flavors"], json!({"flavors": list_items(object(
+                    &["flavor", "exact", "naive", "stranded", "stopped_by", "by_zone", "by_aggregate"],
+                    json!({"flavor": {"type": "string"}, "exact": {"type": "integer"}, "naive": {"type": "integer"},
+                        "stranded": {"type": "integer"}, "stopped_by": {"type": "string"},
+                        "by_zone": {"type": "array"}, "by_aggregate": {"type": "array"}}),
+                ))}))),
+            ),
+        Op::new("POST", "/v1/plan/size", "planSize", "Fewest hosts of a shape for a trace to replay with no rejection (admin)")
+            .body(object(&["trace_csv"], json!({
+                "trace_csv": {"type": "string", "description": "A trace as CSV (the columns of quiver simulate --trace)."},
+                "host_shape": {"type": "object", "additionalProperties": false, "properties": {
+                    "like": {"type": ["string", "null"]},
+                    "vcpus": {"type": ["integer", "null"], "minimum": 0},
+                    "memory_mb": {"type": ["integer", "null"], "minimum": 0},
+                    "disk_gb": {"type": ["integer", "null"], "minimum": 0}}},
+                "max_added": {"type": ["integer", "null"], "minimum": 0, "maximum": MAX_ADDED}})))
+            .ok(
+                200,
+                Some(object(
+                    &["shape", "fleet_hosts", "requests", "added", "curve", "remaining", "replays", "seconds"],
+                    json!({"shape": {"type": "string"}, "fleet_hosts": {"type": "integer"},
+                        "requests": {"type": "integer"}, "added": {"type": ["integer", "null"]},
+                        "curve": list_items(object(&["added", "rejected", "accepted"], json!({
+                            "added": {"type": "integer"}, "rejected": {"type": "integer"}, "accepted": {"type": "integer"}}))),
+                        "remaining": {"type": "object"}, "replays": {"type": "integer"}, "seconds": {"type": "number"}}),
                 )),
             ),
     ]

@@ -365,3 +365,79 @@ fn plan_headroom_and_explain_on_a_fleet_file() {
     assert_ne!(code, 0);
     assert!(err.contains("--hint") && !err.contains("panicked"), "{err}");
 }
+
+/// Issue 15: `plan drain` on a fleet file moves exactly the instances the
+/// boots put on the drained host (as `quiver decide` places them), newest
+/// first, never onto it; `plan size` answers with a curve that checks
+/// itself both ways and writes its plot.
+#[test]
+fn plan_drain_and_size_on_a_fleet_file() {
+    let fleet = fixture("fleet-200-s1.json");
+    let reqs = fixture("requests-300-s1.json");
+    // decide keeps every build in progress (num_io_ops grows, as in one
+    // scheduler run); a drain's boots are finished. With the I/O weigher
+    // off both place alike.
+    let io_off = "filter_scheduler.io_ops_weight_multiplier=0.0";
+    let (code, out, err) = quiver(&["decide", "--fleet", &fleet, "--requests", &reqs, "--conf", io_off]);
+    assert_eq!(code, 0, "{err}");
+    // Instances per host, and the request index of each on the busiest.
+    let mut on: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for line in out.lines().skip(1) {
+        let d: serde_json::Value = serde_json::from_str(line).expect("json line");
+        for i in d["instances"].as_array().into_iter().flatten() {
+            if let (Some(h), Some(u)) = (i["chosen"].as_str(), i["uuid"].as_str()) {
+                on.entry(h.to_owned()).or_default().push(u.to_owned());
+            }
+        }
+    }
+    let (busiest, placed) = on.iter().max_by_key(|(_, v)| v.len()).expect("placements");
+    let (code, out, err) = quiver(&[
+        "plan",
+        "drain",
+        "--fleet",
+        &fleet,
+        "--requests",
+        &reqs,
+        "--hosts",
+        busiest,
+        "--conf",
+        io_off,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let moves = d["moves"].as_array().expect("moves");
+    let mut planned: Vec<String> = moves.iter().map(|m| m["instance"].as_str().expect("uuid").to_owned()).collect();
+    // Newest first: the reverse of the boot order.
+    assert_eq!(planned.iter().rev().cloned().collect::<Vec<_>>(), *placed, "{d}");
+    planned.sort();
+    assert!(moves.iter().all(|m| m["source"] == busiest.as_str() && m["destination"] != busiest.as_str()), "{d}");
+    assert_eq!(d["moved"].as_u64().unwrap() + d["stuck"].as_u64().unwrap(), moves.len() as u64);
+    let (code, _, err) = quiver(&["plan", "drain", "--fleet", &fleet, "--requests", &reqs, "--hosts", "nope"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--hosts: no host nope") && !err.contains("panicked"), "{err}");
+
+    // 1,000 m1.xlarge that never leave: the fleet holds 857 (plan headroom).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("trace.csv");
+    let rows: String = (0..1000).map(|i| format!("{i},m1.xlarge\n")).collect();
+    std::fs::write(&trace, format!("arrival,flavor\n{rows}")).expect("write");
+    let out_dir = dir.path().join("size");
+    let args = ["plan", "size", "--fleet", &fleet, "--trace", trace.to_str().expect("utf8")];
+    let (code, out, err) = quiver(
+        &[&args[..], &["--host-shape", "64:262144:2000", "--json", "--out", out_dir.to_str().expect("utf8")]].concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let added = s["added"].as_u64().expect("an answer");
+    let at =
+        |k: u64| s["curve"].as_array().expect("curve").iter().find(|p| p["added"] == k).map(|p| p["rejected"].as_u64());
+    assert!(added > 0, "{s}");
+    assert_eq!(at(added), Some(Some(0)), "{s}");
+    assert!(at(added - 1).flatten().is_some_and(|r| r > 0), "{s}");
+    assert!(at(0).flatten().is_some_and(|r| r > 0), "{s}");
+    assert!(out_dir.join("size.png").exists() && out_dir.join("size.json").exists());
+    let (code, _, err) = quiver(&[&args[..], &["--host-shape", "8:lots:1"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("--host-shape 8:lots:1: RAM_MB") && !err.contains("panicked"), "{err}");
+}

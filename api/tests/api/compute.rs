@@ -1172,6 +1172,163 @@ fn an_anti_affinity_member_never_migrates_onto_a_peers_host() {
     assert_eq!(server_in(&cloud, &ids[0], "VERIFY_RESIZE")["OS-EXT-SRV-ATTR:host"], hosts[2].as_str());
 }
 
+/// Issue 15: `quiver plan drain` of one host on a running cloud, then the
+/// real cold migrations of its servers, one by one in the plan's order:
+/// each lands where the plan said, and the one the plan says stays (an
+/// anti-affinity member whose peers hold every other host) fails to move.
+#[test]
+fn plan_drain_says_where_each_server_of_a_host_lands_and_the_migrations_agree() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let cloud = Cloud::start(data.path(), &["--with-agents", "4", "--agent-driver", "fake"], false);
+    cloud.wait("four hypervisors", 30, || {
+        cloud.ok("GET", "/os-hypervisors", None)["hypervisors"].as_array().is_some_and(|h| h.len() == 4)
+    });
+    cloud.flavor("small", 1, 512, 1);
+    cloud.flavor("medium", 2, 4096, 10);
+    cloud.flavor("large", 8, 16384, 40);
+    cloud.ok("PUT", "/os-quota-sets/admin", Some(json!({"quota_set": {"cores": -1, "ram": -1, "instances": -1}})));
+    let g = cloud.ok(
+        "POST",
+        "/os-server-groups",
+        Some(json!({"server_group": {"name": "apart", "policy": "anti-affinity"}})),
+    );
+    let g = g["server_group"]["id"].as_str().expect("group").to_owned();
+    let boot = |name: String, flavor: &str, group: Option<&str>| {
+        let mut body = json!({"server": {"name": name, "flavorRef": flavor, "networks": "none"}});
+        if let Some(group) = group {
+            body["os:scheduler_hints"] = json!({"group": group});
+        }
+        assert!(cloud.boot(body)["server"]["id"].is_string());
+        cloud.settle(60);
+    };
+    // One group member per host, then a mix.
+    for i in 0..4 {
+        boot(format!("apart-{i}"), "small", Some(&g));
+    }
+    for (i, f) in ["large", "medium", "small", "large", "medium", "medium", "small", "large"].iter().enumerate() {
+        boot(format!("mix-{i}"), f, None);
+    }
+    let servers = cloud.settle(60);
+    assert!(servers.iter().all(|s| s["status"] == "ACTIVE"), "{servers:?}");
+    let host_of = |v: &Value| v["OS-EXT-SRV-ATTR:host"].as_str().expect("host").to_owned();
+    // Drain the busiest host.
+    let mut per_host: BTreeMap<String, usize> = BTreeMap::new();
+    for s in &servers {
+        *per_host.entry(host_of(s)).or_default() += 1;
+    }
+    let drained =
+        per_host.iter().max_by_key(|(h, n)| (**n, std::cmp::Reverse((*h).clone()))).expect("a host").0.clone();
+    let on_drained = per_host[&drained];
+    assert!(on_drained >= 2, "{per_host:?}");
+    let providers = cloud.providers();
+    let usage_before: Vec<_> = providers.values().map(|rp| cloud.usages(rp)).collect();
+
+    let root = cloud.compute.trim_end_matches("/v2.1").to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["plan", "drain", "--from", &root, "--hosts", &drained, "--json"])
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let moves = plan["moves"].as_array().expect("moves").clone();
+    assert_eq!(moves.len(), on_drained, "{plan}");
+    assert_eq!(plan["sources"], json!([drained]));
+    // The drained host's group member has a peer on every other host.
+    let stuck: Vec<&Value> = moves.iter().filter(|m| m["destination"].is_null()).collect();
+    assert_eq!(stuck.len(), 1, "{plan}");
+    assert!(stuck[0]["name"].as_str().is_some_and(|n| n.starts_with("apart-")), "{plan}");
+    assert_eq!(stuck[0]["stopped_by"], "ServerGroupAntiAffinityFilter", "{plan}");
+    assert_eq!((plan["moved"].as_u64(), plan["stuck"].as_u64()), (Some(on_drained as u64 - 1), Some(1)));
+    assert_eq!(plan["by_zone"][0]["hosts"], 3, "{plan}");
+    // Planning claimed nothing.
+    let usage_after: Vec<_> = providers.values().map(|rp| cloud.usages(rp)).collect();
+    assert_eq!(usage_before, usage_after);
+    // The tables, as the CLI prints them.
+    let out = Command::new(env!("CARGO_BIN_EXE_quiver"))
+        .args(["plan", "drain", "--from", &root, "--hosts", &drained])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("draining {drained}: {on_drained} instance(s)")), "{text}");
+    assert!(text.contains("ServerGroupAntiAffinityFilter") && text.contains("zone after the drain"), "{text}");
+
+    // Now move them for real, in the plan's order, each confirmed before
+    // the next (as an operator draining a host does).
+    let mut errors = 0;
+    for m in &moves {
+        let id = m["instance"].as_str().expect("uuid");
+        let (st, v) = cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"migrate": null})));
+        assert_eq!(st, 202, "{v}");
+        match m["destination"].as_str() {
+            Some(dest) => {
+                let v = server_in(&cloud, id, "VERIFY_RESIZE");
+                assert_eq!(host_of(&v), dest, "{} went elsewhere than planned: {plan}", m["name"]);
+                let (st, v) =
+                    cloud.nova("POST", &format!("/servers/{id}/action"), Some(json!({"confirmResize": null})));
+                assert_eq!(st, 204, "{v}");
+                assert_eq!(host_of(&server_in(&cloud, id, "ACTIVE")), dest);
+                cloud.wait("the migration confirmed", 30, || {
+                    let ms = cloud.ok("GET", &format!("/os-migrations?instance_uuid={id}"), None);
+                    ms["migrations"].as_array().is_some_and(|a| a.iter().any(|x| x["status"] == "confirmed"))
+                });
+            }
+            None => {
+                errors += 1;
+                cloud.wait("the move to fail", 30, || {
+                    let ms = cloud.ok("GET", "/os-migrations?status=error", None);
+                    ms["migrations"].as_array().is_some_and(|a| a.len() == errors)
+                });
+                assert_eq!(host_of(&server_in(&cloud, id, "ACTIVE")), drained);
+            }
+        }
+    }
+    // Bad input, and non-admins.
+    let plan_call = |body: Value| cloud.call("POST", &format!("{root}/v1/plan/drain"), Some(body));
+    for (body, status) in [
+        (json!({"hosts": ["no-such-host"]}), 404),
+        (json!({}), 400),
+        (json!({"hosts": [drained], "zone": "nova"}), 400),
+        (json!({"aggregate": "nope"}), 404),
+        (json!({"hosts": "compute-1"}), 400),
+    ] {
+        let (s, v) = plan_call(body.clone());
+        assert_eq!(s, status, "{body}: {v}");
+        assert!(v["errors"][0]["detail"].is_string(), "{body}: {v}");
+    }
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{root}/v1/plan/drain"))
+        .header("X-Auth-Token", "demo")
+        .json(&json!({"hosts": [drained]}))
+        .send()
+        .expect("answer");
+    assert_eq!(resp.status().as_u16(), 403);
+    // Headroom and size answer on the same cloud.
+    let (s, v) = cloud.call("POST", &format!("{root}/v1/plan/headroom"), Some(json!({"flavors": ["large"]})));
+    assert_eq!(s, 200, "{v}");
+    assert!(v["flavors"][0]["exact"].as_u64().is_some_and(|n| n > 0), "{v}");
+    // 40 servers of the large shape that never leave: more than the
+    // cloud holds, so some hosts of that shape must be added.
+    let mut trace = String::from("arrival,flavor,vcpus,memory_mb,disk_gb\n");
+    for i in 0..40 {
+        trace.push_str(&format!("{i},large,8,16384,40\n"));
+    }
+    let (s, v) = cloud.call(
+        "POST",
+        &format!("{root}/v1/plan/size"),
+        Some(json!({"trace_csv": trace, "host_shape": {"like": drained, "vcpus": 16, "memory_mb": 32768}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["requests"], 40, "{v}");
+    let added = v["added"].as_u64().expect("an answer") as usize;
+    let at = |k: usize| {
+        v["curve"].as_array().expect("curve").iter().find(|p| p["added"] == k).map(|p| p["rejected"].clone())
+    };
+    assert!(added > 0, "{v}");
+    assert_eq!((at(added), at(added - 1).is_some_and(|r| r != 0)), (Some(json!(0)), true), "{v}");
+    let (s, v) = cloud.call("POST", &format!("{root}/v1/plan/size"), Some(json!({"trace_csv": "arrival\n"})));
+    assert_eq!(s, 400, "{v}");
+}
+
 #[test]
 fn live_migration_keeps_the_guest_running_on_exactly_one_host() {
     let data = tempfile::tempdir().expect("tempdir");

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::SchedulerConfig;
 use crate::error::{EngineError, Result};
@@ -35,7 +35,7 @@ pub struct DrainInstance {
 }
 
 /// Where one instance would go.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Move {
     /// The instance's uuid.
     pub instance: String,
@@ -54,7 +54,7 @@ pub struct Move {
 }
 
 /// Capacity left in one availability zone after the drain.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ZoneCapacity {
     /// Zone name (`""`: hosts in no zone).
     pub name: String,
@@ -68,7 +68,7 @@ pub struct ZoneCapacity {
 }
 
 /// The plan for draining some hosts.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Drain {
     /// The hosts drained.
     pub sources: Vec<String>,

@@ -7,4 +7,4 @@ pub mod size;
 
 pub use drain::{Drain, DrainInstance, Move, ZoneCapacity, drain, nova_move_order};
 pub use headroom::{Headroom, PartHeadroom, headroom};
-pub use size::{Size, SizePoint, host_shape, size};
+pub use size::{Size, SizePoint, describe_shape, host_shape, size};

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::fleet::Fleet;
@@ -24,7 +24,7 @@ use crate::sim::replay::replay;
 use crate::sim::workload::Workload;
 
 /// Rejections with `added` hosts of the shape.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SizePoint {
     /// Hosts added.
     pub added: usize,
@@ -35,7 +35,7 @@ pub struct SizePoint {
 }
 
 /// The answer of `plan size`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Size {
     /// The shape, in words (resources and the host its other facts come from).
     pub shape: String,
@@ -106,6 +106,16 @@ pub fn host_shape(
     h.service.last_seen_up_age_s = 0.0;
     h.traits.retain(|t| t != "COMPUTE_STATUS_DISABLED");
     Ok(h)
+}
+
+/// A shape in words: its VCPU, RAM and disk (with allocation ratios),
+/// and the host its other facts come from.
+pub fn describe_shape(shape: &HostRecord, like: &str) -> String {
+    let part =
+        |rc: &str, unit: &str| shape.inventory(rc).map(|i| format!("{} {unit} (x{})", i.total, i.allocation_ratio));
+    let parts: Vec<String> =
+        [part("VCPU", "VCPU"), part("MEMORY_MB", "MB RAM"), part("DISK_GB", "GB disk")].into_iter().flatten().collect();
+    format!("{}, otherwise like {like}", parts.join(", "))
 }
 
 /// `fleet` with `k` copies of `shape` appended (named `added-00001`...).
