@@ -21,12 +21,14 @@ pub mod plan;
 pub mod plan_drain;
 pub mod plan_size;
 pub mod plot_size;
+pub mod plot_sweep;
 pub mod plots;
 pub mod query;
 pub mod remote;
 pub mod scheduler_args;
 pub mod serve;
 pub mod simulate;
+pub mod sweep;
 
 /// Quiver: OpenStack Nova's scheduler and Placement as vectorized kernels
 /// over a columnar fleet.

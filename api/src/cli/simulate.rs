@@ -85,8 +85,15 @@ pub struct SimulateArgs {
     /// path; same decisions, slower: for checking and for baselines).
     #[arg(long)]
     pub full_pipeline: bool,
+    /// Sweep Nova options over a grid instead of comparing --policy files:
+    /// `GROUP.OPTION=START:STOP:STEP`, comma separated or repeated (the
+    /// grid is every combination, on top of the one --policy or Nova's
+    /// defaults). Points replay in parallel; the best per metric is named.
+    #[arg(long = "sweep", value_delimiter = ',', value_name = "GROUP.OPTION=START:STOP:STEP")]
+    pub sweeps: Vec<String>,
     /// Write summary.json, timeline.parquet, timeline.csv and plots
-    /// (simulation.png, simulation.svg) here.
+    /// (simulation.png, simulation.svg) here; with --sweep, sweep.json and
+    /// the heat map (sweep.png, sweep.svg).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -115,7 +122,9 @@ Examples:
       --policy config/policies/spread.toml --policy config/policies/pack.toml --out out/alibaba
   quiver simulate --hosts 10000 --empty --requests 1000000 --rate 50 --mean-lifetime 3600 \\
       --policy config/policies/spread.toml --out out/synthetic
-  quiver simulate --fleet fleet.parquet --trace trace.csv --policy a.toml --policy b.toml";
+  quiver simulate --fleet fleet.parquet --trace trace.csv --policy a.toml --policy b.toml
+  quiver simulate --hosts 1000 --requests 20000 --out out/sweep \\
+      --sweep filter_scheduler.ram_weight_multiplier=-2:2:0.5,filter_scheduler.cpu_weight_multiplier=-1:1:1";
 
 /// Runs `quiver simulate`.
 ///
@@ -169,6 +178,10 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         fast: !a.full_pipeline,
         until,
     };
+    if !a.sweeps.is_empty() {
+        let [base] = &policies[..] else { bail!("--sweep takes at most one --policy (the base of the grid)") };
+        return super::sweep::run(&a, &fleet, &workload, base, &opts);
+    }
     let runs = replay_all(&fleet, &workload, &policies, &opts)?;
     println!("{}", summary_table(&runs));
     if let Some(out) = &a.out {

@@ -441,3 +441,53 @@ fn plan_drain_and_size_on_a_fleet_file() {
     assert_ne!(code, 0);
     assert!(err.contains("--host-shape 8:lots:1: RAM_MB") && !err.contains("panicked"), "{err}");
 }
+
+/// Issue 15: `quiver simulate --sweep` replays every grid point; each
+/// point equals a plain replay under a policy file with the same options,
+/// the best per metric is the least, and the heat map is written.
+#[test]
+fn a_policy_sweep_replays_each_grid_point_as_its_policy_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = |n: &str| dir.path().join(n).to_str().expect("utf8").to_owned();
+    let mut trace = String::from("arrival,lifetime,flavor\n");
+    for i in 0..300 {
+        let flavor = ["m1.small", "m1.medium", "m1.large"][i % 3];
+        trace += &format!("{},{},{flavor}\n", i as f64 * 0.5, 60 + (i * 7) % 300);
+    }
+    std::fs::write(d("trace.csv"), trace).expect("write");
+    let base = ["simulate", "--hosts", "100", "--empty", "--trace", &d("trace.csv")];
+    let sweep = "filter_scheduler.ram_weight_multiplier=-1:1:1,filter_scheduler.cpu_weight_multiplier=-1:0:1";
+    let (code, out, err) = quiver(&[&base[..], &["--sweep", sweep, "--out", &d("sweep")]].concat());
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("sweep/sweep.json")).expect("sweep.json")).expect("json");
+    let points = s["points"].as_array().expect("points");
+    assert_eq!(points.len(), 6, "{s}");
+    assert!(dir.path().join("sweep/sweep.png").exists() && dir.path().join("sweep/sweep.svg").exists());
+    let peak = |p: &serde_json::Value| p["peak_hosts_in_use"].as_u64().expect("peak");
+    let least = points.iter().map(peak).min().expect("a point");
+    let best = s["best"]["peak_hosts_in_use"].as_u64().expect("best") as usize;
+    assert_eq!(peak(&points[best]), least, "{s}");
+    assert!(
+        out.contains(&format!("best peak hosts in use: {}", points[best]["policy"].as_str().expect("name"))),
+        "{out}"
+    );
+    // The point ram=-1, cpu=-1 (packing) is the replay under that policy.
+    std::fs::write(d("pack.toml"), "[filter_scheduler]\nram_weight_multiplier = -1.0\ncpu_weight_multiplier = -1.0\n")
+        .expect("write");
+    let (code, _, err) = quiver(&[&base[..], &["--policy", &d("pack.toml"), "--out", &d("pack")]].concat());
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d("pack/summary.json")).expect("summary")).expect("json");
+    let pack = &points[0];
+    assert_eq!(pack["policy"], "ram_weight_multiplier=-1,cpu_weight_multiplier=-1");
+    for k in ["rejected", "peak_hosts_in_use"] {
+        assert_eq!(pack[k], summary["pack"][k], "{k}: {pack} vs {}", summary["pack"]);
+    }
+    let (code, _, err) = quiver(&[&base[..], &["--sweep", "filter_scheduler.nope=0:1:1"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("nope") && !err.contains("panicked"), "{err}");
+    let (code, _, err) = quiver(&[&base[..], &["--sweep", "filter_scheduler.ram_weight_multiplier=1:0:1"]].concat());
+    assert_ne!(code, 0);
+    assert!(err.contains("STOP >= START"), "{err}");
+}

@@ -8,6 +8,7 @@ pub mod fast;
 pub mod metrics;
 pub mod policy;
 pub mod replay;
+pub mod sweep;
 pub mod timeline;
 pub mod workload;
 
