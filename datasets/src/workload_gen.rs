@@ -139,6 +139,8 @@ mod tests {
             let strip = |c: &quiver_engine::sim::Counts| quiver_engine::sim::Counts { fast_decisions: 0, ..c.clone() };
             assert_eq!(strip(&f.counts), strip(&s.counts), "{name}");
             assert_eq!(f.timeline, s.timeline, "{name}");
+            // Rejections are decided (and named) by the fast path too.
+            assert!(f.counts.rejected > 0 && !f.counts.rejected_by_filter.is_empty(), "{name}: {:?}", f.counts);
         }
     }
 }

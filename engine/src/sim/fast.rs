@@ -55,6 +55,14 @@ pub enum Outcome {
     },
 }
 
+/// The fast path's answer for one arrival.
+enum Choice {
+    /// Nova's host.
+    Host(usize),
+    /// No host: the stage (and filter) the full pipeline would name.
+    Rejected { stage: &'static str, filter: &'static str },
+}
+
 /// Filters whose answer for a host cannot change during a replay: they read
 /// only what a simulation never changes (service state, traits, aggregates,
 /// hypervisor facts, image properties).
@@ -159,17 +167,25 @@ impl Placer {
                     None => FastState::Ineligible,
                 };
             }
-            if let FastState::Ready(tree) = &mut self.classes[c].fast
-                && let Some(host) =
-                    tree.choose(&self.sched, fleet, &workload.classes[c], &self.journal, self.journal_base)
-            {
-                let class = &self.classes[c];
-                let claimed = fleet.claim(host, &class.resources);
-                debug_assert!(claimed, "the fast path picked a host that does not fit");
-                fleet.consume(host, class.memory_mb, class.disk_mb, class.vcpus);
-                fleet.finish_build(host);
-                self.note(host);
-                return Outcome::Placed { host, fast: true };
+            if let FastState::Ready(tree) = &mut self.classes[c].fast {
+                match tree.choose(&self.sched, fleet, &workload.classes[c], &self.journal, self.journal_base) {
+                    Some(Choice::Host(host)) => {
+                        let class = &self.classes[c];
+                        let claimed = fleet.claim(host, &class.resources);
+                        debug_assert!(claimed, "the fast path picked a host that does not fit");
+                        fleet.consume(host, class.memory_mb, class.disk_mb, class.vcpus);
+                        fleet.finish_build(host);
+                        self.note(host);
+                        return Outcome::Placed { host, fast: true };
+                    }
+                    // As the full pipeline reports it (the filter only
+                    // when it traces).
+                    Some(Choice::Rejected { stage, filter }) => {
+                        let filter = (stage == "filters" && self.sched.trace).then(|| filter.to_owned());
+                        return Outcome::Rejected { stage: stage.to_owned(), filter };
+                    }
+                    None => {}
+                }
             }
         }
         let breq = match req.group {
@@ -260,8 +276,13 @@ impl WeigherSlot {
 /// The fast path's state for one request shape.
 pub(crate) struct ShapeTree {
     query: PreparedQuery,
-    /// Hosts passing placement's static checks and the static filters.
-    static_ok: Vec<u64>,
+    /// The pipeline's stages for a rejection: placement's static checks,
+    /// then after each filter with a kernel (named in `stage_names`), as
+    /// fleet-wide masks; `scount[node * stages + k]` counts the node's
+    /// hosts that fit now and pass stage `k`.
+    stages: Vec<Vec<u64>>,
+    stage_names: Vec<&'static str>,
+    scount: Vec<u32>,
     slots: Vec<WeigherSlot>,
     /// Leaves start at `size` (a power of two >= hosts).
     size: usize,
@@ -299,6 +320,7 @@ impl ShapeTree {
         let query = sched.placement_query(fleet, req).ok()?.prepare(fleet);
         let ctx = RequestContext { fleet, conf, request: req, group: None, instance_uuid: 0, index: 0 };
         let mut kernels = Vec::new();
+        let mut stage_names = Vec::new();
         for &(name, ref f) in sched.filters() {
             let Some(k) = f.prepare(&ctx).ok()? else { continue };
             let ok =
@@ -307,17 +329,21 @@ impl ShapeTree {
                 return None;
             }
             kernels.push(k);
+            stage_names.push(name);
         }
-        let mut static_ok = Vec::with_capacity(fleet.len().div_ceil(64));
+        let words_len = fleet.len().div_ceil(64);
+        let mut stages: Vec<Vec<u64>> = vec![Vec::with_capacity(words_len); kernels.len() + 1];
         for b in &fleet.batches {
             let mut words = vec![0u64; b.len().div_ceil(64)];
             query.static_candidates(fleet, b, &mut words);
-            for k in &kernels {
+            stages[0].extend_from_slice(&words);
+            for (i, k) in kernels.iter().enumerate() {
                 k(b, &mut words);
+                stages[i + 1].extend_from_slice(&words);
             }
-            static_ok.extend(words);
         }
         drop(kernels);
+
         let size = fleet.len().next_power_of_two().max(1);
         let mut perm: Vec<u32> = (0..fleet.len() as u32).collect();
         perm.sort_by_key(|&h| {
@@ -331,7 +357,9 @@ impl ShapeTree {
         }
         let mut t = Self {
             query,
-            static_ok,
+            stages,
+            stage_names,
+            scount: Vec::new(),
             slots: Vec::new(),
             size,
             pos,
@@ -349,9 +377,9 @@ impl ShapeTree {
         Some(t)
     }
 
-    /// Brings the tree up to date and picks the host, or `None` when no
-    /// host fits or the shape must go through the full pipeline this time
-    /// (then the full pipeline decides and explains).
+    /// Brings the tree up to date and picks the host, names why there is
+    /// none, or `None` when the shape must go through the full pipeline
+    /// this time.
     fn choose(
         &mut self,
         sched: &Scheduler,
@@ -359,7 +387,7 @@ impl ShapeTree {
         req: &BootRequest,
         journal: &[u32],
         base: usize,
-    ) -> Option<usize> {
+    ) -> Option<Choice> {
         let ctx = RequestContext { fleet, conf: sched.config(), request: req, group: None, instance_uuid: 0, index: 0 };
         let raws = prepare_weighers(sched, &ctx)?;
         let end = base + journal.len();
@@ -378,17 +406,20 @@ impl ShapeTree {
             }
         }
         self.seen = end;
-        self.best()
-    }
-
-    fn is_static_ok(&self, h: usize) -> bool {
-        (self.static_ok[h / 64] >> (h % 64)) & 1 == 1
+        Some(match self.best() {
+            Some(h) => Choice::Host(h),
+            None => {
+                let (stage, filter) = self.rejection();
+                Choice::Rejected { stage, filter }
+            }
+        })
     }
 
     fn rebuild(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>]) {
         let nw = self.slots.len();
         let nodes = 2 * self.size;
         self.count = vec![0; nodes];
+        self.scount = vec![0; nodes * self.stages.len()];
         self.minidx = vec![u32::MAX; nodes];
         self.lo = vec![f64::INFINITY; nodes * nw];
         self.hi = vec![f64::NEG_INFINITY; nodes * nw];
@@ -405,8 +436,7 @@ impl ShapeTree {
                 let len = (b.len() - row0).min(crate::fleet::BLOCK);
                 for h in b.start + row0..b.start + row0 + len {
                     let leaf = self.size + self.pos[h] as usize;
-                    let member = self.is_static_ok(h) && self.query.fits(fleet, h);
-                    self.count[leaf] = member as u32;
+                    let member = self.set_leaf_counts(fleet, h, leaf);
                     self.minidx[leaf] = if member { h as u32 } else { u32::MAX };
                 }
                 for (w, s) in self.slots.iter().enumerate() {
@@ -432,8 +462,7 @@ impl ShapeTree {
     fn update(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>], h: usize, buf: &mut [f64; 1]) {
         let nw = self.slots.len();
         let leaf = self.size + self.pos[h] as usize;
-        let member = self.is_static_ok(h) && self.query.fits(fleet, h);
-        self.count[leaf] = member as u32;
+        let member = self.set_leaf_counts(fleet, h, leaf);
         self.minidx[leaf] = if member { h as u32 } else { u32::MAX };
         let (b, row) = fleet.locate(h);
         for (w, s) in self.slots.iter().enumerate() {
@@ -454,9 +483,39 @@ impl ShapeTree {
         }
     }
 
+    /// Sets leaf `leaf`'s stage counts for host `h`; whether it is a member
+    /// (passes every static stage and fits now).
+    fn set_leaf_counts(&mut self, fleet: &Fleet, h: usize, leaf: usize) -> bool {
+        let ns = self.stages.len();
+        let fits = self.query.fits(fleet, h);
+        let mut member = fits;
+        for k in 0..ns {
+            let pass = fits && (self.stages[k][h / 64] >> (h % 64)) & 1 == 1;
+            self.scount[leaf * ns + k] = pass as u32;
+            member = pass;
+        }
+        self.count[leaf] = member as u32;
+        member
+    }
+
+    /// Why nothing is a member now, as the full pipeline says it: the
+    /// `placement` stage when no host passes placement's checks and fits,
+    /// else `filters` and the first filter that keeps no host.
+    fn rejection(&self) -> (&'static str, &'static str) {
+        let ns = self.stages.len();
+        match (0..ns).find(|&k| self.scount[ns + k] == 0) {
+            Some(0) | None => ("placement", ""),
+            Some(k) => ("filters", self.stage_names[k - 1]),
+        }
+    }
+
     fn pull(&mut self, node: usize) {
         let nw = self.slots.len();
+        let ns = self.stages.len();
         let (l, r) = (2 * node, 2 * node + 1);
+        for k in 0..ns {
+            self.scount[node * ns + k] = self.scount[l * ns + k] + self.scount[r * ns + k];
+        }
         self.count[node] = self.count[l] + self.count[r];
         self.minidx[node] = self.minidx[l].min(self.minidx[r]);
         for w in 0..nw {

@@ -129,6 +129,10 @@ pub fn replay(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Counts> {
     let mut groups = Groups::new(&workload.groups)?;
+    // Per-filter counts, so a rejection names the filter that kept no host
+    // (the kernels count their survivors anyway).
+    let mut sched = sched;
+    sched.trace = true;
     let mut placer = Placer::new(sched, fleet, workload, fast);
     let mut c = Counts { decisions_digest: 0xcbf2_9ce4_8422_2325, ..Counts::default() };
     let mut hosts_in_use = fleet.usage().num_instances.iter().filter(|&&n| n > 0).count() as u64;

@@ -97,3 +97,41 @@ fn unknown_filter_or_option_fails_when_read() {
     let e = Policy::parse("p", "[DEFAULT]\ncpu_allocation_ratio = -2\n").unwrap_err();
     assert!(e.to_string().contains("cpu_allocation_ratio"), "{e}");
 }
+
+/// Rejections are decided on the fast path and named as the full pipeline
+/// names them: a flavor larger than any host at `placement`, and one only
+/// a host whose service is down could take at the filter that removes it
+/// (a disabled host would go at placement: Nova's compute_status_filter
+/// forbids its trait in the query).
+#[test]
+fn rejections_are_named_alike_on_both_paths() {
+    let mut b = crate::FleetBuilder::new();
+    b.push(host("h0", 4, 4096)).unwrap();
+    let mut off = host("h1", 16, 16384);
+    off.service.forced_down = true;
+    b.push(off).unwrap();
+    let fleet = b.finish().unwrap();
+    let mut w = WorkloadBuilder::new();
+    let mut class = |vcpus, memory_mb| {
+        let flavor = Flavor { name: format!("{vcpus}"), vcpus, memory_mb, ..Default::default() };
+        w.class(BootRequest { flavor, ..Default::default() }).unwrap()
+    };
+    let (small, mid, huge) = (class(2, 1024), class(8, 8192), class(64, 1024));
+    for (i, c) in [small, mid, huge, small, mid, huge, small].into_iter().enumerate() {
+        w.push(SimRequest { arrival: i as f64, departure: None, class: c, group: None });
+    }
+    let workload = w.finish();
+    let policy = Policy::default_named("p");
+    let mut seen = Vec::new();
+    for fast in [true, false] {
+        let opts = SimOptions { seed: 0, sample_interval: None, compaction: false, fast, until: None };
+        let c = run_policy(&fleet, &workload, &policy, &opts, &mut |_| {}).unwrap().counts;
+        // small x3: 2 fit on h0 (4 VCPU), the third only on h1, which is down.
+        assert_eq!((c.accepted, c.rejected), (2, 5), "fast={fast}");
+        assert_eq!(c.rejected_by_stage, [("filters".to_string(), 3), ("placement".to_string(), 2)].into(), "fast={fast}");
+        assert_eq!(c.rejected_by_filter, [("ComputeFilter".to_string(), 3)].into(), "fast={fast}");
+        assert_eq!(c.fast_decisions, if fast { 2 } else { 0 });
+        seen.push(Counts { fast_decisions: 0, ..c });
+    }
+    assert_eq!(seen[0], seen[1]);
+}
