@@ -127,6 +127,13 @@ mod tests {
             ("default", ""),
             ("pack", "[filter_scheduler]\nram_weight_multiplier = -1.0\ncpu_weight_multiplier = -1.0\n"),
             ("ram", "[filter_scheduler]\nweight_classes = [\"RAMWeigher\", \"IoOpsWeigher\"]\n"),
+            // Counter filters: checked per host on the fast path, and
+            // binding (3 instances a host, more where aggregates say).
+            (
+                "counters",
+                "[filter_scheduler]\nenabled_filters = [\"ComputeFilter\", \"AggregateNumInstancesFilter\", \"IoOpsFilter\"]\n\
+                 max_instances_per_host = 3\nnum_instances_weight_multiplier = -1.0\n",
+            ),
         ] {
             let p = Policy::parse(name, text).unwrap();
             let run = |fast| {

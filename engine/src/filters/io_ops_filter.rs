@@ -1,7 +1,7 @@
 //! `IoOpsFilter` and `AggregateIoOpsFilter`: hosts with too many concurrent
 //! I/O-heavy operations (builds, resizes, snapshots ...) are skipped.
 
-use super::{FilterError, HostFilter, Kernel, RequestContext, counter_below_kernel};
+use super::{CounterBelow, FilterError, HostFilter, Kernel, RequestContext, counter_below_kernel};
 
 /// Passes hosts with `num_io_ops < [filter_scheduler] max_io_ops_per_host`.
 #[derive(Debug, Clone, Copy)]
@@ -14,13 +14,20 @@ pub struct AggregateIoOpsFilter;
 
 impl HostFilter for IoOpsFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_io_ops, ctx.conf.max_io_ops_per_host, None)))
+        Ok(self.counter_below(ctx).map(|c| counter_below_kernel(ctx, c)))
+    }
+
+    fn counter_below(&self, ctx: &RequestContext<'_>) -> Option<CounterBelow> {
+        Some(CounterBelow::new(ctx.fleet, |f| &f.usage().num_io_ops, ctx.conf.max_io_ops_per_host, None))
     }
 }
 
 impl HostFilter for AggregateIoOpsFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        let max = ctx.conf.max_io_ops_per_host;
-        Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_io_ops, max, Some("max_io_ops_per_host"))))
+        Ok(self.counter_below(ctx).map(|c| counter_below_kernel(ctx, c)))
+    }
+
+    fn counter_below(&self, ctx: &RequestContext<'_>) -> Option<CounterBelow> {
+        Some(CounterBelow::new(ctx.fleet, |f| &f.usage().num_io_ops, ctx.conf.max_io_ops_per_host, Some("max_io_ops_per_host")))
     }
 }

@@ -116,6 +116,54 @@ pub trait HostFilter: Send + Sync {
     fn reason(&self, _ctx: &RequestContext<'_>, _host: usize) -> Option<String> {
         None
     }
+    /// For a filter that compares one per-host counter with a limit (the
+    /// simulator's fast path checks such a host in O(1) when its counter
+    /// changes): the counter and the limit. `None` for every other filter.
+    fn counter_below(&self, _ctx: &RequestContext<'_>) -> Option<CounterBelow> {
+        None
+    }
+}
+
+/// A filter that passes hosts whose counter is below a limit.
+pub struct CounterBelow {
+    /// The counter column (`num_io_ops`, `num_instances`).
+    pub counter: fn(&Fleet) -> &Vec<i32>,
+    /// The option's value, or per aggregate set the smallest metadata
+    /// override.
+    pub limit: CounterLimit,
+}
+
+/// The limit of a [`CounterBelow`].
+pub enum CounterLimit {
+    /// One limit for every host.
+    Const(i64),
+    /// Per aggregate set.
+    PerAggset(Vec<i64>),
+}
+
+impl CounterBelow {
+    /// `counter` below `option`, overridden per host by the smallest
+    /// `aggregate_key` of its aggregates' metadata when that is given.
+    pub fn new(fleet: &Fleet, counter: fn(&Fleet) -> &Vec<i32>, option: i64, aggregate_key: Option<&str>) -> Self {
+        let limit = match aggregate_key {
+            None => CounterLimit::Const(option),
+            Some(k) => CounterLimit::PerAggset(aggset_min_values::<i64>(fleet, k, option)),
+        };
+        Self { counter, limit }
+    }
+
+    /// Whether host `h` passes now.
+    #[inline]
+    pub fn passes(&self, fleet: &Fleet, h: usize) -> bool {
+        let n = (self.counter)(fleet)[h] as i64;
+        match &self.limit {
+            CounterLimit::Const(m) => n < *m,
+            CounterLimit::PerAggset(t) => {
+                let (b, row) = fleet.locate(h);
+                n < t[b.aggset[row] as usize]
+            }
+        }
+    }
 }
 
 /// One registered filter: its Nova class name (the config key, defined
@@ -276,19 +324,13 @@ pub fn and_words(mask: &mut [u64], len: usize, mut pred: impl FnMut(usize) -> bo
 /// Aggregate* variants): `counter[i] < threshold`, the threshold being the
 /// option, or with `aggregate_key` the minimum of that metadata key over the
 /// host's aggregates (the option where absent or not a number).
-pub fn counter_below_kernel<'a>(
-    ctx: &RequestContext<'a>,
-    counter: fn(&Fleet) -> &Vec<i32>,
-    option: i64,
-    aggregate_key: Option<&str>,
-) -> Kernel<'a> {
+pub fn counter_below_kernel<'a>(ctx: &RequestContext<'a>, c: CounterBelow) -> Kernel<'a> {
     let fleet = ctx.fleet;
-    let per_aggset = aggregate_key.map(|k| aggset_min_values::<i64>(fleet, k, option));
     Box::new(move |batch, mask| {
-        let n = &counter(fleet)[batch.range()];
-        match &per_aggset {
-            None => and_words(mask, n.len(), |i| (n[i] as i64) < option),
-            Some(t) => {
+        let n = &(c.counter)(fleet)[batch.range()];
+        match &c.limit {
+            CounterLimit::Const(option) => and_words(mask, n.len(), |i| (n[i] as i64) < *option),
+            CounterLimit::PerAggset(t) => {
                 let agg = &batch.aggset;
                 and_words(mask, n.len(), |i| (n[i] as i64) < t[agg[i] as usize])
             }

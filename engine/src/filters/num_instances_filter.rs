@@ -1,7 +1,7 @@
 //! `NumInstancesFilter` and `AggregateNumInstancesFilter`: hosts already
 //! running too many instances are skipped.
 
-use super::{FilterError, HostFilter, Kernel, RequestContext, counter_below_kernel};
+use super::{CounterBelow, FilterError, HostFilter, Kernel, RequestContext, counter_below_kernel};
 
 /// Passes hosts with `num_instances < [filter_scheduler] max_instances_per_host`.
 #[derive(Debug, Clone, Copy)]
@@ -14,13 +14,20 @@ pub struct AggregateNumInstancesFilter;
 
 impl HostFilter for NumInstancesFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_instances, ctx.conf.max_instances_per_host, None)))
+        Ok(self.counter_below(ctx).map(|c| counter_below_kernel(ctx, c)))
+    }
+
+    fn counter_below(&self, ctx: &RequestContext<'_>) -> Option<CounterBelow> {
+        Some(CounterBelow::new(ctx.fleet, |f| &f.usage().num_instances, ctx.conf.max_instances_per_host, None))
     }
 }
 
 impl HostFilter for AggregateNumInstancesFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        let max = ctx.conf.max_instances_per_host;
-        Ok(Some(counter_below_kernel(ctx, |f| &f.usage().num_instances, max, Some("max_instances_per_host"))))
+        Ok(self.counter_below(ctx).map(|c| counter_below_kernel(ctx, c)))
+    }
+
+    fn counter_below(&self, ctx: &RequestContext<'_>) -> Option<CounterBelow> {
+        Some(CounterBelow::new(ctx.fleet, |f| &f.usage().num_instances, ctx.conf.max_instances_per_host, Some("max_instances_per_host")))
     }
 }

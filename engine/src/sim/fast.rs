@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 
 use crate::candidates::PreparedQuery;
-use crate::filters::RequestContext;
+use crate::filters::{CounterBelow, RequestContext};
 use crate::fleet::Fleet;
 use crate::request::{BootRequest, default_instance_uuid};
 use crate::scheduler::{Groups, Scheduler};
@@ -283,6 +283,10 @@ pub(crate) struct ShapeTree {
     stages: Vec<Vec<u64>>,
     stage_names: Vec<&'static str>,
     scount: Vec<u32>,
+    /// Filters that compare a per-host counter with a limit (checked per
+    /// host when it changes), and how many of them apply at each stage.
+    dynamic: Vec<CounterBelow>,
+    stage_dynamic: Vec<usize>,
     slots: Vec<WeigherSlot>,
     /// Leaves start at `size` (a power of two >= hosts).
     size: usize,
@@ -319,17 +323,27 @@ impl ShapeTree {
         }
         let query = sched.placement_query(fleet, req).ok()?.prepare(fleet);
         let ctx = RequestContext { fleet, conf, request: req, group: None, instance_uuid: 0, index: 0 };
+        // Per stage after placement: a static kernel (None: a counter
+        // filter, checked per host).
         let mut kernels = Vec::new();
         let mut stage_names = Vec::new();
+        let mut dynamic = Vec::new();
+        let mut stage_dynamic = vec![0];
         for &(name, ref f) in sched.filters() {
-            let Some(k) = f.prepare(&ctx).ok()? else { continue };
-            let ok =
-                STATIC_FILTERS.contains(&name) || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
-            if !ok {
-                return None;
+            if let Some(c) = f.counter_below(&ctx) {
+                dynamic.push(c);
+                kernels.push(None);
+            } else {
+                let Some(k) = f.prepare(&ctx).ok()? else { continue };
+                let ok = STATIC_FILTERS.contains(&name)
+                    || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
+                if !ok {
+                    return None;
+                }
+                kernels.push(Some(k));
             }
-            kernels.push(k);
             stage_names.push(name);
+            stage_dynamic.push(dynamic.len());
         }
         let words_len = fleet.len().div_ceil(64);
         let mut stages: Vec<Vec<u64>> = vec![Vec::with_capacity(words_len); kernels.len() + 1];
@@ -338,7 +352,9 @@ impl ShapeTree {
             query.static_candidates(fleet, b, &mut words);
             stages[0].extend_from_slice(&words);
             for (i, k) in kernels.iter().enumerate() {
-                k(b, &mut words);
+                if let Some(k) = k {
+                    k(b, &mut words);
+                }
                 stages[i + 1].extend_from_slice(&words);
             }
         }
@@ -360,6 +376,8 @@ impl ShapeTree {
             stages,
             stage_names,
             scount: Vec::new(),
+            dynamic,
+            stage_dynamic,
             slots: Vec::new(),
             size,
             pos,
@@ -489,8 +507,13 @@ impl ShapeTree {
         let ns = self.stages.len();
         let fits = self.query.fits(fleet, h);
         let mut member = fits;
+        // Counter filters passed so far, in order.
+        let mut dyn_ok = 0usize;
         for k in 0..ns {
-            let pass = fits && (self.stages[k][h / 64] >> (h % 64)) & 1 == 1;
+            while dyn_ok < self.stage_dynamic[k] && self.dynamic[dyn_ok].passes(fleet, h) {
+                dyn_ok += 1;
+            }
+            let pass = fits && dyn_ok >= self.stage_dynamic[k] && (self.stages[k][h / 64] >> (h % 64)) & 1 == 1;
             self.scount[leaf * ns + k] = pass as u32;
             member = pass;
         }
