@@ -127,6 +127,8 @@ mod tests {
             ("default", ""),
             ("pack", "[filter_scheduler]\nram_weight_multiplier = -1.0\ncpu_weight_multiplier = -1.0\n"),
             ("ram", "[filter_scheduler]\nweight_classes = [\"RAMWeigher\", \"IoOpsWeigher\"]\n"),
+            // A seeded pick among the best 3: both paths draw alike.
+            ("subset", "[filter_scheduler]\nhost_subset_size = 3\n"),
             // Counter filters: checked per host on the fast path, and
             // binding (3 instances a host, more where aggregates say).
             (

@@ -145,6 +145,13 @@ impl Scheduler {
         self.schedule_with(fleet, groups, req, index, true, None)
     }
 
+    /// Nova's `host_subset_size` draw among `subset` best hosts, from this
+    /// scheduler's generator (the simulator's fast path draws as the
+    /// full pipeline does, so both pick alike).
+    pub(crate) fn subset_pick(&mut self, subset: usize) -> usize {
+        subset_pick(&mut self.rng, subset)
+    }
+
     /// [`Scheduler::schedule`] over the hosts in `within` only (Nova's
     /// `ignore_hosts` for a move: the hosts a planned move may land on).
     pub fn schedule_within(
@@ -422,7 +429,7 @@ impl Scheduler {
             }
             // Nova's host_subset_size pick, then the rest in weight order.
             let subset = self.conf.host_subset_size.min(order.len()).max(1);
-            let pick = if subset > 1 { self.rng.random_range(0..subset) } else { 0 };
+            let pick = subset_pick(&mut self.rng, subset);
             let picked = order.remove(pick);
             order.insert(0, picked);
             io.top5 = Some(top.iter().take(5).map(|s| (fleet.name(s.host as usize).to_owned(), s.weight)).collect());
@@ -669,6 +676,11 @@ impl Scheduler {
 
 /// The uuid of instance `k` of request `index`: the one the request names,
 /// else FORMAT.md's default.
+/// Nova's `random.choice` among the best `subset` hosts (no draw for one).
+fn subset_pick(rng: &mut ChaCha8Rng, subset: usize) -> usize {
+    if subset > 1 { rng.random_range(0..subset) } else { 0 }
+}
+
 fn instance_uuid(req: &BootRequest, index: usize, k: usize) -> u128 {
     req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))
 }

@@ -168,7 +168,7 @@ impl Placer {
                 };
             }
             if let FastState::Ready(tree) = &mut self.classes[c].fast {
-                match tree.choose(&self.sched, fleet, &workload.classes[c], &self.journal, self.journal_base) {
+                match tree.choose(&mut self.sched, fleet, &workload.classes[c], &self.journal, self.journal_base) {
                     Some(Choice::Host(host)) => {
                         let class = &self.classes[c];
                         let claimed = fleet.claim(host, &class.resources);
@@ -314,8 +314,7 @@ impl ShapeTree {
     /// pipeline.
     fn new(sched: &Scheduler, fleet: &Fleet, req: &BootRequest, seen: usize) -> Option<Self> {
         let conf = sched.config();
-        if conf.host_subset_size > 1
-            || conf.shuffle_best_same_weighed_hosts
+        if conf.shuffle_best_same_weighed_hosts
             || !req.scheduler_hints.is_empty()
             || req.num_instances > 1
         {
@@ -400,7 +399,7 @@ impl ShapeTree {
     /// this time.
     fn choose(
         &mut self,
-        sched: &Scheduler,
+        sched: &mut Scheduler,
         fleet: &Fleet,
         req: &BootRequest,
         journal: &[u32],
@@ -424,13 +423,18 @@ impl ShapeTree {
             }
         }
         self.seen = end;
-        Some(match self.best() {
-            Some(h) => Choice::Host(h),
-            None => {
-                let (stage, filter) = self.rejection();
-                Choice::Rejected { stage, filter }
-            }
-        })
+        let members = self.count[1] as usize;
+        if members == 0 {
+            let (stage, filter) = self.rejection();
+            return Some(Choice::Rejected { stage, filter });
+        }
+        // Nova's host_subset_size pick among the best, drawn from the
+        // scheduler's own generator exactly as the full pipeline draws.
+        let subset = sched.config().host_subset_size.min(members).max(1);
+        let top = self.best(subset);
+        drop(raws);
+        let pick = sched.subset_pick(subset);
+        top.get(pick).map(|&h| Choice::Host(h))
     }
 
     fn rebuild(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>]) {
@@ -557,12 +561,13 @@ impl ShapeTree {
         }
     }
 
-    /// Nova's choice among the current members.
-    fn best(&self) -> Option<usize> {
+    /// The best `n` current members in Nova's order (higher weight, then
+    /// lower index), by branch and bound.
+    fn best(&self, n: usize) -> Vec<usize> {
         let nw = self.slots.len();
         let members = self.count[1];
-        if members == 0 {
-            return None;
+        if members == 0 || n == 0 {
+            return Vec::new();
         }
         // Nova's normalization bounds over the survivors; weighers whose
         // range is empty add nothing (the engine skips them too).
@@ -588,22 +593,27 @@ impl ShapeTree {
             }
             acc
         };
-        let mut best: Option<(f64, usize)> = None;
+        // The best found so far, in order; a node is pruned when it cannot
+        // beat the last of `n`.
+        let mut top: Vec<(f64, usize)> = Vec::with_capacity(n + 1);
         let mut stack: Vec<(usize, f64)> = vec![(1, bound(1))];
         while let Some((node, b)) = stack.pop() {
             if self.count[node] == 0 {
                 continue;
             }
-            if let Some((bw, bh)) = best
-                && (b < bw || (b == bw && self.minidx[node] as usize > bh))
-            {
-                continue;
+            if top.len() == n {
+                let (lw, lh) = top[n - 1];
+                if b < lw || (b == lw && self.minidx[node] as usize > lh) {
+                    continue;
+                }
             }
             if node >= self.size {
                 // a leaf: its bound is its weight
                 let h = self.perm[node - self.size] as usize;
-                if best.is_none_or(|(bw, bh)| b > bw || (b == bw && h < bh)) {
-                    best = Some((b, h));
+                let at = top.partition_point(|&(w, x)| w > b || (w == b && x < h));
+                if at < n {
+                    top.insert(at, (b, h));
+                    top.truncate(n);
                 }
                 continue;
             }
@@ -619,7 +629,7 @@ impl ShapeTree {
                 stack.push((r, br));
             }
         }
-        best.map(|(_, h)| h)
+        top.into_iter().map(|(_, h)| h).collect()
     }
 }
 
