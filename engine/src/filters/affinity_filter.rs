@@ -7,8 +7,13 @@
 use std::collections::HashSet;
 use std::net::IpAddr;
 
-use super::{FilterError, HostFilter, Kernel, RequestContext, host_set_kernel, per_host_kernel};
+use super::{FilterError, HostFilter, HostSet, Kernel, RequestContext, host_set_kernel, per_host_kernel};
 use crate::request::parse_uuid;
+
+/// The kernel of a host-set filter's answer.
+fn set_kernel<'a>(set: Option<Option<HostSet>>) -> Option<Kernel<'a>> {
+    set.flatten().map(|(hosts, keep)| host_set_kernel(hosts, keep))
+}
 
 /// Hosts running any of the hinted instances.
 fn hosts_of(ctx: &RequestContext<'_>, key: &str) -> Option<HashSet<u32>> {
@@ -28,7 +33,10 @@ impl HostFilter for SameHostFilter {
         true
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        Ok(hosts_of(ctx, "same_host").map(|h| host_set_kernel(h, true)))
+        Ok(set_kernel(self.host_set(ctx)))
+    }
+    fn host_set(&self, ctx: &RequestContext<'_>) -> Option<Option<HostSet>> {
+        Some(hosts_of(ctx, "same_host").map(|h| (h, true)))
     }
 }
 
@@ -41,7 +49,10 @@ impl HostFilter for DifferentHostFilter {
         true
     }
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
-        Ok(hosts_of(ctx, "different_host").map(|h| host_set_kernel(h, false)))
+        Ok(set_kernel(self.host_set(ctx)))
+    }
+    fn host_set(&self, ctx: &RequestContext<'_>) -> Option<Option<HostSet>> {
+        Some(hosts_of(ctx, "different_host").map(|h| (h, false)))
     }
 }
 
@@ -56,8 +67,12 @@ pub struct ServerGroupAntiAffinityFilter;
 
 impl HostFilter for ServerGroupAntiAffinityFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
+        Ok(set_kernel(self.host_set(ctx)))
+    }
+
+    fn host_set(&self, ctx: &RequestContext<'_>) -> Option<Option<HostSet>> {
         let Some(g) = ctx.group.filter(|g| g.policy == "anti-affinity") else {
-            return Ok(None);
+            return Some(None);
         };
         let own = ctx.fleet.instances.get(&ctx.instance_uuid).copied();
         let full: HashSet<u32> = g
@@ -66,7 +81,7 @@ impl HostFilter for ServerGroupAntiAffinityFilter {
             .filter(|&(h, n)| n >= g.max_server_per_host && Some(h) != own)
             .map(|(h, _)| h)
             .collect();
-        Ok((!full.is_empty()).then(|| host_set_kernel(full, false)))
+        Some((!full.is_empty()).then_some((full, false)))
     }
 
     fn reason(&self, ctx: &RequestContext<'_>, host: usize) -> Option<String> {
@@ -87,13 +102,14 @@ pub struct ServerGroupAffinityFilter;
 
 impl HostFilter for ServerGroupAffinityFilter {
     fn prepare<'a>(&self, ctx: &RequestContext<'a>) -> Result<Option<Kernel<'a>>, FilterError> {
+        Ok(set_kernel(self.host_set(ctx)))
+    }
+
+    fn host_set(&self, ctx: &RequestContext<'_>) -> Option<Option<HostSet>> {
         let Some(g) = ctx.group.filter(|g| g.policy == "affinity") else {
-            return Ok(None);
+            return Some(None);
         };
-        if g.hosts.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(host_set_kernel(g.hosts.iter().copied().collect(), true)))
+        Some((!g.hosts.is_empty()).then(|| (g.hosts.iter().copied().collect(), true)))
     }
 
     fn reason(&self, ctx: &RequestContext<'_>, _host: usize) -> Option<String> {

@@ -28,6 +28,11 @@ impl HostFilter for AggregateIoOpsFilter {
     }
 
     fn counter_below(&self, ctx: &RequestContext<'_>) -> Option<CounterBelow> {
-        Some(CounterBelow::new(ctx.fleet, |f| &f.usage().num_io_ops, ctx.conf.max_io_ops_per_host, Some("max_io_ops_per_host")))
+        Some(CounterBelow::new(
+            ctx.fleet,
+            |f| &f.usage().num_io_ops,
+            ctx.conf.max_io_ops_per_host,
+            Some("max_io_ops_per_host"),
+        ))
     }
 }

@@ -122,7 +122,18 @@ pub trait HostFilter: Send + Sync {
     fn counter_below(&self, _ctx: &RequestContext<'_>) -> Option<CounterBelow> {
         None
     }
+    /// For a filter that keeps or drops a set of hosts the request names
+    /// (server groups, `same_host`, `different_host`; the simulator's fast
+    /// path applies the set per request): `Some(None)` when it keeps every
+    /// host for this request, `Some(Some((hosts, keep_listed)))` otherwise.
+    /// `None` for every other filter.
+    fn host_set(&self, _ctx: &RequestContext<'_>) -> Option<Option<HostSet>> {
+        None
+    }
 }
+
+/// Hosts a filter keeps (`keep_listed`) or drops.
+pub type HostSet = (HashSet<u32>, bool);
 
 /// A filter that passes hosts whose counter is below a limit.
 pub struct CounterBelow {

@@ -28,6 +28,11 @@ impl HostFilter for AggregateNumInstancesFilter {
     }
 
     fn counter_below(&self, ctx: &RequestContext<'_>) -> Option<CounterBelow> {
-        Some(CounterBelow::new(ctx.fleet, |f| &f.usage().num_instances, ctx.conf.max_instances_per_host, Some("max_instances_per_host")))
+        Some(CounterBelow::new(
+            ctx.fleet,
+            |f| &f.usage().num_instances,
+            ctx.conf.max_instances_per_host,
+            Some("max_instances_per_host"),
+        ))
     }
 }

@@ -63,31 +63,49 @@ impl Groups {
         }
     }
 
+    /// What [`Groups::join`] would return, without changing the groups.
+    ///
+    /// # Errors
+    /// As [`Groups::join`].
+    pub fn view(
+        &self,
+        fleet: &Fleet,
+        req: &BootRequest,
+        uuids: &[u128],
+    ) -> std::result::Result<Option<GroupView>, String> {
+        let Some(g) = req.hint_str("group") else { return Ok(None) };
+        let Some(state) = parse_uuid(&g).and_then(|u| self.groups.get(&u)) else {
+            return Err(format!("scheduler hint group={g} names no known server group"));
+        };
+        let mut members = state.members.clone();
+        members.extend(uuids.iter().copied());
+        let mut hosts: Vec<u32> = members.iter().filter_map(|m| fleet.instances.get(m).copied()).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        Ok(Some(GroupView {
+            policy: state.policy.clone(),
+            members,
+            hosts,
+            max_server_per_host: state.max_server_per_host,
+        }))
+    }
+
     /// The server group of `req` (hint `group`) as the filters see it,
     /// with `uuids`, the instances being placed, added to its members
     /// first, as nova-api adds them. `Ok(None)`: no group asked for.
     ///
     /// # Errors
     /// A `group` hint that names no known group (the message says so).
-    pub(super) fn join(
+    pub(crate) fn join(
         &mut self,
         fleet: &Fleet,
         req: &BootRequest,
         uuids: &[u128],
     ) -> std::result::Result<Option<GroupView>, String> {
-        let Some(g) = req.hint_str("group") else { return Ok(None) };
-        let Some(state) = parse_uuid(&g).and_then(|u| self.groups.get_mut(&u)) else {
-            return Err(format!("scheduler hint group={g} names no known server group"));
-        };
-        state.members.extend(uuids.iter().copied());
-        let mut hosts: Vec<u32> = state.members.iter().filter_map(|m| fleet.instances.get(m).copied()).collect();
-        hosts.sort_unstable();
-        hosts.dedup();
-        Ok(Some(GroupView {
-            policy: state.policy.clone(),
-            members: state.members.clone(),
-            hosts,
-            max_server_per_host: state.max_server_per_host,
-        }))
+        let view = self.view(fleet, req, uuids)?;
+        if let Some(state) = req.hint_str("group").and_then(|g| parse_uuid(&g)).and_then(|u| self.groups.get_mut(&u)) {
+            state.members.extend(uuids.iter().copied());
+        }
+        Ok(view)
     }
 }

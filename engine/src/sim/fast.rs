@@ -26,7 +26,7 @@
 //! so the fast path picks exactly the host the full pipeline picks; a test
 //! replays workloads both ways and compares every decision.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::candidates::PreparedQuery;
 use crate::filters::{CounterBelow, RequestContext};
@@ -53,6 +53,54 @@ pub enum Outcome {
         /// The filter that emptied the list, at the `filters` stage.
         filter: Option<String>,
     },
+}
+
+/// The host sets of `req`'s server group and hints for instance `uuid`;
+/// `None` when the fast path does not model them (a soft policy, whose
+/// weighers depend on the group; a group the scheduler does not know).
+fn request_sets(
+    sched: &Scheduler,
+    fleet: &Fleet,
+    groups: &Groups,
+    req: &BootRequest,
+    uuid: u128,
+) -> Option<RequestSets> {
+    let view = groups.view(fleet, req, &[uuid]).ok()?;
+    if view.as_ref().is_some_and(|g| g.policy.starts_with("soft-")) {
+        return None;
+    }
+    let ctx = RequestContext {
+        fleet,
+        conf: sched.config(),
+        request: req,
+        group: view.as_ref(),
+        instance_uuid: uuid,
+        index: 0,
+    };
+    let mut drop: HashSet<u32> = HashSet::new();
+    let mut keep_only: Option<HashSet<u32>> = None;
+    for (_, f) in sched.filters() {
+        match f.host_set(&ctx) {
+            Some(Some((set, true))) => {
+                keep_only = Some(match keep_only {
+                    None => set,
+                    Some(k) => k.intersection(&set).copied().collect(),
+                });
+            }
+            Some(Some((set, false))) => drop.extend(set),
+            _ => {}
+        }
+    }
+    Some(RequestSets { drop: drop.into_iter().collect(), keep_only })
+}
+
+/// What a request's host-set filters (server groups, `same_host`,
+/// `different_host`) say for this decision.
+struct RequestSets {
+    /// Hosts no filter lets through.
+    drop: Vec<u32>,
+    /// The only hosts allowed, when a filter keeps a listed set.
+    keep_only: Option<HashSet<u32>>,
 }
 
 /// The fast path's answer for one arrival.
@@ -159,7 +207,15 @@ impl Placer {
     pub fn arrive(&mut self, fleet: &mut Fleet, groups: &mut Groups, workload: &Workload, r: usize) -> Outcome {
         let req = workload.requests[r];
         let c = req.class as usize;
-        if self.fast && req.group.is_none() && !self.track_instances {
+        let breq = match req.group {
+            None => &workload.classes[c],
+            Some(g) => self.with_group.entry((req.class, g)).or_insert_with(|| {
+                let mut b = workload.classes[c].clone();
+                b.scheduler_hints.insert("group".into(), workload.groups[g as usize].uuid.clone().into());
+                b
+            }),
+        };
+        if self.fast {
             if matches!(self.classes[c].fast, FastState::Untried) {
                 let seen = self.journal_base + self.journal.len();
                 self.classes[c].fast = match ShapeTree::new(&self.sched, fleet, &workload.classes[c], seen) {
@@ -167,14 +223,45 @@ impl Placer {
                     None => FastState::Ineligible,
                 };
             }
+            // Groups and hints: the sets their filters keep or drop, from a
+            // view of the group with this instance added (as nova-api adds
+            // it); the group itself changes only if the fast path places it.
+            let uuid = default_instance_uuid(r, 0);
+            let sets = if req.group.is_some() || !breq.scheduler_hints.is_empty() {
+                match request_sets(&self.sched, fleet, groups, breq, uuid) {
+                    Some(s) => Some(s),
+                    None => {
+                        let breq = breq.clone();
+                        return self.full(fleet, groups, r, &breq);
+                    }
+                }
+            } else {
+                None
+            };
             if let FastState::Ready(tree) = &mut self.classes[c].fast {
-                match tree.choose(&mut self.sched, fleet, &workload.classes[c], &self.journal, self.journal_base) {
+                match tree.choose(
+                    &mut self.sched,
+                    fleet,
+                    &workload.classes[c],
+                    &self.journal,
+                    self.journal_base,
+                    sets.as_ref(),
+                ) {
                     Some(Choice::Host(host)) => {
+                        if sets.is_some() {
+                            let joined = groups.join(fleet, breq, &[uuid]);
+                            debug_assert!(joined.is_ok(), "request_sets saw the group");
+                        }
                         let class = &self.classes[c];
                         let claimed = fleet.claim(host, &class.resources);
                         debug_assert!(claimed, "the fast path picked a host that does not fit");
                         fleet.consume(host, class.memory_mb, class.disk_mb, class.vcpus);
                         fleet.finish_build(host);
+                        if self.track_instances {
+                            // Where the full pipeline records it: groups and
+                            // hints of later requests look it up.
+                            fleet.instances.insert(uuid, host as u32);
+                        }
                         self.note(host);
                         return Outcome::Placed { host, fast: true };
                     }
@@ -188,14 +275,12 @@ impl Placer {
                 }
             }
         }
-        let breq = match req.group {
-            None => &workload.classes[c],
-            Some(g) => self.with_group.entry((req.class, g)).or_insert_with(|| {
-                let mut b = workload.classes[c].clone();
-                b.scheduler_hints.insert("group".into(), workload.groups[g as usize].uuid.clone().into());
-                b
-            }),
-        };
+        let breq = breq.clone();
+        self.full(fleet, groups, r, &breq)
+    }
+
+    /// Places request `r` (as `breq`) through the full pipeline.
+    fn full(&mut self, fleet: &mut Fleet, groups: &mut Groups, r: usize, breq: &BootRequest) -> Outcome {
         let d = self.sched.schedule(fleet, groups, breq, r);
         if d.status == "ok"
             && let Some(host) = d.chosen.first().and_then(|n| fleet.index_of(n))
@@ -314,10 +399,7 @@ impl ShapeTree {
     /// pipeline.
     fn new(sched: &Scheduler, fleet: &Fleet, req: &BootRequest, seen: usize) -> Option<Self> {
         let conf = sched.config();
-        if conf.shuffle_best_same_weighed_hosts
-            || !req.scheduler_hints.is_empty()
-            || req.num_instances > 1
-        {
+        if conf.shuffle_best_same_weighed_hosts || req.num_instances > 1 {
             return None;
         }
         let query = sched.placement_query(fleet, req).ok()?.prepare(fleet);
@@ -329,13 +411,17 @@ impl ShapeTree {
         let mut dynamic = Vec::new();
         let mut stage_dynamic = vec![0];
         for &(name, ref f) in sched.filters() {
+            // Applied per request (see `RequestSets`).
+            if f.host_set(&ctx).is_some() {
+                continue;
+            }
             if let Some(c) = f.counter_below(&ctx) {
                 dynamic.push(c);
                 kernels.push(None);
             } else {
                 let Some(k) = f.prepare(&ctx).ok()? else { continue };
-                let ok = STATIC_FILTERS.contains(&name)
-                    || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
+                let ok =
+                    STATIC_FILTERS.contains(&name) || (name == "ComputeCapabilitiesFilter" && capabilities_static(req));
                 if !ok {
                     return None;
                 }
@@ -397,6 +483,11 @@ impl ShapeTree {
     /// Brings the tree up to date and picks the host, names why there is
     /// none, or `None` when the shape must go through the full pipeline
     /// this time.
+    ///
+    /// `sets`: the request's host-set filters (server groups, `same_host`,
+    /// `different_host`), hosts to drop and hosts to keep only; a request
+    /// with them that finds no host goes to the full pipeline, which names
+    /// the filter in its order.
     fn choose(
         &mut self,
         sched: &mut Scheduler,
@@ -404,6 +495,7 @@ impl ShapeTree {
         req: &BootRequest,
         journal: &[u32],
         base: usize,
+        sets: Option<&RequestSets>,
     ) -> Option<Choice> {
         let ctx = RequestContext { fleet, conf: sched.config(), request: req, group: None, instance_uuid: 0, index: 0 };
         let raws = prepare_weighers(sched, &ctx)?;
@@ -423,18 +515,105 @@ impl ShapeTree {
             }
         }
         self.seen = end;
-        let members = self.count[1] as usize;
-        if members == 0 {
-            let (stage, filter) = self.rejection();
-            return Some(Choice::Rejected { stage, filter });
+        let Some(sets) = sets else {
+            let members = self.count[1] as usize;
+            if members == 0 {
+                let (stage, filter) = self.rejection();
+                return Some(Choice::Rejected { stage, filter });
+            }
+            // Nova's host_subset_size pick among the best, drawn from the
+            // scheduler's own generator exactly as the full pipeline draws.
+            let subset = sched.config().host_subset_size.min(members).max(1);
+            let top = self.best(subset);
+            drop(raws);
+            let pick = sched.subset_pick(subset);
+            return top.get(pick).map(|&h| Choice::Host(h));
+        };
+        // Dropped hosts leave the tree for this decision (the normalization
+        // bounds are over the survivors), and come back after it.
+        let mut out = Vec::with_capacity(sets.drop.len());
+        for &h in &sets.drop {
+            let leaf = self.size + self.pos[h as usize] as usize;
+            if self.count[leaf] == 1 {
+                self.clear_leaf(leaf);
+                out.push(h as usize);
+            }
         }
-        // Nova's host_subset_size pick among the best, drawn from the
-        // scheduler's own generator exactly as the full pipeline draws.
-        let subset = sched.config().host_subset_size.min(members).max(1);
-        let top = self.best(subset);
+        let top = match &sets.keep_only {
+            None => {
+                let members = self.count[1] as usize;
+                let subset = sched.config().host_subset_size.min(members).max(1);
+                (members > 0).then(|| (subset, self.best(subset)))
+            }
+            Some(keep) => {
+                let mut cands: Vec<usize> = keep
+                    .iter()
+                    .map(|&h| h as usize)
+                    .filter(|&h| self.count[self.size + self.pos[h] as usize] == 1)
+                    .collect();
+                cands.sort_unstable();
+                let subset = sched.config().host_subset_size.min(cands.len()).max(1);
+                (!cands.is_empty()).then(|| (subset, self.best_among(&cands, subset)))
+            }
+        };
+        let mut buf = [0.0f64; 1];
+        for h in out {
+            self.update(fleet, &raws, h, &mut buf);
+        }
         drop(raws);
+        let (subset, top) = top?;
         let pick = sched.subset_pick(subset);
         top.get(pick).map(|&h| Choice::Host(h))
+    }
+
+    /// Takes a leaf out of the members (its ancestors follow).
+    fn clear_leaf(&mut self, leaf: usize) {
+        let nw = self.slots.len();
+        let ns = self.stages.len();
+        self.count[leaf] = 0;
+        self.scount[leaf * ns..(leaf + 1) * ns].fill(0);
+        self.minidx[leaf] = u32::MAX;
+        self.lo[leaf * nw..(leaf + 1) * nw].fill(f64::INFINITY);
+        self.hi[leaf * nw..(leaf + 1) * nw].fill(f64::NEG_INFINITY);
+        let mut node = leaf / 2;
+        while node >= 1 {
+            self.pull(node);
+            node /= 2;
+        }
+    }
+
+    /// The best `n` of `hosts` (current members, in index order) in Nova's
+    /// order, normalized over them alone.
+    fn best_among(&self, hosts: &[usize], n: usize) -> Vec<usize> {
+        let nw = self.slots.len();
+        let leaves: Vec<usize> = hosts.iter().map(|&h| self.size + self.pos[h] as usize).collect();
+        let mut active: Vec<(usize, f64, f64)> = Vec::with_capacity(nw);
+        if hosts.len() > 1 {
+            for (w, s) in self.slots.iter().enumerate() {
+                let lo = s
+                    .minval
+                    .unwrap_or_else(|| leaves.iter().map(|&l| self.lo[l * nw + w]).fold(f64::INFINITY, f64::min));
+                let hi = s
+                    .maxval
+                    .unwrap_or_else(|| leaves.iter().map(|&l| self.hi[l * nw + w]).fold(f64::NEG_INFINITY, f64::max));
+                if lo != hi {
+                    active.push((w, lo, hi - lo));
+                }
+            }
+        }
+        let mut scored: Vec<(f64, usize)> = hosts
+            .iter()
+            .zip(&leaves)
+            .map(|(&h, &leaf)| {
+                let mut acc = 0.0;
+                for &(w, lo, range) in &active {
+                    acc += self.mmax[leaf * nw + w] * ((self.lo[leaf * nw + w] - lo) / range);
+                }
+                (acc, h)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().take(n).map(|(_, h)| h).collect()
     }
 
     fn rebuild(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>]) {

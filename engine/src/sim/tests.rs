@@ -128,10 +128,91 @@ fn rejections_are_named_alike_on_both_paths() {
         let c = run_policy(&fleet, &workload, &policy, &opts, &mut |_| {}).unwrap().counts;
         // small x3: 2 fit on h0 (4 VCPU), the third only on h1, which is down.
         assert_eq!((c.accepted, c.rejected), (2, 5), "fast={fast}");
-        assert_eq!(c.rejected_by_stage, [("filters".to_string(), 3), ("placement".to_string(), 2)].into(), "fast={fast}");
+        assert_eq!(
+            c.rejected_by_stage,
+            [("filters".to_string(), 3), ("placement".to_string(), 2)].into(),
+            "fast={fast}"
+        );
         assert_eq!(c.rejected_by_filter, [("ComputeFilter".to_string(), 3)].into(), "fast={fast}");
         assert_eq!(c.fast_decisions, if fast { 2 } else { 0 });
         seen.push(Counts { fast_decisions: 0, ..c });
     }
     assert_eq!(seen[0], seen[1]);
+}
+
+/// Server groups (anti-affinity with and without max_server_per_host,
+/// affinity) and same_host / different_host hints go through the fast
+/// path, which decides exactly as the full pipeline: same counters and
+/// timeline, with most placements decided fast.
+#[test]
+fn groups_and_hints_decide_alike_on_both_paths() {
+    let mut b = crate::FleetBuilder::new();
+    for i in 0..40 {
+        let (v, r) = [(8, 16384), (16, 32768), (32, 65536)][i % 3];
+        b.push(host(&format!("h{i:02}"), v, r)).unwrap();
+    }
+    let fleet = b.finish().unwrap();
+    let mut w = WorkloadBuilder::new();
+    let flavors: Vec<u32> = [(2, 2048), (4, 4096), (8, 8192)]
+        .iter()
+        .map(|&(v, r)| {
+            let flavor = Flavor { name: format!("f{v}"), vcpus: v, memory_mb: r, ..Default::default() };
+            w.class(BootRequest { flavor, ..Default::default() }).unwrap()
+        })
+        .collect();
+    let mut anti: Vec<u32> = (0..8).map(|g| w.group(&format!("anti-{g}"), "anti-affinity").unwrap()).collect();
+    let two = w.group("anti-two", "anti-affinity").unwrap();
+    anti.push(two);
+    let aff: Vec<u32> = (0..3).map(|g| w.group(&format!("aff-{g}"), "affinity").unwrap()).collect();
+    for i in 0..600usize {
+        let arrival = i as f64;
+        let departure = (i % 5 != 0).then_some(arrival + 50.0 + (i * 37 % 200) as f64);
+        let mut class = flavors[i % 3];
+        // A hint on an earlier request's instance.
+        if i % 11 == 5 && i > 20 {
+            let key = if i % 2 == 0 { "different_host" } else { "same_host" };
+            // Two instances: a same_host set of (likely) two hosts.
+            let target: Vec<serde_json::Value> = [i - 7, i - 8]
+                .iter()
+                .map(|&j| crate::request::format_uuid(crate::request::default_instance_uuid(j, 0)).into())
+                .collect();
+            let mut req = w_class_request(i % 3);
+            req.scheduler_hints.insert(key.into(), serde_json::Value::Array(target));
+            class = w.class(req).unwrap();
+        }
+        let group = match i % 6 {
+            0 | 3 => Some(anti[i % anti.len()]),
+            1 => Some(aff[i % aff.len()]),
+            _ => None,
+        };
+        w.push(SimRequest { arrival, departure, class, group });
+    }
+    let mut workload = w.finish();
+    workload.groups[two as usize].rules.insert("max_server_per_host".into(), 2.into());
+    let filters = "enabled_filters = [\"ComputeFilter\", \"ServerGroupAntiAffinityFilter\", \"ServerGroupAffinityFilter\", \
+                   \"SameHostFilter\", \"DifferentHostFilter\"]\n";
+    for (name, text) in [
+        ("default", format!("[filter_scheduler]\n{filters}")),
+        ("subset", format!("[filter_scheduler]\n{filters}host_subset_size = 2\n")),
+    ] {
+        let policy = Policy::parse(name, &text).unwrap();
+        let run = |fast| {
+            let opts = SimOptions { seed: 3, sample_interval: Some(25.0), compaction: false, fast, until: None };
+            run_policy(&fleet, &workload, &policy, &opts, &mut |_| {}).unwrap()
+        };
+        let (f, s) = (run(true), run(false));
+        assert!(f.counts.rejected > 0, "{name}: nothing contended: {:?}", f.counts);
+        assert!(f.counts.fast_decisions * 10 > f.counts.accepted * 9, "{name}: {:?}", f.counts);
+        assert_eq!(Counts { fast_decisions: 0, ..f.counts.clone() }, s.counts, "{name}");
+        assert_eq!(f.timeline, s.timeline, "{name}");
+    }
+}
+
+/// The `i`th of the three flavors as a request.
+fn w_class_request(i: usize) -> BootRequest {
+    let (v, r) = [(2, 2048), (4, 4096), (8, 8192)][i];
+    BootRequest {
+        flavor: Flavor { name: format!("f{v}"), vcpus: v, memory_mb: r, ..Default::default() },
+        ..Default::default()
+    }
 }
