@@ -6,6 +6,13 @@
 //!   and pack), with the fast path and, as the baseline in the same run,
 //!   with every request through the full pipeline; and the Alibaba GPU
 //!   trace on its 1,523 nodes.
+//! - `simulate/100k-hosts/*`: the same on 100,000 hosts; the full
+//!   pipeline's baseline replays 1,000 requests (it is O(hosts) a request).
+//! - `simulate/10k-hosts-groups/*`: a third of the requests in
+//!   anti-affinity groups of five, fast path against full pipeline.
+//! - `plan/headroom/100k-hosts`: `quiver plan headroom --flavor m1.large` on
+//!   100,000 hosts (every server placed, fast path), and the full pipeline
+//!   placing the first 2,000 as the baseline (placements per second).
 //! - `query/free_vcpus_per_az`: "free vCPUs per availability zone" in SQL
 //!   on a 1,000,000-host fleet, beside a hand-written scan of the same
 //!   columns (the floor).
@@ -44,6 +51,57 @@ fn simulate(c: &mut Criterion) {
             }
         }
     }
+    // Server groups: every third request joins one of many anti-affinity
+    // groups of five.
+    let spec = WorkloadSpec { requests: 10_000, rate: 20.0, mean_lifetime: 3600.0, ..Default::default() };
+    let mut w = generate_workload(&spec).expect("workload");
+    with_groups(&mut w);
+    for fast in [true, false] {
+        let p = Policy::parse("spread", SPREAD).expect("policy");
+        let opts = SimOptions { seed: 1, sample_interval: None, compaction: false, fast, until: None };
+        let events = run_policy(&fleet, &w, &p, &opts, &mut |_| {}).expect("run").counts.events();
+        g.throughput(Throughput::Elements(events));
+        let id = format!("10k-hosts-groups/spread/{}", if fast { "fast" } else { "full-pipeline" });
+        g.bench_function(BenchmarkId::new(id, 10_000), |b| {
+            b.iter(|| run_policy(&fleet, &w, &p, &opts, &mut |_| {}).expect("run"))
+        });
+    }
+    // 100,000 hosts.
+    let big = generate(&FleetSpec { hosts: 100_000, seed: 1, with_instances: false }, |_| {}).expect("fleet");
+    let big = quiver_engine::sim::policy::emptied(&big).expect("empty fleet");
+    for (requests, fast) in [(100_000, true), (1_000, false)] {
+        let spec = WorkloadSpec { requests, rate: 200.0, mean_lifetime: 3600.0, ..Default::default() };
+        let w = generate_workload(&spec).expect("workload");
+        for (name, text) in [("spread", SPREAD), ("pack", PACK)] {
+            let p = Policy::parse(name, text).expect("policy");
+            let opts = SimOptions { seed: 1, sample_interval: None, compaction: false, fast, until: None };
+            let events = run_policy(&big, &w, &p, &opts, &mut |_| {}).expect("run").counts.events();
+            g.throughput(Throughput::Elements(events));
+            let id = format!("100k-hosts/{name}/{}", if fast { "fast" } else { "full-pipeline" });
+            g.bench_function(BenchmarkId::new(id, requests), |b| {
+                b.iter(|| run_policy(&big, &w, &p, &opts, &mut |_| {}).expect("run"))
+            });
+        }
+    }
+    g.finish();
+    let mut g = c.benchmark_group("plan");
+    g.sample_size(10);
+    let conf = quiver_engine::SchedulerConfig::default();
+    let req = quiver_engine::BootRequest {
+        flavor: quiver_datasets::trace::classic_flavor("m1.large").expect("m1.large"),
+        ..Default::default()
+    };
+    for (fast, limit) in [(true, None), (false, Some(2_000))] {
+        let h = quiver_engine::plan::headroom(&big, &conf, &req, 0, limit, fast).expect("headroom");
+        g.throughput(Throughput::Elements(h.exact));
+        let id = format!("headroom/100k-hosts/{}", if fast { "fast" } else { "full-pipeline" });
+        g.bench_function(BenchmarkId::new(id, h.exact), |b| {
+            b.iter(|| quiver_engine::plan::headroom(&big, &conf, &req, 0, limit, fast).expect("headroom"))
+        });
+    }
+    g.finish();
+    let mut g = c.benchmark_group("simulate");
+    g.sample_size(10);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/alibaba-gpu-v2023");
     if let Ok((nodes, tasks)) = quiver_datasets::alibaba::read(&dir) {
         for (name, text) in [("spread", SPREAD), ("pack", PACK)] {
@@ -57,6 +115,22 @@ fn simulate(c: &mut Criterion) {
         }
     }
     g.finish();
+}
+
+/// Puts every third request of `w` in one of `requests / 15` anti-affinity
+/// groups (five members each, in arrival order).
+fn with_groups(w: &mut quiver_engine::sim::Workload) {
+    let n = w.requests.len() / 15;
+    w.groups = (0..n)
+        .map(|i| quiver_engine::ServerGroup {
+            uuid: format!("00000000-0000-4000-8000-{i:012}"),
+            policy: "anti-affinity".into(),
+            ..Default::default()
+        })
+        .collect();
+    for (i, r) in w.requests.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
+        r.group = Some(((i / 3) / 5 % n.max(1)) as u32);
+    }
 }
 
 fn query(c: &mut Criterion) {

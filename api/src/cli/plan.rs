@@ -118,6 +118,10 @@ pub struct HeadroomArgs {
     /// about 40 bytes a server).
     #[arg(long, default_value_t = 10_000_000)]
     pub limit: u64,
+    /// Place every server through the full pipeline (no fast path; same
+    /// count, slower: the baseline for the fast path's speed).
+    #[arg(long)]
+    pub full_pipeline: bool,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -212,7 +216,7 @@ fn run_headroom(a: HeadroomArgs) -> Result<()> {
         flavor.extra_specs.extend(extra.iter().cloned());
         bar.set_message(flavor.name.clone());
         let req = BootRequest { flavor, ..Default::default() };
-        results.push(headroom(&fleet, &conf, &req, a.source.seed, Some(a.limit))?);
+        results.push(headroom(&fleet, &conf, &req, a.source.seed, Some(a.limit), !a.full_pipeline)?);
         bar.inc(1);
     }
     bar.finish_and_clear();

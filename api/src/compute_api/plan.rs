@@ -185,7 +185,7 @@ fn headroom_now(api: &ComputeApi, body: &HeadroomBody) -> Result<Value, Refusal>
     let limit = body.limit.unwrap_or(DEFAULT_HEADROOM_LIMIT);
     let results = requests
         .iter()
-        .map(|req| headroom(&fleet, &conf, req, 0, Some(limit)).map_err(|e| bad(e.to_string())))
+        .map(|req| headroom(&fleet, &conf, req, 0, Some(limit), true).map_err(|e| bad(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({ "flavors": results }))
 }

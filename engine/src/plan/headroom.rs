@@ -91,6 +91,8 @@ fn per_host_bound(fleet: &Fleet, cap: &Capacity, demand: &[(usize, i32)], hosts:
 
 /// Places servers of `req` one by one on a copy of `fleet` under `conf`
 /// until none fits (or `limit` placed), and compares with the naive count.
+/// `fast`: the simulator's exact fast path where the request allows (off:
+/// every server through the full pipeline, the baseline).
 ///
 /// # Errors
 /// Options the scheduler refuses; a flavor that asks for no resource (it
@@ -101,6 +103,7 @@ pub fn headroom(
     req: &BootRequest,
     seed: u64,
     limit: Option<u64>,
+    fast: bool,
 ) -> Result<Headroom> {
     let mut sched = Scheduler::new(conf.clone(), seed)?;
     // Per-filter counts, so a rejection names the filter that kept none.
@@ -128,7 +131,7 @@ pub fn headroom(
         (0..requests).map(|i| SimRequest { arrival: i as f64, departure: None, class, group: None }).collect();
     let mut copy = fleet.clone();
     let mut groups = Groups::default();
-    let mut placer = Placer::new(sched, &copy, &workload, true);
+    let mut placer = Placer::new(sched, &copy, &workload, fast);
     let mut placed_on: Vec<usize> = Vec::new();
     let mut fast = 0u64;
     let mut stopped_by = "limit".to_owned();
@@ -258,7 +261,7 @@ mod tests {
             ("h2", "az1", 8, 0, 65536, false),
             ("h3", "az2", 8, 5, 65536, false),
         ]);
-        let h = headroom(&f, &SchedulerConfig::default(), &flavor(4, 512), 0, None).unwrap();
+        let h = headroom(&f, &SchedulerConfig::default(), &flavor(4, 512), 0, None, true).unwrap();
         assert_eq!((h.exact, h.naive, h.stranded), (3, 4, 1));
         assert_eq!(h.stopped_by, "placement");
         let zones: Vec<(&str, u64, u64)> = h.by_zone.iter().map(|z| (z.name.as_str(), z.exact, z.naive)).collect();
@@ -273,10 +276,10 @@ mod tests {
         // RAM binds: 4096 MB per host, 1024 MB flavor -> 4 per host; the
         // disabled host's capacity counts in the naive figure only.
         let f = fleet(&[("a", "az1", 64, 0, 4096, false), ("b", "az1", 64, 0, 4096, true)]);
-        let h = headroom(&f, &SchedulerConfig::default(), &flavor(1, 1024), 0, None).unwrap();
+        let h = headroom(&f, &SchedulerConfig::default(), &flavor(1, 1024), 0, None, true).unwrap();
         assert_eq!((h.exact, h.naive, h.stranded), (4, 8, 4));
         // A limit stops early and says so.
-        let h = headroom(&f, &SchedulerConfig::default(), &flavor(1, 1024), 0, Some(2)).unwrap();
+        let h = headroom(&f, &SchedulerConfig::default(), &flavor(1, 1024), 0, Some(2), true).unwrap();
         assert_eq!((h.exact, h.stopped_by.as_str()), (2, "limit"));
     }
 }

@@ -3,19 +3,26 @@
 //! through per-host state.
 //!
 //! A simulation sends the same request shapes again and again at a fleet in
-//! which one host changes per event. For a shape with no server group or
-//! hints, `host_subset_size = 1` and no tie shuffling, every filter Quiver
-//! knows to be static in a simulation (service state, traits, aggregates,
-//! image properties) gives the same answer for the whole replay, and the
+//! which one host changes per event. For a shape with one instance and no
+//! tie shuffling, every filter Quiver knows to be static in a simulation
+//! (service state, traits, aggregates, image properties) gives the same
+//! answer for the whole replay; the counter filters (IoOps, NumInstances)
+//! depend on one host's counter; the host-set filters (server groups,
+//! `same_host`, `different_host`) name a few hosts per request; and the
 //! remaining per-host test is Placement's capacity check. So per shape the
 //! fast path keeps:
 //!
 //! - the static survivors (placement's trait, aggregate and unit checks and
-//!   the static filters' kernels, run once);
+//!   the static filters' kernels, run once), stage by stage, so that a
+//!   request no host takes is named as the full pipeline names it;
 //! - a segment tree over hosts holding, per weigher, the minimum and maximum
 //!   clamped raw value of the hosts that pass and fit now, updated in
 //!   O(weighers x log hosts) for each host an event changed (a journal of
-//!   changed hosts, replayed lazily per shape).
+//!   changed hosts, replayed lazily per shape), the counter filters checked
+//!   for that host then;
+//! - per request, the host sets of its group and hints: dropped hosts leave
+//!   the tree for the decision and come back after it; a kept set is
+//!   weighed on its own.
 //!
 //! The tree's root gives Nova's normalization bounds; the best host is then
 //! found by branch and bound over the tree: a node's upper bound is the
@@ -23,8 +30,12 @@
 //! which, because every term is monotone in its raw value in floating
 //! point too, is never below the weight of any host inside. Leaves use the
 //! engine's exact formula and tie-break (higher weight, then lower index),
-//! so the fast path picks exactly the host the full pipeline picks; a test
-//! replays workloads both ways and compares every decision.
+//! so the fast path picks exactly the host the full pipeline picks (the best
+//! `host_subset_size` of them, and the pick drawn from the scheduler's own
+//! generator); tests replay workloads both ways and compare every decision.
+//! Soft group policies (their weighers depend on the group), other hints,
+//! multi-instance requests and a group or hint request that no host takes
+//! go through the full pipeline.
 
 use std::collections::{HashMap, HashSet};
 
