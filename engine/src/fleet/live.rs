@@ -77,6 +77,7 @@ impl Fleet {
         // Aggregate metadata feeds per-block weigher summaries.
         let e = next_epoch();
         self.block_epochs.fill(e);
+        self.agg_epoch += 1;
     }
 
     fn aggset_code(&mut self, host: &str, ids: &[u32]) -> Result<u32> {

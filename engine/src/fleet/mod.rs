@@ -33,6 +33,8 @@ pub mod record;
 pub mod schema;
 pub mod usage;
 
+mod aggregate_values;
+
 pub use batch::{HostBatch, NO_AZ, RcColumns, StrColumn};
 pub use builder::FleetBuilder;
 pub use dictionary::SetDictionary;
@@ -183,6 +185,10 @@ pub struct Fleet {
     pub min_service_version: i32,
     /// Nova option overrides carried by the fleet file (`group.option`).
     pub nova_conf: Vec<(String, serde_json::Value)>,
+    /// Bumped when an aggregate's metadata changes (see `aggregate_values`).
+    agg_epoch: u64,
+    /// Numeric aggregate metadata per aggregate set, by key.
+    aggregate_values: aggregate_values::AggregateValues,
 }
 
 impl Default for Fleet {
@@ -192,6 +198,16 @@ impl Default for Fleet {
 }
 
 impl Fleet {
+    /// Per aggregate set, the smallest value of numeric metadata `key` over
+    /// its aggregates, else `default` (Nova's weight multiplier
+    /// overrides); computed once until the aggregates change.
+    pub fn aggregate_min_values(&self, key: &str, default: f64) -> Arc<Vec<f64>> {
+        let stamp = (self.aggregates.len(), self.aggsets.len(), self.agg_epoch);
+        self.aggregate_values.get_or(key, default, stamp, || {
+            crate::filters::aggset_min_values::<f64>(self, key, default)
+        })
+    }
+
     /// A fleet with no host. `VCPU`, `MEMORY_MB` and `DISK_GB` always get
     /// columns, in that order.
     pub fn empty() -> Self {
@@ -226,6 +242,8 @@ impl Fleet {
             service_clock: 0.0,
             min_service_version: 74,
             nova_conf: Vec::new(),
+            agg_epoch: 0,
+            aggregate_values: Default::default(),
         };
         for rc in ["VCPU", "MEMORY_MB", "DISK_GB"] {
             f.add_resource_class(rc);

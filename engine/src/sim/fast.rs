@@ -401,6 +401,21 @@ pub(crate) struct ShapeTree {
     lo: Vec<f64>,
     hi: Vec<f64>,
     mmax: Vec<f64>,
+    /// `[node * slots + w]`: the smallest multiplier under the node.
+    mmin: Vec<f64>,
+    /// A reference normalization, per slot: the term of a host is
+    /// `m * (c1 * x + c0)` (`c1 = 1 / range`, `c0 = -lo / range`, both 0
+    /// for a weigher that adds nothing). `rmax[node]`: the largest sum of
+    /// terms of the node's members under it. Under the current bounds a
+    /// member's weight differs from its reference sum by terms bounded per
+    /// node from the extremes, so the bound is tight while the bounds stay
+    /// near the reference, and the reference moves when searches grow.
+    ref_c1: Vec<f64>,
+    ref_c0: Vec<f64>,
+    rmax: Vec<f64>,
+    /// The error allowed for the reference sum against the engine's own
+    /// arithmetic (it only loosens the bound).
+    ref_eps: f64,
     /// Absolute journal position replayed so far.
     seen: usize,
 }
@@ -483,6 +498,11 @@ impl ShapeTree {
             lo: Vec::new(),
             hi: Vec::new(),
             mmax: Vec::new(),
+            mmin: Vec::new(),
+            ref_c1: Vec::new(),
+            ref_c0: Vec::new(),
+            rmax: Vec::new(),
+            ref_eps: 0.0,
             seen,
         };
         let raws = prepare_weighers(sched, &ctx)?;
@@ -586,6 +606,7 @@ impl ShapeTree {
         self.minidx[leaf] = u32::MAX;
         self.lo[leaf * nw..(leaf + 1) * nw].fill(f64::INFINITY);
         self.hi[leaf * nw..(leaf + 1) * nw].fill(f64::NEG_INFINITY);
+        self.rmax[leaf] = f64::NEG_INFINITY;
         let mut node = leaf / 2;
         while node >= 1 {
             self.pull(node);
@@ -636,10 +657,16 @@ impl ShapeTree {
         self.lo = vec![f64::INFINITY; nodes * nw];
         self.hi = vec![f64::NEG_INFINITY; nodes * nw];
         self.mmax = vec![f64::NEG_INFINITY; nodes * nw];
+        self.mmin = vec![f64::INFINITY; nodes * nw];
+        self.rmax = vec![f64::NEG_INFINITY; nodes];
+        self.ref_c1 = vec![0.0; nw];
+        self.ref_c0 = vec![0.0; nw];
         for h in 0..fleet.len() {
             let leaf = self.size + self.pos[h] as usize;
             for (w, s) in self.slots.iter().enumerate() {
-                self.mmax[leaf * nw + w] = s.multiplier_of(fleet, h);
+                let m = s.multiplier_of(fleet, h);
+                self.mmax[leaf * nw + w] = m;
+                self.mmin[leaf * nw + w] = m;
             }
         }
         let mut buf = vec![0.0f64; crate::fleet::BLOCK];
@@ -669,6 +696,63 @@ impl ShapeTree {
             self.pull(node);
         }
         self.pull_multipliers();
+        self.set_reference();
+    }
+
+    /// The current normalization as `(c1, c0)` per slot (see `ref_c1`).
+    fn current_coefficients(&self) -> (Vec<f64>, Vec<f64>) {
+        let nw = self.slots.len();
+        let mut c1 = vec![0.0; nw];
+        let mut c0 = vec![0.0; nw];
+        if self.count[1] > 1 {
+            for (w, s) in self.slots.iter().enumerate() {
+                let lo = s.minval.unwrap_or(self.lo[nw + w]);
+                let hi = s.maxval.unwrap_or(self.hi[nw + w]);
+                if lo != hi {
+                    c1[w] = 1.0 / (hi - lo);
+                    c0[w] = -lo / (hi - lo);
+                }
+            }
+        }
+        (c1, c0)
+    }
+
+    /// A member leaf's sum under the reference normalization.
+    #[inline]
+    fn leaf_ref_sum(&self, leaf: usize) -> f64 {
+        if self.count[leaf] == 0 {
+            return f64::NEG_INFINITY;
+        }
+        let nw = self.slots.len();
+        let mut acc = 0.0;
+        for w in 0..nw {
+            acc += self.mmax[leaf * nw + w] * (self.ref_c1[w] * self.lo[leaf * nw + w] + self.ref_c0[w]);
+        }
+        acc
+    }
+
+    /// Makes the current normalization the reference: every leaf's sum
+    /// again, O(hosts x weighers).
+    fn set_reference(&mut self) {
+        let nw = self.slots.len();
+        (self.ref_c1, self.ref_c0) = self.current_coefficients();
+        // Terms are at most |m| * (|x| + |lo|) / range in size; allow a
+        // relative 1e-9 of the largest.
+        let mut scale = 0.0;
+        for w in 0..nw {
+            let m = self.mmax[nw + w].abs().max(self.mmin[nw + w].abs());
+            let x = self.lo[nw + w].abs().max(self.hi[nw + w].abs());
+            if m.is_finite() && x.is_finite() {
+                scale += m * (self.ref_c1[w].abs() * x + self.ref_c0[w].abs());
+            }
+        }
+        self.ref_eps = 1e-9 * (1.0 + scale);
+        for leaf in self.size..2 * self.size {
+            self.rmax[leaf] = self.leaf_ref_sum(leaf);
+        }
+        for node in (1..self.size).rev() {
+            self.rmax[node] = self.rmax[2 * node].max(self.rmax[2 * node + 1]);
+        }
     }
 
     fn update(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>], h: usize, buf: &mut [f64; 1]) {
@@ -688,6 +772,7 @@ impl ShapeTree {
             self.lo[leaf * nw + w] = if member { x } else { f64::INFINITY };
             self.hi[leaf * nw + w] = if member { x } else { f64::NEG_INFINITY };
         }
+        self.rmax[leaf] = self.leaf_ref_sum(leaf);
         let mut node = leaf / 2;
         while node >= 1 {
             self.pull(node);
@@ -735,6 +820,7 @@ impl ShapeTree {
         }
         self.count[node] = self.count[l] + self.count[r];
         self.minidx[node] = self.minidx[l].min(self.minidx[r]);
+        self.rmax[node] = self.rmax[l].max(self.rmax[r]);
         for w in 0..nw {
             self.lo[node * nw + w] = self.lo[l * nw + w].min(self.lo[r * nw + w]);
             self.hi[node * nw + w] = self.hi[l * nw + w].max(self.hi[r * nw + w]);
@@ -747,13 +833,14 @@ impl ShapeTree {
             let (l, r) = (2 * node, 2 * node + 1);
             for w in 0..nw {
                 self.mmax[node * nw + w] = self.mmax[l * nw + w].max(self.mmax[r * nw + w]);
+                self.mmin[node * nw + w] = self.mmin[l * nw + w].min(self.mmin[r * nw + w]);
             }
         }
     }
 
     /// The best `n` current members in Nova's order (higher weight, then
     /// lower index), by branch and bound.
-    fn best(&self, n: usize) -> Vec<usize> {
+    fn best(&mut self, n: usize) -> Vec<usize> {
         let nw = self.slots.len();
         let members = self.count[1];
         if members == 0 || n == 0 {
@@ -783,20 +870,41 @@ impl ShapeTree {
             }
             acc
         };
+        // The second bound: the node's best reference sum, moved by the
+        // most the change from the reference to the current normalization
+        // can add to any member's sum (checked over the corners of its
+        // multipliers and values), plus the arithmetic's slack.
+        let (c1, c0) = self.current_coefficients();
+        let shift: Vec<(usize, f64, f64)> = (0..nw)
+            .map(|w| (w, c1[w] - self.ref_c1[w], c0[w] - self.ref_c0[w]))
+            .filter(|&(_, a, b)| a != 0.0 || b != 0.0)
+            .collect();
+        let rbound = |node: usize| -> f64 {
+            let mut acc = self.rmax[node] + self.ref_eps;
+            for &(w, a, b) in &shift {
+                let (m1, m2) = (self.mmin[node * nw + w], self.mmax[node * nw + w]);
+                let (v1, v2) = (a * self.lo[node * nw + w] + b, a * self.hi[node * nw + w] + b);
+                let most = (m1 * v1).max(m1 * v2).max(m2 * v1).max(m2 * v2);
+                acc += most + 1e-9 * (m1.abs().max(m2.abs()) * v1.abs().max(v2.abs()));
+            }
+            acc
+        };
         // The best found so far, in order; a node is pruned when it cannot
         // beat the last of `n`.
         let mut top: Vec<(f64, usize)> = Vec::with_capacity(n + 1);
-        let mut stack: Vec<(usize, f64)> = vec![(1, bound(1))];
-        while let Some((node, b)) = stack.pop() {
+        let mut stack: Vec<(usize, f64, f64)> = vec![(1, bound(1), rbound(1))];
+        let mut opened = 0usize;
+        while let Some((node, b, rb)) = stack.pop() {
             if self.count[node] == 0 {
                 continue;
             }
             if top.len() == n {
                 let (lw, lh) = top[n - 1];
-                if b < lw || (b == lw && self.minidx[node] as usize > lh) {
+                if b < lw || rb < lw || (b == lw && self.minidx[node] as usize > lh) {
                     continue;
                 }
             }
+            opened += 1;
             if node >= self.size {
                 // a leaf: its bound is its weight
                 let h = self.perm[node - self.size] as usize;
@@ -809,15 +917,22 @@ impl ShapeTree {
             }
             let (l, r) = (2 * node, 2 * node + 1);
             let (bl, br) = (bound(l), bound(r));
+            let (rl, rr) = (rbound(l), rbound(r));
             // pop the more promising child first (on a tie, the one holding
             // the lower host index)
-            if bl > br || (bl == br && self.minidx[l] <= self.minidx[r]) {
-                stack.push((r, br));
-                stack.push((l, bl));
+            let (kl, kr) = (bl.min(rl), br.min(rr));
+            if kl > kr || (kl == kr && self.minidx[l] <= self.minidx[r]) {
+                stack.push((r, br, rr));
+                stack.push((l, bl, rl));
             } else {
-                stack.push((l, bl));
-                stack.push((r, br));
+                stack.push((l, bl, rl));
+                stack.push((r, br, rr));
             }
+        }
+        // A search that opened many nodes: the reference has drifted; the
+        // next searches start from the current normalization.
+        if !shift.is_empty() && opened > 64 + 8 * self.size.trailing_zeros() as usize {
+            self.set_reference();
         }
         top.into_iter().map(|(_, h)| h).collect()
     }

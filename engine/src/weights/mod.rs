@@ -53,12 +53,23 @@ pub struct Raw<'a> {
 }
 
 /// A weigher's multiplier: one value, or one per aggregate set.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Multiplier {
     /// The same for every host.
     Const(f64),
-    /// Indexed by the host's aggregate-set code.
-    PerAggset(Vec<f64>),
+    /// Indexed by the host's aggregate-set code (shared: the fleet keeps
+    /// one per option until its aggregates change).
+    PerAggset(std::sync::Arc<Vec<f64>>),
+}
+
+impl PartialEq for Multiplier {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Multiplier::Const(a), Multiplier::Const(b)) => a == b,
+            (Multiplier::PerAggset(a), Multiplier::PerAggset(b)) => std::sync::Arc::ptr_eq(a, b) || a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Multiplier {
@@ -66,7 +77,7 @@ impl Multiplier {
     /// aggregates' metadata `option` parsed as float, else `default` (also
     /// when a value does not parse).
     pub fn resolve(fleet: &Fleet, option: &str, default: f64) -> Self {
-        let per = crate::filters::aggset_min_values::<f64>(fleet, option, default);
+        let per = fleet.aggregate_min_values(option, default);
         if per.iter().all(|&m| m == default) { Multiplier::Const(default) } else { Multiplier::PerAggset(per) }
     }
 
@@ -74,7 +85,7 @@ impl Multiplier {
     pub fn negated(self) -> Self {
         match self {
             Multiplier::Const(m) => Multiplier::Const(-m),
-            Multiplier::PerAggset(v) => Multiplier::PerAggset(v.into_iter().map(|m| -m).collect()),
+            Multiplier::PerAggset(v) => Multiplier::PerAggset(std::sync::Arc::new(v.iter().map(|m| -m).collect())),
         }
     }
 
