@@ -601,16 +601,22 @@ impl ShapeTree {
     fn clear_leaf(&mut self, leaf: usize) {
         let nw = self.slots.len();
         let ns = self.stages.len();
+        let before: Vec<u32> = self.scount[leaf * ns..(leaf + 1) * ns].to_vec();
+        let before_count = self.count[leaf];
         self.count[leaf] = 0;
         self.scount[leaf * ns..(leaf + 1) * ns].fill(0);
         self.minidx[leaf] = u32::MAX;
         self.lo[leaf * nw..(leaf + 1) * nw].fill(f64::INFINITY);
         self.hi[leaf * nw..(leaf + 1) * nw].fill(f64::NEG_INFINITY);
         self.rmax[leaf] = f64::NEG_INFINITY;
-        let mut node = leaf / 2;
-        while node >= 1 {
-            self.pull(node);
-            node /= 2;
+        if ns <= 16 {
+            self.propagate(leaf, (before_count, &before));
+        } else {
+            let mut node = leaf / 2;
+            while node >= 1 {
+                self.pull(node);
+                node /= 2;
+            }
         }
     }
 
@@ -758,6 +764,14 @@ impl ShapeTree {
     fn update(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>], h: usize, buf: &mut [f64; 1]) {
         let nw = self.slots.len();
         let leaf = self.size + self.pos[h] as usize;
+        let ns = self.stages.len();
+        // Ancestors follow by the change (up to 16 stages), else in full.
+        let tracked = ns <= 16;
+        let mut before = [0u32; 16];
+        if tracked {
+            before[..ns].copy_from_slice(&self.scount[leaf * ns..(leaf + 1) * ns]);
+        }
+        let before_count = self.count[leaf];
         let member = self.set_leaf_counts(fleet, h, leaf);
         self.minidx[leaf] = if member { h as u32 } else { u32::MAX };
         let (b, row) = fleet.locate(h);
@@ -773,10 +787,14 @@ impl ShapeTree {
             self.hi[leaf * nw + w] = if member { x } else { f64::NEG_INFINITY };
         }
         self.rmax[leaf] = self.leaf_ref_sum(leaf);
-        let mut node = leaf / 2;
-        while node >= 1 {
-            self.pull(node);
-            node /= 2;
+        if tracked {
+            self.propagate(leaf, (before_count, &before[..ns]));
+        } else {
+            let mut node = leaf / 2;
+            while node >= 1 {
+                self.pull(node);
+                node /= 2;
+            }
         }
     }
 
@@ -824,6 +842,59 @@ impl ShapeTree {
         for w in 0..nw {
             self.lo[node * nw + w] = self.lo[l * nw + w].min(self.lo[r * nw + w]);
             self.hi[node * nw + w] = self.hi[l * nw + w].max(self.hi[r * nw + w]);
+        }
+    }
+
+    /// Recomputes a node's extremes, lowest index and best reference sum
+    /// from its children; whether any changed (when none did, no ancestor's
+    /// does either).
+    fn pull_values(&mut self, node: usize) -> bool {
+        let nw = self.slots.len();
+        let (l, r) = (2 * node, 2 * node + 1);
+        let mut changed = false;
+        let m = self.minidx[l].min(self.minidx[r]);
+        changed |= m != self.minidx[node];
+        self.minidx[node] = m;
+        let x = self.rmax[l].max(self.rmax[r]);
+        changed |= x.to_bits() != self.rmax[node].to_bits();
+        self.rmax[node] = x;
+        for w in 0..nw {
+            let lo = self.lo[l * nw + w].min(self.lo[r * nw + w]);
+            let hi = self.hi[l * nw + w].max(self.hi[r * nw + w]);
+            changed |= lo.to_bits() != self.lo[node * nw + w].to_bits() || hi.to_bits() != self.hi[node * nw + w].to_bits();
+            self.lo[node * nw + w] = lo;
+            self.hi[node * nw + w] = hi;
+        }
+        changed
+    }
+
+    /// Brings a changed leaf's ancestors up to date: the counts by their
+    /// change (`before`: the leaf's member flag and stage counts before),
+    /// the extremes until a node's stay as they were.
+    fn propagate(&mut self, leaf: usize, before: (u32, &[u32])) {
+        let ns = self.stages.len();
+        let dcount = self.count[leaf] as i64 - before.0 as i64;
+        let mut dstage = [0i64; 16];
+        for k in 0..ns {
+            dstage[k] = self.scount[leaf * ns + k] as i64 - before.1[k] as i64;
+        }
+        let counts = dcount != 0 || dstage[..ns].iter().any(|&d| d != 0);
+        let mut values = true;
+        let mut node = leaf / 2;
+        while node >= 1 {
+            if counts {
+                self.count[node] = (self.count[node] as i64 + dcount) as u32;
+                for k in 0..ns {
+                    self.scount[node * ns + k] = (self.scount[node * ns + k] as i64 + dstage[k]) as u32;
+                }
+            }
+            if values {
+                values = self.pull_values(node);
+            }
+            if !values && !counts {
+                break;
+            }
+            node /= 2;
         }
     }
 
