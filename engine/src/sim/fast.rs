@@ -875,8 +875,8 @@ impl ShapeTree {
         let ns = self.stages.len();
         let dcount = self.count[leaf] as i64 - before.0 as i64;
         let mut dstage = [0i64; 16];
-        for k in 0..ns {
-            dstage[k] = self.scount[leaf * ns + k] as i64 - before.1[k] as i64;
+        for (k, d) in dstage[..ns].iter_mut().enumerate() {
+            *d = self.scount[leaf * ns + k] as i64 - before.1[k] as i64;
         }
         let counts = dcount != 0 || dstage[..ns].iter().any(|&d| d != 0);
         let mut values = true;
@@ -884,8 +884,8 @@ impl ShapeTree {
         while node >= 1 {
             if counts {
                 self.count[node] = (self.count[node] as i64 + dcount) as u32;
-                for k in 0..ns {
-                    self.scount[node * ns + k] = (self.scount[node * ns + k] as i64 + dstage[k]) as u32;
+                for (c, d) in self.scount[node * ns..(node + 1) * ns].iter_mut().zip(&dstage) {
+                    *c = (*c as i64 + d) as u32;
                 }
             }
             if values {
