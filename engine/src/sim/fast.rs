@@ -403,15 +403,16 @@ pub(crate) struct ShapeTree {
     mmax: Vec<f64>,
     /// `[node * slots + w]`: the smallest multiplier under the node.
     mmin: Vec<f64>,
-    /// A reference normalization, per slot: the term of a host is
-    /// `m * (c1 * x + c0)` (`c1 = 1 / range`, `c0 = -lo / range`, both 0
-    /// for a weigher that adds nothing). `rmax[node]`: the largest sum of
-    /// terms of the node's members under it. Under the current bounds a
-    /// member's weight differs from its reference sum by terms bounded per
-    /// node from the extremes, so the bound is tight while the bounds stay
+    /// A reference normalization, `(lo, range)` per slot (range 0: the
+    /// weigher adds nothing). `rmax[node]`: the largest weight of the
+    /// node's members under it, in the engine's own arithmetic. While the
+    /// current normalization is the reference, that is the node's exact
+    /// best weight (ties pruned by index too); otherwise a member's weight
+    /// differs from its reference weight by `m * (a * x + b)` per weigher
+    /// (`a`, `b` from the two normalizations), bounded per node from its
+    /// extremes, so the bound stays tight while the normalization stays
     /// near the reference, and the reference moves when searches grow.
-    ref_c1: Vec<f64>,
-    ref_c0: Vec<f64>,
+    ref_norm: Vec<(f64, f64)>,
     rmax: Vec<f64>,
     /// The error allowed for the reference sum against the engine's own
     /// arithmetic (it only loosens the bound).
@@ -499,8 +500,7 @@ impl ShapeTree {
             hi: Vec::new(),
             mmax: Vec::new(),
             mmin: Vec::new(),
-            ref_c1: Vec::new(),
-            ref_c0: Vec::new(),
+            ref_norm: Vec::new(),
             rmax: Vec::new(),
             ref_eps: 0.0,
             seen,
@@ -665,8 +665,7 @@ impl ShapeTree {
         self.mmax = vec![f64::NEG_INFINITY; nodes * nw];
         self.mmin = vec![f64::INFINITY; nodes * nw];
         self.rmax = vec![f64::NEG_INFINITY; nodes];
-        self.ref_c1 = vec![0.0; nw];
-        self.ref_c0 = vec![0.0; nw];
+        self.ref_norm = vec![(0.0, 0.0); nw];
         for h in 0..fleet.len() {
             let leaf = self.size + self.pos[h] as usize;
             for (w, s) in self.slots.iter().enumerate() {
@@ -705,25 +704,24 @@ impl ShapeTree {
         self.set_reference();
     }
 
-    /// The current normalization as `(c1, c0)` per slot (see `ref_c1`).
-    fn current_coefficients(&self) -> (Vec<f64>, Vec<f64>) {
+    /// The current normalization, `(lo, range)` per slot (see `ref_norm`).
+    fn current_norm(&self) -> Vec<(f64, f64)> {
         let nw = self.slots.len();
-        let mut c1 = vec![0.0; nw];
-        let mut c0 = vec![0.0; nw];
+        let mut out = vec![(0.0, 0.0); nw];
         if self.count[1] > 1 {
             for (w, s) in self.slots.iter().enumerate() {
                 let lo = s.minval.unwrap_or(self.lo[nw + w]);
                 let hi = s.maxval.unwrap_or(self.hi[nw + w]);
                 if lo != hi {
-                    c1[w] = 1.0 / (hi - lo);
-                    c0[w] = -lo / (hi - lo);
+                    out[w] = (lo, hi - lo);
                 }
             }
         }
-        (c1, c0)
+        out
     }
 
-    /// A member leaf's sum under the reference normalization.
+    /// A member leaf's weight under the reference normalization, computed
+    /// as the engine computes a weight.
     #[inline]
     fn leaf_ref_sum(&self, leaf: usize) -> f64 {
         if self.count[leaf] == 0 {
@@ -731,8 +729,10 @@ impl ShapeTree {
         }
         let nw = self.slots.len();
         let mut acc = 0.0;
-        for w in 0..nw {
-            acc += self.mmax[leaf * nw + w] * (self.ref_c1[w] * self.lo[leaf * nw + w] + self.ref_c0[w]);
+        for (w, &(lo, range)) in self.ref_norm.iter().enumerate() {
+            if range != 0.0 {
+                acc += self.mmax[leaf * nw + w] * ((self.lo[leaf * nw + w] - lo) / range);
+            }
         }
         acc
     }
@@ -741,15 +741,15 @@ impl ShapeTree {
     /// again, O(hosts x weighers).
     fn set_reference(&mut self) {
         let nw = self.slots.len();
-        (self.ref_c1, self.ref_c0) = self.current_coefficients();
+        self.ref_norm = self.current_norm();
         // Terms are at most |m| * (|x| + |lo|) / range in size; allow a
         // relative 1e-9 of the largest.
         let mut scale = 0.0;
-        for w in 0..nw {
+        for (w, &(lo, range)) in self.ref_norm.iter().enumerate() {
             let m = self.mmax[nw + w].abs().max(self.mmin[nw + w].abs());
             let x = self.lo[nw + w].abs().max(self.hi[nw + w].abs());
-            if m.is_finite() && x.is_finite() {
-                scale += m * (self.ref_c1[w].abs() * x + self.ref_c0[w].abs());
+            if range != 0.0 && m.is_finite() && x.is_finite() {
+                scale += m * (x + lo.abs()) / range;
             }
         }
         self.ref_eps = 1e-9 * (1.0 + scale);
@@ -945,13 +945,24 @@ impl ShapeTree {
         // most the change from the reference to the current normalization
         // can add to any member's sum (checked over the corners of its
         // multipliers and values), plus the arithmetic's slack.
-        let (c1, c0) = self.current_coefficients();
-        let shift: Vec<(usize, f64, f64)> = (0..nw)
-            .map(|w| (w, c1[w] - self.ref_c1[w], c0[w] - self.ref_c0[w]))
-            .filter(|&(_, a, b)| a != 0.0 || b != 0.0)
-            .collect();
+        let now = self.current_norm();
+        let exact = now.iter().zip(&self.ref_norm).all(|(a, b)| a.0.to_bits() == b.0.to_bits() && a.1.to_bits() == b.1.to_bits());
+        // Term `m * (x - lo) / range` as `m * (c1 * x + c0)`.
+        let coef = |(lo, range): (f64, f64)| if range != 0.0 { (1.0 / range, -lo / range) } else { (0.0, 0.0) };
+        let shift: Vec<(usize, f64, f64)> = if exact {
+            Vec::new()
+        } else {
+            (0..nw)
+                .map(|w| {
+                    let ((c1, c0), (r1, r0)) = (coef(now[w]), coef(self.ref_norm[w]));
+                    (w, c1 - r1, c0 - r0)
+                })
+                .filter(|&(_, a, b)| a != 0.0 || b != 0.0)
+                .collect()
+        };
+        let slack = if exact { 0.0 } else { self.ref_eps };
         let rbound = |node: usize| -> f64 {
-            let mut acc = self.rmax[node] + self.ref_eps;
+            let mut acc = self.rmax[node] + slack;
             for &(w, a, b) in &shift {
                 let (m1, m2) = (self.mmin[node * nw + w], self.mmax[node * nw + w]);
                 let (v1, v2) = (a * self.lo[node * nw + w] + b, a * self.hi[node * nw + w] + b);
@@ -971,7 +982,8 @@ impl ShapeTree {
             }
             if top.len() == n {
                 let (lw, lh) = top[n - 1];
-                if b < lw || rb < lw || (b == lw && self.minidx[node] as usize > lh) {
+                let tie_loses = self.minidx[node] as usize > lh;
+                if b < lw || rb < lw || (b == lw && tie_loses) || (exact && rb == lw && tie_loses) {
                     continue;
                 }
             }
@@ -1002,7 +1014,7 @@ impl ShapeTree {
         }
         // A search that opened many nodes: the reference has drifted; the
         // next searches start from the current normalization.
-        if !shift.is_empty() && opened > 64 + 8 * self.size.trailing_zeros() as usize {
+        if !exact && opened > 64 + 8 * self.size.trailing_zeros() as usize {
             self.set_reference();
         }
         top.into_iter().map(|(_, h)| h).collect()
