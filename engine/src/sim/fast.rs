@@ -417,6 +417,8 @@ pub(crate) struct ShapeTree {
     /// The error allowed for the reference sum against the engine's own
     /// arithmetic (it only loosens the bound).
     ref_eps: f64,
+    /// The weighing set changed since the multipliers were laid out.
+    multipliers_stale: bool,
     /// Absolute journal position replayed so far.
     seen: usize,
 }
@@ -503,6 +505,7 @@ impl ShapeTree {
             ref_norm: Vec::new(),
             rmax: Vec::new(),
             ref_eps: 0.0,
+            multipliers_stale: true,
             seen,
         };
         let raws = prepare_weighers(sched, &ctx)?;
@@ -537,6 +540,7 @@ impl ShapeTree {
         if !same || self.seen < base || end - self.seen > fleet.len() / 8 + 64 {
             if !same {
                 self.slots = slots_of(&raws)?;
+                self.multipliers_stale = true;
             }
             self.rebuild(fleet, &raws);
         } else {
@@ -657,22 +661,28 @@ impl ShapeTree {
     fn rebuild(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>]) {
         let nw = self.slots.len();
         let nodes = 2 * self.size;
-        self.count = vec![0; nodes];
-        self.scount = vec![0; nodes * self.stages.len()];
-        self.minidx = vec![u32::MAX; nodes];
-        self.lo = vec![f64::INFINITY; nodes * nw];
-        self.hi = vec![f64::NEG_INFINITY; nodes * nw];
-        self.mmax = vec![f64::NEG_INFINITY; nodes * nw];
-        self.mmin = vec![f64::INFINITY; nodes * nw];
-        self.rmax = vec![f64::NEG_INFINITY; nodes];
-        self.ref_norm = vec![(0.0, 0.0); nw];
-        for h in 0..fleet.len() {
-            let leaf = self.size + self.pos[h] as usize;
-            for (w, s) in self.slots.iter().enumerate() {
-                let m = s.multiplier_of(fleet, h);
-                self.mmax[leaf * nw + w] = m;
-                self.mmin[leaf * nw + w] = m;
+        // The arrays keep their allocations from one rebuild to the next.
+        refill(&mut self.count, nodes, 0);
+        refill(&mut self.scount, nodes * self.stages.len(), 0);
+        refill(&mut self.minidx, nodes, u32::MAX);
+        refill(&mut self.lo, nodes * nw, f64::INFINITY);
+        refill(&mut self.hi, nodes * nw, f64::NEG_INFINITY);
+        refill(&mut self.rmax, nodes, f64::NEG_INFINITY);
+        refill(&mut self.ref_norm, nw, (0.0, 0.0));
+        // Multipliers depend only on the weighing set.
+        if self.mmax.len() != nodes * nw || self.multipliers_stale {
+            refill(&mut self.mmax, nodes * nw, f64::NEG_INFINITY);
+            refill(&mut self.mmin, nodes * nw, f64::INFINITY);
+            for h in 0..fleet.len() {
+                let leaf = self.size + self.pos[h] as usize;
+                for (w, s) in self.slots.iter().enumerate() {
+                    let m = s.multiplier_of(fleet, h);
+                    self.mmax[leaf * nw + w] = m;
+                    self.mmin[leaf * nw + w] = m;
+                }
             }
+            self.pull_multipliers();
+            self.multipliers_stale = false;
         }
         let mut buf = vec![0.0f64; crate::fleet::BLOCK];
         for b in &fleet.batches {
@@ -700,7 +710,6 @@ impl ShapeTree {
         for node in (1..self.size).rev() {
             self.pull(node);
         }
-        self.pull_multipliers();
         self.set_reference();
     }
 
@@ -1019,6 +1028,12 @@ impl ShapeTree {
         }
         top.into_iter().map(|(_, h)| h).collect()
     }
+}
+
+/// Sets `v` to `n` copies of `x`, keeping its allocation.
+fn refill<T: Copy>(v: &mut Vec<T>, n: usize, x: T) {
+    v.clear();
+    v.resize(n, x);
 }
 
 fn clamp(x: f64, s: &WeigherSlot) -> f64 {
