@@ -203,9 +203,8 @@ impl Fleet {
     /// overrides); computed once until the aggregates change.
     pub fn aggregate_min_values(&self, key: &str, default: f64) -> Arc<Vec<f64>> {
         let stamp = (self.aggregates.len(), self.aggsets.len(), self.agg_epoch);
-        self.aggregate_values.get_or(key, default, stamp, || {
-            crate::filters::aggset_min_values::<f64>(self, key, default)
-        })
+        self.aggregate_values
+            .get_or(key, default, stamp, || crate::filters::aggset_min_values::<f64>(self, key, default))
     }
 
     /// A fleet with no host. `VCPU`, `MEMORY_MB` and `DISK_GB` always get

@@ -870,7 +870,8 @@ impl ShapeTree {
         for w in 0..nw {
             let lo = self.lo[l * nw + w].min(self.lo[r * nw + w]);
             let hi = self.hi[l * nw + w].max(self.hi[r * nw + w]);
-            changed |= lo.to_bits() != self.lo[node * nw + w].to_bits() || hi.to_bits() != self.hi[node * nw + w].to_bits();
+            changed |=
+                lo.to_bits() != self.lo[node * nw + w].to_bits() || hi.to_bits() != self.hi[node * nw + w].to_bits();
             self.lo[node * nw + w] = lo;
             self.hi[node * nw + w] = hi;
         }
@@ -955,7 +956,10 @@ impl ShapeTree {
         // can add to any member's sum (checked over the corners of its
         // multipliers and values), plus the arithmetic's slack.
         let now = self.current_norm();
-        let exact = now.iter().zip(&self.ref_norm).all(|(a, b)| a.0.to_bits() == b.0.to_bits() && a.1.to_bits() == b.1.to_bits());
+        let exact = now
+            .iter()
+            .zip(&self.ref_norm)
+            .all(|(a, b)| a.0.to_bits() == b.0.to_bits() && a.1.to_bits() == b.1.to_bits());
         // Term `m * (x - lo) / range` as `m * (c1 * x + c0)`.
         let coef = |(lo, range): (f64, f64)| if range != 0.0 { (1.0 / range, -lo / range) } else { (0.0, 0.0) };
         let shift: Vec<(usize, f64, f64)> = if exact {
