@@ -156,24 +156,10 @@ fn on_fleet(a: &DrainArgs, path: &std::path::Path) -> Result<Drain> {
 
 /// The drained hosts' rows in a fleet file.
 fn sources(fleet: &Fleet, a: &DrainArgs) -> Result<Vec<usize>> {
-    let live = (0..fleet.len()).filter(|&h| fleet.is_live(h));
     let rows: Vec<usize> = if let Some(name) = &a.aggregate {
-        let agg = fleet
-            .aggregates
-            .iter()
-            .position(|x| &x.name == name)
-            .with_context(|| format!("--aggregate {name}: no such aggregate in the fleet"))?;
-        live.filter(|&h| {
-            let (b, r) = fleet.locate(h);
-            fleet.aggsets[b.aggset[r] as usize].contains(&(agg as u32))
-        })
-        .collect()
+        fleet.hosts_in_aggregate(name).with_context(|| format!("--aggregate {name}: no such aggregate in the fleet"))?
     } else if let Some(zone) = &a.zone {
-        live.filter(|&h| {
-            let (b, r) = fleet.locate(h);
-            b.az[r] != quiver_engine::fleet::NO_AZ && fleet.azs.name(b.az[r]) == zone
-        })
-        .collect()
+        fleet.hosts_in_zone(zone)
     } else {
         let mut seen = BTreeSet::new();
         a.hosts

@@ -101,25 +101,11 @@ fn sources(fleet: &Fleet, b: &DrainBody) -> Result<Vec<usize>, Refusal> {
     if given.iter().filter(|g| **g).count() != 1 {
         return Err(bad("Give exactly one of hosts (a non-empty list), aggregate or zone."));
     }
-    let live = (0..fleet.len()).filter(|&h| fleet.is_live(h));
     if let Some(name) = &b.aggregate {
-        let Some(a) = fleet.aggregates.iter().position(|a| &a.name == name) else {
-            return Err(not_found(format!("No aggregate {name}.")));
-        };
-        return Ok(live
-            .filter(|&h| {
-                let (batch, r) = fleet.locate(h);
-                fleet.aggsets[batch.aggset[r] as usize].contains(&(a as u32))
-            })
-            .collect());
+        return fleet.hosts_in_aggregate(name).ok_or_else(|| not_found(format!("No aggregate {name}.")));
     }
     if let Some(zone) = &b.zone {
-        let rows: Vec<usize> = live
-            .filter(|&h| {
-                let (batch, r) = fleet.locate(h);
-                batch.az[r] != quiver_engine::fleet::NO_AZ && fleet.azs.name(batch.az[r]) == zone
-            })
-            .collect();
+        let rows = fleet.hosts_in_zone(zone);
         if rows.is_empty() {
             return Err(not_found(format!("No compute host in availability zone {zone}.")));
         }

@@ -34,6 +34,7 @@ pub mod schema;
 pub mod usage;
 
 mod aggregate_values;
+mod selection;
 
 pub use batch::{HostBatch, NO_AZ, RcColumns, StrColumn};
 pub use builder::FleetBuilder;

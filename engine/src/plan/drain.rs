@@ -395,6 +395,11 @@ mod tests {
         let got: Vec<Option<&str>> = d.moves.iter().map(|m| m.destination.as_deref()).collect();
         assert_eq!(got, [Some("a2"), Some("b2")]);
         assert_eq!(d.by_zone.iter().map(|z| z.hosts).collect::<Vec<_>>(), [1, 1]);
+        // What --zone and --aggregate drain.
+        let at = |names: &[&str]| names.iter().map(|n| f.index_of(n).unwrap()).collect::<Vec<_>>();
+        assert_eq!(f.hosts_in_zone("az2"), at(&["b1", "b2"]));
+        assert_eq!(f.hosts_in_aggregate("agg-az1"), Some(at(&["a1", "a2"])));
+        assert_eq!((f.hosts_in_aggregate("nope"), f.hosts_in_zone("nope")), (None, vec![]));
         let mut off = x;
         off.host = f.index_of("a2").unwrap();
         let e = drain(&f, &SchedulerConfig::default(), &groups(), &rows, &[off], 0).unwrap_err();
