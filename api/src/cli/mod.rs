@@ -72,7 +72,9 @@ pub enum Command {
     /// hosts the first stage that rejected each one and why.
     Explain(explain::ExplainArgs),
     /// Capacity planning with the real scheduler on a copy of a fleet:
-    /// `headroom` (how many more servers of a flavor fit, exactly).
+    /// `headroom` (how many more servers of a flavor fit, exactly), `drain`
+    /// (where every instance of some hosts would go), `size` (how many
+    /// hosts of a shape a trace needs).
     #[command(subcommand)]
     Plan(plan::PlanCommand),
     /// Generate, inspect and convert fleets.
