@@ -66,6 +66,20 @@ pub enum Outcome {
     },
 }
 
+/// Request `r` as the scheduler sees it: its class, with its group's hint
+/// when it joins one (`with_group` holds those, made on first use).
+fn request_of<'a>(
+    workload: &'a Workload,
+    with_group: &'a HashMap<(u32, u32), BootRequest>,
+    r: usize,
+) -> &'a BootRequest {
+    let req = workload.requests[r];
+    match req.group {
+        None => &workload.classes[req.class as usize],
+        Some(g) => &with_group[&(req.class, g)],
+    }
+}
+
 /// The host sets of `req`'s server group and hints for instance `uuid`;
 /// `None` when the fast path does not model them (a soft policy, whose
 /// weighers depend on the group; a group the scheduler does not know).
@@ -218,14 +232,13 @@ impl Placer {
     pub fn arrive(&mut self, fleet: &mut Fleet, groups: &mut Groups, workload: &Workload, r: usize) -> Outcome {
         let req = workload.requests[r];
         let c = req.class as usize;
-        let breq = match req.group {
-            None => &workload.classes[c],
-            Some(g) => self.with_group.entry((req.class, g)).or_insert_with(|| {
+        if let Some(g) = req.group {
+            self.with_group.entry((req.class, g)).or_insert_with(|| {
                 let mut b = workload.classes[c].clone();
                 b.scheduler_hints.insert("group".into(), workload.groups[g as usize].uuid.clone().into());
                 b
-            }),
-        };
+            });
+        }
         if self.fast {
             if matches!(self.classes[c].fast, FastState::Untried) {
                 let seen = self.journal_base + self.journal.len();
@@ -234,22 +247,21 @@ impl Placer {
                     None => FastState::Ineligible,
                 };
             }
-            // Groups and hints: the sets their filters keep or drop, from a
-            // view of the group with this instance added (as nova-api adds
-            // it); the group itself changes only if the fast path places it.
-            let uuid = default_instance_uuid(r, 0);
-            let sets = if req.group.is_some() || !breq.scheduler_hints.is_empty() {
-                match request_sets(&self.sched, fleet, groups, breq, uuid) {
-                    Some(s) => Some(s),
-                    None => {
-                        let breq = breq.clone();
-                        return self.full(fleet, groups, r, &breq);
-                    }
-                }
-            } else {
-                None
-            };
             if let FastState::Ready(tree) = &mut self.classes[c].fast {
+                let breq = request_of(workload, &self.with_group, r);
+                // Groups and hints: the sets their filters keep or drop, from
+                // a view of the group with this instance added (as nova-api
+                // adds it); the group itself changes only if the fast path
+                // places it.
+                let uuid = default_instance_uuid(r, 0);
+                let sets = if req.group.is_some() || !breq.scheduler_hints.is_empty() {
+                    match request_sets(&self.sched, fleet, groups, breq, uuid) {
+                        Some(s) => Some(s),
+                        None => return self.full(fleet, groups, workload, r),
+                    }
+                } else {
+                    None
+                };
                 match tree.choose(
                     &mut self.sched,
                     fleet,
@@ -286,12 +298,12 @@ impl Placer {
                 }
             }
         }
-        let breq = breq.clone();
-        self.full(fleet, groups, r, &breq)
+        self.full(fleet, groups, workload, r)
     }
 
-    /// Places request `r` (as `breq`) through the full pipeline.
-    fn full(&mut self, fleet: &mut Fleet, groups: &mut Groups, r: usize, breq: &BootRequest) -> Outcome {
+    /// Places request `r` through the full pipeline.
+    fn full(&mut self, fleet: &mut Fleet, groups: &mut Groups, workload: &Workload, r: usize) -> Outcome {
+        let breq = request_of(workload, &self.with_group, r);
         let d = self.sched.schedule(fleet, groups, breq, r);
         if d.status == "ok"
             && let Some(host) = d.chosen.first().and_then(|n| fleet.index_of(n))
@@ -605,23 +617,14 @@ impl ShapeTree {
     fn clear_leaf(&mut self, leaf: usize) {
         let nw = self.slots.len();
         let ns = self.stages.len();
-        let before: Vec<u32> = self.scount[leaf * ns..(leaf + 1) * ns].to_vec();
-        let before_count = self.count[leaf];
+        let before = self.snapshot(leaf);
         self.count[leaf] = 0;
         self.scount[leaf * ns..(leaf + 1) * ns].fill(0);
         self.minidx[leaf] = u32::MAX;
         self.lo[leaf * nw..(leaf + 1) * nw].fill(f64::INFINITY);
         self.hi[leaf * nw..(leaf + 1) * nw].fill(f64::NEG_INFINITY);
         self.rmax[leaf] = f64::NEG_INFINITY;
-        if ns <= 16 {
-            self.propagate(leaf, (before_count, &before));
-        } else {
-            let mut node = leaf / 2;
-            while node >= 1 {
-                self.pull(node);
-                node /= 2;
-            }
-        }
+        self.climb(leaf, before);
     }
 
     /// The best `n` of `hosts` (current members, in index order) in Nova's
@@ -629,7 +632,7 @@ impl ShapeTree {
     fn best_among(&self, hosts: &[usize], n: usize) -> Vec<usize> {
         let nw = self.slots.len();
         let leaves: Vec<usize> = hosts.iter().map(|&h| self.size + self.pos[h] as usize).collect();
-        let mut active: Vec<(usize, f64, f64)> = Vec::with_capacity(nw);
+        let mut norm = vec![(0.0, 0.0); nw];
         if hosts.len() > 1 {
             for (w, s) in self.slots.iter().enumerate() {
                 let lo = s
@@ -639,21 +642,12 @@ impl ShapeTree {
                     .maxval
                     .unwrap_or_else(|| leaves.iter().map(|&l| self.hi[l * nw + w]).fold(f64::NEG_INFINITY, f64::max));
                 if lo != hi {
-                    active.push((w, lo, hi - lo));
+                    norm[w] = (lo, hi - lo);
                 }
             }
         }
-        let mut scored: Vec<(f64, usize)> = hosts
-            .iter()
-            .zip(&leaves)
-            .map(|(&h, &leaf)| {
-                let mut acc = 0.0;
-                for &(w, lo, range) in &active {
-                    acc += self.mmax[leaf * nw + w] * ((self.lo[leaf * nw + w] - lo) / range);
-                }
-                (acc, h)
-            })
-            .collect();
+        let mut scored: Vec<(f64, usize)> =
+            hosts.iter().zip(&leaves).map(|(&h, &leaf)| (self.leaf_weight(leaf, &norm), h)).collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         scored.into_iter().take(n).map(|(_, h)| h).collect()
     }
@@ -729,16 +723,23 @@ impl ShapeTree {
         out
     }
 
-    /// A member leaf's weight under the reference normalization, computed
-    /// as the engine computes a weight.
+    /// A member leaf's weight under the reference normalization.
     #[inline]
     fn leaf_ref_sum(&self, leaf: usize) -> f64 {
         if self.count[leaf] == 0 {
             return f64::NEG_INFINITY;
         }
+        self.leaf_weight(leaf, &self.ref_norm)
+    }
+
+    /// A member leaf's weight under normalization `norm` (`(lo, range)` per
+    /// slot), computed as the engine computes a weight: the same terms, in
+    /// the same order.
+    #[inline]
+    fn leaf_weight(&self, leaf: usize, norm: &[(f64, f64)]) -> f64 {
         let nw = self.slots.len();
         let mut acc = 0.0;
-        for (w, &(lo, range)) in self.ref_norm.iter().enumerate() {
+        for (w, &(lo, range)) in norm.iter().enumerate() {
             if range != 0.0 {
                 acc += self.mmax[leaf * nw + w] * ((self.lo[leaf * nw + w] - lo) / range);
             }
@@ -773,14 +774,7 @@ impl ShapeTree {
     fn update(&mut self, fleet: &Fleet, raws: &[Option<Raw<'_>>], h: usize, buf: &mut [f64; 1]) {
         let nw = self.slots.len();
         let leaf = self.size + self.pos[h] as usize;
-        let ns = self.stages.len();
-        // Ancestors follow by the change (up to 16 stages), else in full.
-        let tracked = ns <= 16;
-        let mut before = [0u32; 16];
-        if tracked {
-            before[..ns].copy_from_slice(&self.scount[leaf * ns..(leaf + 1) * ns]);
-        }
-        let before_count = self.count[leaf];
+        let before = self.snapshot(leaf);
         let member = self.set_leaf_counts(fleet, h, leaf);
         self.minidx[leaf] = if member { h as u32 } else { u32::MAX };
         let (b, row) = fleet.locate(h);
@@ -796,15 +790,7 @@ impl ShapeTree {
             self.hi[leaf * nw + w] = if member { x } else { f64::NEG_INFINITY };
         }
         self.rmax[leaf] = self.leaf_ref_sum(leaf);
-        if tracked {
-            self.propagate(leaf, (before_count, &before[..ns]));
-        } else {
-            let mut node = leaf / 2;
-            while node >= 1 {
-                self.pull(node);
-                node /= 2;
-            }
-        }
+        self.climb(leaf, before);
     }
 
     /// Sets leaf `leaf`'s stage counts for host `h`; whether it is a member
@@ -878,11 +864,29 @@ impl ShapeTree {
         changed
     }
 
+    /// A leaf's member flag and stage counts (the first 16), before it
+    /// changes.
+    fn snapshot(&self, leaf: usize) -> (u32, [u32; 16]) {
+        let ns = self.stages.len().min(16);
+        let mut stages = [0u32; 16];
+        stages[..ns].copy_from_slice(&self.scount[leaf * self.stages.len()..][..ns]);
+        (self.count[leaf], stages)
+    }
+
     /// Brings a changed leaf's ancestors up to date: the counts by their
-    /// change (`before`: the leaf's member flag and stage counts before),
-    /// the extremes until a node's stay as they were.
-    fn propagate(&mut self, leaf: usize, before: (u32, &[u32])) {
+    /// change from `before` (its [`ShapeTree::snapshot`]), the extremes
+    /// until a node's stay as they were. A shape of more than 16 stages
+    /// recomputes every ancestor.
+    fn climb(&mut self, leaf: usize, before: (u32, [u32; 16])) {
         let ns = self.stages.len();
+        if ns > 16 {
+            let mut node = leaf / 2;
+            while node >= 1 {
+                self.pull(node);
+                node /= 2;
+            }
+            return;
+        }
         let dcount = self.count[leaf] as i64 - before.0 as i64;
         let mut dstage = [0i64; 16];
         for (k, d) in dstage[..ns].iter_mut().enumerate() {
@@ -929,16 +933,9 @@ impl ShapeTree {
         }
         // Nova's normalization bounds over the survivors; weighers whose
         // range is empty add nothing (the engine skips them too).
-        let mut active: Vec<(usize, f64, f64)> = Vec::with_capacity(nw);
-        if members > 1 {
-            for (w, s) in self.slots.iter().enumerate() {
-                let lo = s.minval.unwrap_or(self.lo[nw + w]);
-                let hi = s.maxval.unwrap_or(self.hi[nw + w]);
-                if lo != hi {
-                    active.push((w, lo, hi - lo));
-                }
-            }
-        }
+        let now = self.current_norm();
+        let active: Vec<(usize, f64, f64)> =
+            now.iter().enumerate().filter(|(_, n)| n.1 != 0.0).map(|(w, &(lo, range))| (w, lo, range)).collect();
         // The engine's term is `m * ((x - lo) / range)` with the normalized
         // value in [0, 1]: the largest multiplier times the best extreme
         // bounds it (for a leaf, it is the term).
@@ -955,7 +952,6 @@ impl ShapeTree {
         // most the change from the reference to the current normalization
         // can add to any member's sum (checked over the corners of its
         // multipliers and values), plus the arithmetic's slack.
-        let now = self.current_norm();
         let exact = now
             .iter()
             .zip(&self.ref_norm)
