@@ -37,6 +37,14 @@ pub struct Flavor {
     pub extra_specs: BTreeMap<String, String>,
 }
 
+impl Flavor {
+    /// What a server of this flavor takes from a host's `HostState`:
+    /// `(memory_mb, disk_mb, vcpus)` (disk is root plus ephemeral).
+    pub fn host_usage(&self) -> (i32, i32, i32) {
+        (self.memory_mb as i32, ((self.root_gb + self.ephemeral_gb) * 1024) as i32, self.vcpus as i32)
+    }
+}
+
 /// An image as the scheduler sees it (`objects.ImageMeta`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Image {

@@ -1,7 +1,7 @@
 //! `quiver plan drain`: would every instance on some hosts find a new
 //! home under the current policy, and where.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -113,6 +113,7 @@ fn on_fleet(a: &DrainArgs, path: &std::path::Path) -> Result<Drain> {
     // The boots first, with the same scheduler, in order.
     let mut sched = Scheduler::new(conf.clone(), 0)?;
     let mut booted = groups.clone();
+    let drained: HashSet<usize> = rows.iter().copied().collect();
     let mut placed: Vec<(DrainInstance, (usize, usize))> = Vec::new();
     for (index, req) in stream.requests.iter().enumerate() {
         let d = sched.schedule(&mut fleet, &mut booted, req, index);
@@ -123,7 +124,7 @@ fn on_fleet(a: &DrainArgs, path: &std::path::Path) -> Result<Drain> {
             let Some(row) = fleet.index_of(host) else { continue };
             // Running by the time the host is drained: the build is over.
             fleet.finish_build(row);
-            if !rows.contains(&row) {
+            if !drained.contains(&row) {
                 continue;
             }
             let uuid = req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or(default_instance_uuid(index, k));
@@ -132,16 +133,9 @@ fn on_fleet(a: &DrainArgs, path: &std::path::Path) -> Result<Drain> {
             placed.push((DrainInstance { uuid, name, host: row, request: req.clone() }, (index, k)));
         }
     }
-    let unknown: usize = rows
-        .iter()
-        .map(|&h| {
-            fleet
-                .instances
-                .iter()
-                .filter(|&(u, &at)| at as usize == h && !placed.iter().any(|(i, _)| i.uuid == *u))
-                .count()
-        })
-        .sum();
+    let planned: HashSet<u128> = placed.iter().map(|(i, _)| i.uuid).collect();
+    let unknown =
+        fleet.instances.iter().filter(|&(u, &at)| drained.contains(&(at as usize)) && !planned.contains(u)).count();
     if unknown > 0 {
         eprintln!(
             "note: {unknown} instance(s) on the drained hosts come from the fleet file, which does not say what \

@@ -21,12 +21,12 @@ impl Fleet {
 
     /// The live hosts in availability zone `zone`, in index order.
     pub fn hosts_in_zone(&self, zone: &str) -> Vec<usize> {
-        (0..self.len())
-            .filter(|&h| self.is_live(h))
-            .filter(|&h| {
-                let (b, r) = self.locate(h);
-                b.az[r] != NO_AZ && self.azs.name(b.az[r]) == zone
-            })
-            .collect()
+        (0..self.len()).filter(|&h| self.is_live(h) && self.zone_of(h) == Some(zone)).collect()
+    }
+
+    /// Host `h`'s availability zone; `None` when it is in none.
+    pub fn zone_of(&self, h: usize) -> Option<&str> {
+        let (b, r) = self.locate(h);
+        (b.az[r] != NO_AZ).then(|| self.azs.name(b.az[r]))
     }
 }

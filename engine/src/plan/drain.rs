@@ -6,14 +6,14 @@
 //! copy of the fleet. An instance that finds no host stays, and the stage
 //! that stopped it is named (the first that kept no host).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::SchedulerConfig;
 use crate::error::{EngineError, Result};
-use crate::fleet::{Fleet, NO_AZ};
+use crate::fleet::Fleet;
 use crate::mask::Mask;
 use crate::request::{BootRequest, format_uuid};
 use crate::scheduler::{Groups, Scheduler};
@@ -99,7 +99,14 @@ pub fn drain(
     instances: &[DrainInstance],
     seed: u64,
 ) -> Result<Drain> {
-    if let Some(i) = instances.iter().find(|i| !sources.contains(&i.host)) {
+    // Nova's ignore_hosts: a drained host takes nothing (operators disable
+    // its service first, so an instance moved off one drained host never
+    // lands on another).
+    let mut allowed = Mask::ones(fleet.len());
+    for &h in sources {
+        allowed.set(h, false);
+    }
+    if let Some(i) = instances.iter().find(|i| allowed.get(i.host)) {
         return Err(EngineError::invalid(format!(
             "instance {} is on {}, which is not being drained",
             format_uuid(i.uuid),
@@ -109,13 +116,6 @@ pub fn drain(
     let mut sched = Scheduler::new(conf.clone(), seed)?;
     let mut copy = fleet.clone();
     let mut groups = groups.clone();
-    // Nova's ignore_hosts: a drained host takes nothing (operators disable
-    // its service first, so an instance moved off one drained host never
-    // lands on another).
-    let mut allowed = Mask::ones(copy.len());
-    for &h in sources {
-        allowed.set(h, false);
-    }
     let t0 = Instant::now();
     let mut moves = Vec::with_capacity(instances.len());
     for (k, inst) in instances.iter().enumerate() {
@@ -137,13 +137,8 @@ pub fn drain(
                     .map(|q| q.prepare(&copy).resources().to_vec())
                     .unwrap_or_default();
                 copy.release(inst.host, &resources);
-                let f = &req.flavor;
-                copy.unconsume(
-                    inst.host,
-                    f.memory_mb as i32,
-                    ((f.root_gb + f.ephemeral_gb) * 1024) as i32,
-                    f.vcpus as i32,
-                );
+                let (memory_mb, disk_mb, vcpus) = req.flavor.host_usage();
+                copy.unconsume(inst.host, memory_mb, disk_mb, vcpus);
                 copy.instances.insert(inst.uuid, dest as u32);
                 Move {
                     instance: format_uuid(inst.uuid),
@@ -186,25 +181,21 @@ pub fn drain(
         stuck: moves.len() - moved,
         moved,
         moves,
-        by_zone: zone_capacity(&copy, sources),
+        by_zone: zone_capacity(&copy, &allowed),
         seconds,
     })
 }
 
-/// Free and used capacity per zone, `skip` left out.
-fn zone_capacity(fleet: &Fleet, skip: &[usize]) -> Vec<ZoneCapacity> {
+/// Free and used capacity per zone, over the hosts in `counted`.
+fn zone_capacity(fleet: &Fleet, counted: &Mask) -> Vec<ZoneCapacity> {
     let cap = Capacity::of(fleet);
     let rcs: Vec<(String, usize)> = ["VCPU", "MEMORY_MB", "DISK_GB"]
         .iter()
         .filter_map(|rc| fleet.rc_index(rc).map(|i| ((*rc).to_owned(), i)))
         .collect();
     let mut zones: BTreeMap<String, (usize, Vec<i64>, Vec<i64>)> = BTreeMap::new();
-    for h in (0..fleet.len()).filter(|h| fleet.is_live(*h) && !skip.contains(h)) {
-        let (b, r) = fleet.locate(h);
-        let name = match b.az[r] {
-            NO_AZ => String::new(),
-            z => fleet.azs.name(z).to_owned(),
-        };
+    for h in (0..fleet.len()).filter(|&h| fleet.is_live(h) && counted.get(h)) {
+        let name = fleet.zone_of(h).unwrap_or_default().to_owned();
         let z = zones.entry(name).or_insert_with(|| (0, vec![0; rcs.len()], vec![0; rcs.len()]));
         z.0 += 1;
         for (k, (_, rc)) in rcs.iter().enumerate() {
@@ -234,8 +225,9 @@ fn zone_capacity(fleet: &Fleet, skip: &[usize]) -> Vec<ZoneCapacity> {
 /// host after host in the order given. `created` is each instance's
 /// creation key (any order-preserving string or number).
 pub fn nova_move_order<K: Ord>(instances: &mut [(DrainInstance, K)], sources: &[usize]) {
+    let order: HashMap<usize, usize> = sources.iter().enumerate().map(|(i, &h)| (h, i)).collect();
+    let pos = |h: usize| order.get(&h).copied().unwrap_or(usize::MAX);
     instances.sort_by(|(a, ka), (b, kb)| {
-        let pos = |h: usize| sources.iter().position(|&s| s == h).unwrap_or(usize::MAX);
         pos(a.host).cmp(&pos(b.host)).then_with(|| kb.cmp(ka)).then_with(|| b.uuid.cmp(&a.uuid))
     });
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::SchedulerConfig;
 use crate::error::{EngineError, Result};
-use crate::fleet::{Fleet, NO_AZ};
+use crate::fleet::Fleet;
 use crate::request::BootRequest;
 use crate::scheduler::{Groups, Scheduler};
 use crate::sim::fast::{Outcome, Placer};
@@ -157,15 +157,8 @@ pub fn headroom(
     // Parts: zones by the hosts' zone, aggregates by membership.
     let mut zones: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut aggs: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    let zone_of = |h: usize| {
-        let (b, r) = fleet.locate(h);
-        match b.az[r] {
-            NO_AZ => String::new(),
-            z => fleet.azs.name(z).to_owned(),
-        }
-    };
     for &h in &live_hosts {
-        zones.entry(zone_of(h)).or_default().push(h);
+        zones.entry(fleet.zone_of(h).unwrap_or_default().to_owned()).or_default().push(h);
         let (b, r) = fleet.locate(h);
         for &a in &fleet.aggsets[b.aggset[r] as usize] {
             aggs.entry(a).or_default().push(h);

@@ -250,13 +250,8 @@ impl Scheduler {
                     let claimed = fleet.claim(host, query.resources());
                     debug_assert!(claimed, "claim walk picked a host that does not fit");
                     let saved = fleet.hoststate(host);
-                    let f = &req.flavor;
-                    fleet.consume(
-                        host,
-                        f.memory_mb as i32,
-                        ((f.root_gb + f.ephemeral_gb) * 1024) as i32,
-                        f.vcpus as i32,
-                    );
+                    let (memory_mb, disk_mb, vcpus) = req.flavor.host_usage();
+                    fleet.consume(host, memory_mb, disk_mb, vcpus);
                     let mut stubbed = None;
                     if let Some(g) = group.as_mut() {
                         g.hosts.push(host as u32);

@@ -198,14 +198,8 @@ impl Placer {
             .iter()
             .zip(class_demands(&sched, fleet, workload))
             .map(|(req, resources)| {
-                let f = &req.flavor;
-                Class {
-                    resources,
-                    memory_mb: f.memory_mb as i32,
-                    disk_mb: ((f.root_gb + f.ephemeral_gb) * 1024) as i32,
-                    vcpus: f.vcpus as i32,
-                    fast: FastState::Untried,
-                }
+                let (memory_mb, disk_mb, vcpus) = req.flavor.host_usage();
+                Class { resources, memory_mb, disk_mb, vcpus, fast: FastState::Untried }
             })
             .collect();
         let track_instances = !workload.groups.is_empty()
