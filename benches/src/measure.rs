@@ -41,55 +41,106 @@ pub fn time_decisions(fleet: &mut Fleet, sched: &mut Scheduler, req: &BootReques
     out
 }
 
-/// The memory-bandwidth floor of a default-profile decision: the time to
-/// read once, on the same thread pool, every column byte the decision
-/// touches (capacity `avail` per requested class, trait and aggregate set
-/// codes, service flags and heartbeat age, and the weighers' columns).
-/// Returns `(duration, bytes read)`.
-pub fn bandwidth_floor(fleet: &Fleet, reps: usize) -> (Duration, usize) {
-    let mut times = Vec::new();
+/// One column the floor reads.
+enum Column<'a> {
+    I32(&'a [i32]),
+    U32(&'a [u32]),
+    I64(&'a [i64]),
+    F64(&'a [f64]),
+}
+
+impl Column<'_> {
+    /// Folds every value into a checksum (so the read cannot be elided);
+    /// returns it and the bytes read.
+    fn fold(&self) -> (u64, usize) {
+        match self {
+            Column::I32(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)), s.len() * 4),
+            Column::U32(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(u64::from(x))), s.len() * 4),
+            Column::I64(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)), s.len() * 8),
+            Column::F64(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())), s.len() * 8),
+        }
+    }
+}
+
+/// The columns of batch `b` a decision under `profile` reads once per
+/// host: the Placement query's `avail` per requested class and inventory
+/// codes, trait and aggregate sets; ComputeFilter's heartbeat age;
+/// ComputeCapabilities' and ImageProperties' dictionary codes and
+/// hypervisor version; the weighers' free RAM, free disk, vCPUs used, I/O
+/// ops and failed builds. `extended` and `all` add the instance count
+/// (NumInstancesFilter), the stats code (MetricsFilter) and the AZ.
+fn floor_columns<'a>(fleet: &'a Fleet, b: &'a quiver_engine::fleet::HostBatch, profile: &str) -> Vec<Column<'a>> {
+    let r = b.range();
+    let u = fleet.usage();
+    let mut cols: Vec<Column<'a>> = Vec::with_capacity(24);
+    for rc in 0..3.min(u.avail.len()) {
+        cols.push(Column::I32(&u.avail[rc][r.clone()]));
+        cols.push(Column::U32(&b.rc[rc].code));
+    }
+    for col in [&u.free_ram_mb, &u.free_disk_mb, &u.num_io_ops, &u.vcpus_used] {
+        cols.push(Column::I32(&col[r.clone()]));
+    }
+    cols.push(Column::I32(&b.failed_builds));
+    for col in [&b.traitset, &b.aggset, &b.cpu_info, &b.supported, &b.hypervisor_type] {
+        cols.push(Column::U32(col));
+    }
+    cols.push(Column::F64(&b.service_age_s));
+    cols.push(Column::I64(&b.hypervisor_version));
+    if profile != "default" {
+        cols.push(Column::I32(&u.num_instances[r.clone()]));
+        cols.push(Column::U32(&b.stats));
+        cols.push(Column::U32(&b.az));
+    }
+    cols
+}
+
+/// Bytes a decision under `profile` reads per host at the least (the
+/// floor's columns); 0 for an empty fleet.
+pub fn floor_bytes_per_host(fleet: &Fleet, profile: &str) -> f64 {
+    let bytes: usize = fleet.batches.iter().flat_map(|b| floor_columns(fleet, b, profile)).map(|c| c.fold().1).sum();
+    if fleet.is_empty() { 0.0 } else { bytes as f64 / fleet.len() as f64 }
+}
+
+/// One pass of the memory-bandwidth floor: every column byte a decision
+/// under `profile` reads, read once, batch by batch on `pool` (the
+/// decision's own, so its threads are as warm as the decision's), or on
+/// the calling thread when `pool` is `None`. Returns the time and the
+/// bytes read.
+pub fn floor_pass(fleet: &Fleet, profile: &str, pool: Option<&rayon::ThreadPool>) -> (Duration, usize) {
+    let scan = |b: &quiver_engine::fleet::HostBatch| -> (u64, usize) {
+        floor_columns(fleet, b, profile)
+            .iter()
+            .map(Column::fold)
+            .fold((0u64, 0usize), |(a, n), (x, m)| (a.wrapping_add(x), n + m))
+    };
+    let t = Instant::now();
+    let (acc, bytes) = match pool {
+        Some(p) => p.install(|| {
+            fleet
+                .batches
+                .par_iter()
+                .map(scan)
+                .reduce(|| (0, 0), |(a, n), (x, m)| (a.wrapping_add(x), n + m))
+        }),
+        None => fleet.batches.iter().map(scan).fold((0u64, 0usize), |(a, n), (x, m)| (a.wrapping_add(x), n + m)),
+    };
+    let d = t.elapsed();
+    std::hint::black_box(acc);
+    (d, bytes)
+}
+
+/// The memory-bandwidth floor of a default-profile decision on the
+/// scheduler pool: the median of `reps` passes after one warm-up pass.
+/// Returns `(duration, bytes read)`. `quiver bench run` interleaves passes
+/// with decisions instead (see `decision::run`).
+pub fn bandwidth_floor(fleet: &Fleet, sched: &Scheduler, reps: usize) -> (Duration, usize) {
+    let _ = floor_pass(fleet, "default", Some(sched.pool()));
+    let mut times = Vec::with_capacity(reps);
     let mut bytes = 0;
-    for _ in 0..reps {
-        let t = Instant::now();
-        let sums: Vec<(u64, usize)> = fleet
-            .batches
-            .par_iter()
-            .map(|b| {
-                let r = b.range();
-                let u = fleet.usage();
-                let mut acc = 0u64;
-                let mut n = 0usize;
-                let mut add32 = |s: &[i32]| {
-                    acc = acc.wrapping_add(s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)));
-                    n += s.len() * 4;
-                };
-                for rc in 0..3 {
-                    add32(&u.avail[rc][r.clone()]);
-                }
-                for col in [&u.free_ram_mb, &u.free_disk_mb, &u.num_io_ops, &u.vcpus_used] {
-                    add32(&col[r.clone()]);
-                }
-                add32(&b.failed_builds);
-                let mut add_u32 = |s: &[u32]| {
-                    acc = acc.wrapping_add(s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)));
-                    n += s.len() * 4;
-                };
-                add_u32(&b.traitset);
-                add_u32(&b.aggset);
-                add_u32(&b.rc[0].code);
-                let mut add64 = |s: &[f64]| {
-                    acc = acc.wrapping_add(s.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())));
-                    n += s.len() * 8;
-                };
-                add64(&b.service_age_s);
-                acc = acc.wrapping_add(b.hypervisor_version.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)));
-                n += b.len() * 8;
-                (acc, n)
-            })
-            .collect();
-        times.push(t.elapsed());
-        bytes = sums.iter().map(|s| s.1).sum();
-        std::hint::black_box(sums);
+    for _ in 0..reps.max(1) {
+        let (d, b) = floor_pass(fleet, "default", Some(sched.pool()));
+        times.push(d);
+        bytes = b;
     }
     (median(times), bytes)
 }

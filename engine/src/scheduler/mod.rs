@@ -129,6 +129,12 @@ impl Scheduler {
         &self.conf
     }
 
+    /// The rayon pool the kernels run on: a bench that compares with a
+    /// decision measures its floor on the same threads.
+    pub fn pool(&self) -> &rayon::ThreadPool {
+        &self.pool
+    }
+
     /// Filter class names in order.
     pub fn filter_names(&self) -> Vec<&'static str> {
         self.filters.iter().map(|(name, _)| *name).collect()
