@@ -15,7 +15,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            // a regression found by `quiver bench compare` is an answer,
+            // not a failure to run: status 1, as diff and cmp use it
+            if e.downcast_ref::<cli::bench_compare::Regressions>().is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
         }
     }
 }

@@ -137,7 +137,6 @@ pub fn run(
             break;
         }
     }
-    drop(round);
     let claims: Vec<f64> = (0..5).map(|_| measure::claim_ns(fleet, 200_000)).collect();
     let gbps: Vec<f64> = floor.iter().map(|&f| floor_bytes as f64 / (f / 1e3) / 1e9).collect();
     let mut out = BTreeMap::new();
@@ -164,7 +163,10 @@ pub fn run(
         );
     }
     out.insert("claim_ns".into(), Figure::of(&claims, "ns", Better::Lower));
-    out.insert("fleet_bytes_per_host".into(), Figure::exact(fleet.memory_bytes() as f64 / n.max(1) as f64, "B/host", Better::Lower));
+    out.insert(
+        "fleet_bytes_per_host".into(),
+        Figure::exact(fleet.memory_bytes() as f64 / n.max(1) as f64, "B/host", Better::Lower),
+    );
     if let Some(peak) = measure::peak_rss() {
         out.insert("peak_rss_mib".into(), Figure::exact(peak as f64 / (1 << 20) as f64, "MiB", Better::Lower));
     }

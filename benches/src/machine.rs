@@ -130,8 +130,7 @@ impl LoadWindow {
 
     /// Closes the window.
     pub fn close(self) -> Load {
-        let own_now =
-            process_jiffies("self") + self.pids.iter().map(|p| process_jiffies(&p.to_string())).sum::<u64>();
+        let own_now = process_jiffies("self") + self.pids.iter().map(|p| process_jiffies(&p.to_string())).sum::<u64>();
         let (mut others, mut steal) = (0.0, 0.0);
         if let (Some(a), Some(b)) = (self.stat, cpu_times()) {
             let total = b.total.saturating_sub(a.total).max(1) as f64;

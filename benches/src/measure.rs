@@ -116,33 +116,13 @@ pub fn floor_pass(fleet: &Fleet, profile: &str, pool: Option<&rayon::ThreadPool>
     let t = Instant::now();
     let (acc, bytes) = match pool {
         Some(p) => p.install(|| {
-            fleet
-                .batches
-                .par_iter()
-                .map(scan)
-                .reduce(|| (0, 0), |(a, n), (x, m)| (a.wrapping_add(x), n + m))
+            fleet.batches.par_iter().map(scan).reduce(|| (0, 0), |(a, n), (x, m)| (a.wrapping_add(x), n + m))
         }),
         None => fleet.batches.iter().map(scan).fold((0u64, 0usize), |(a, n), (x, m)| (a.wrapping_add(x), n + m)),
     };
     let d = t.elapsed();
     std::hint::black_box(acc);
     (d, bytes)
-}
-
-/// The memory-bandwidth floor of a default-profile decision on the
-/// scheduler pool: the median of `reps` passes after one warm-up pass.
-/// Returns `(duration, bytes read)`. `quiver bench run` interleaves passes
-/// with decisions instead (see `decision::run`).
-pub fn bandwidth_floor(fleet: &Fleet, sched: &Scheduler, reps: usize) -> (Duration, usize) {
-    let _ = floor_pass(fleet, "default", Some(sched.pool()));
-    let mut times = Vec::with_capacity(reps);
-    let mut bytes = 0;
-    for _ in 0..reps.max(1) {
-        let (d, b) = floor_pass(fleet, "default", Some(sched.pool()));
-        times.push(d);
-        bytes = b;
-    }
-    (median(times), bytes)
 }
 
 /// Nanoseconds per claim (a claim plus its release, halved), over `n`

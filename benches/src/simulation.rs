@@ -82,8 +82,7 @@ pub fn run(
             if b.counts.decisions_digest != digest {
                 return Err(format!(
                     "the fast path and the full pipeline decided differently (digests {:016x} and {:016x})",
-                    digest,
-                    b.counts.decisions_digest
+                    digest, b.counts.decisions_digest
                 ));
             }
             full.push(b.events_per_second());

@@ -29,9 +29,11 @@ pub enum Role {
     Detail,
 }
 
-/// A figure above this relative spread is flagged noisy: its repetitions
-/// disagree by more than a tenth of its median.
-pub const NOISY_SPREAD: f64 = 0.10;
+/// A figure above this relative spread is flagged noisy: the middle 80% of
+/// its repetitions lie further apart than a fifth of its median. (Quiet
+/// runs on the 2-core development boxes stay under 10% for decisions and
+/// replays, and under 20% for sub-millisecond HTTP round trips.)
+pub const NOISY_SPREAD: f64 = 0.20;
 
 /// The summary of one measured quantity over its repetitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

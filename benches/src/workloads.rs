@@ -138,7 +138,7 @@ impl WorkloadFile {
             w.check().map_err(|e| format!("workload {:?}: {e}", w.name))?;
         }
         if let Some(t) = f.defaults.threshold
-            && !(t > 0.0)
+            && (t.is_nan() || t <= 0.0)
         {
             return Err(format!("[defaults] threshold = {t}: expected a number > 0"));
         }
@@ -199,11 +199,12 @@ impl Workload {
             return Err("reps must be at least 1".into());
         }
         if let Some(t) = self.threshold
-            && !(t > 0.0)
+            && (t.is_nan() || t <= 0.0)
         {
             return Err(format!("threshold = {t}: expected a number > 0"));
         }
-        let need = |what: bool, field: &str| if what { Ok(()) } else { Err(format!("kind {:?} needs {field}", self.kind)) };
+        let need =
+            |what: bool, field: &str| if what { Ok(()) } else { Err(format!("kind {:?} needs {field}", self.kind)) };
         match self.kind {
             Kind::Decision => {
                 need(self.hosts > 0, "hosts > 0")?;
@@ -214,7 +215,10 @@ impl Workload {
                 self.flavor_amounts()?;
             }
             Kind::Simulate => {
-                need(self.trace.is_some() || (self.hosts > 0 && self.requests.unwrap_or(0) > 0), "trace, or hosts and requests")?;
+                need(
+                    self.trace.is_some() || (self.hosts > 0 && self.requests.unwrap_or(0) > 0),
+                    "trace, or hosts and requests",
+                )?;
                 if let Some(p) = &self.policy {
                     let text = toml::to_string(p).map_err(|e| e.to_string())?;
                     quiver_engine::sim::Policy::parse(&self.name, &text).map_err(|e| format!("policy: {e}"))?;
@@ -283,8 +287,9 @@ mod tests {
         assert!(e.contains("host"), "{e}");
         let e = WorkloadFile::parse("[[workload]]\nname = \"a\"\nkind = \"boots\"\nhosts = 10\n").expect_err("servers");
         assert!(e.contains("servers"), "{e}");
-        let e = WorkloadFile::parse("[[workload]]\nname = \"a\"\nkind = \"decision\"\nhosts = 10\nprofile = \"fast\"\n")
-            .expect_err("profile");
+        let e =
+            WorkloadFile::parse("[[workload]]\nname = \"a\"\nkind = \"decision\"\nhosts = 10\nprofile = \"fast\"\n")
+                .expect_err("profile");
         assert!(e.contains("profile"), "{e}");
         let twice = "[[workload]]\nname = \"a\"\nkind = \"decision\"\nhosts = 1\n\n[[workload]]\nname = \"a\"\nkind = \"decision\"\nhosts = 2\n";
         assert!(WorkloadFile::parse(twice).expect_err("dup").contains("twice"));

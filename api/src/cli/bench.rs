@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use quiver_benches::{measure, rowwise::RowScheduler};
-use quiver_datasets::generator::{FleetSpec, generate};
+use quiver_benches::decision::{self, DecisionSpec};
+use quiver_benches::machine::LoadWindow;
 use serde_json::json;
 
 /// `quiver bench` subcommands.
@@ -23,18 +23,30 @@ pub enum BenchCommand {
     /// Placement replicas on one PostgreSQL beside SQLite and the real
     /// Placement: writes per second, read latency, change-feed lag.
     Replicas(super::bench_replicas::ReplicasBenchArgs),
+    /// Run named workloads (benches/workloads.toml) and write one JSON
+    /// document with every figure and its spread.
+    Run(super::bench_run::RunArgs),
+    /// Compare two or more run documents: per figure the change, a verdict
+    /// that accounts for the spread, and a non-zero exit on a regression.
+    Compare(super::bench_compare::CompareArgs),
 }
 
 /// Arguments of `quiver bench`.
 #[derive(Debug, Args)]
-#[command(after_help = "Columns:
-  median ms     median time of one decision (filters, weighers, select, claim) for an m1.small
+#[command(after_help = "Columns (medians; every figure with its spread is in the JSON):
+  median ms     one decision (filters, weighers, select, claim) for an m1.small
   hosts/s       fleet size / median
   rowwise ms    the same decision by a row-by-row scheduler (Vec of host structs, one filter
-                call per host, full sort), on the same fleet in the same run; x = rowwise / quiver
-  floor ms      time to read once every column byte the decision touches; x = quiver / floor
-  claim ns      one claim (capacity check + in-place usage update), averaged over 1M claims
-  B/host        fleet memory (columns and side tables) per host; peak RSS of the process
+                call per host, full sort), interleaved with the engine's; x = rowwise / quiver
+  floor ms      one read of every column byte the decision's profile touches, on the
+                decision's own rayon pool, interleaved with the decisions and repeated until
+                its median is stable; x = quiver / floor, pair by pair
+  1-thread ms   the same read on one thread
+  B/host        bytes per host the floor reads (the decision reads at least these)
+  claim ns      one claim (capacity check + in-place usage update)
+  spread        (p90 - p10) / median of the decision; NOISY (!) above 20% or on a busy machine
+
+The named workloads (benches/workloads.toml) are `quiver bench run`.
 
 Example:
   quiver bench --sizes 10000,100000,1000000 --json bench.json")]
@@ -72,18 +84,20 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(BenchCommand::Boot(b)) => return super::bench_boot::run(b),
         Some(BenchCommand::Candidates(c)) => return super::bench_candidates::run(c),
         Some(BenchCommand::Replicas(r)) => return super::bench_replicas::run(r),
+        Some(BenchCommand::Run(r)) => return super::bench_run::run(r),
+        Some(BenchCommand::Compare(c)) => return super::bench_compare::run(c),
         None => {}
     }
     for p in &a.profiles {
         if quiver_engine::config::profile_filters(p).is_none() {
-            bail!("unknown profile {p:?}: use default, extended or all");
+            bail!("--profiles: unknown profile {p:?}: use default, extended or all");
         }
     }
     if a.sizes.contains(&0) || a.reps == 0 {
         bail!("--sizes and --reps must be positive");
     }
     println!(
-        "{:>9} {:<9} {:>9} {:>12} {:>11} {:>7} {:>9} {:>6} {:>8} {:>7} {:>10}",
+        "{:>9} {:<9} {:>9} {:>10} {:>10} {:>6} {:>9} {:>6} {:>11} {:>6} {:>8} {:>7} {:>9}",
         "hosts",
         "profile",
         "median ms",
@@ -92,83 +106,65 @@ pub fn run(a: BenchArgs) -> Result<()> {
         "x",
         "floor ms",
         "x",
-        "claim ns",
+        "1-thread ms",
         "B/host",
+        "claim ns",
+        "spread",
         "peak RSS"
     );
     let mut rows = Vec::new();
-    let req = measure::plain_request();
     for &n in &a.sizes {
-        let bar = ProgressBar::new(n as u64)
-            .with_style(ProgressStyle::with_template("{spinner} fleet {pos}/{len} [{bar:30}]")?);
         let t = Instant::now();
-        let mut fleet =
-            generate(&FleetSpec { hosts: n, seed: a.seed, with_instances: false }, |k| bar.set_position(k as u64))?;
-        bar.finish_and_clear();
+        let mut fleet = super::load::generated(n, a.seed)?;
         let gen_s = t.elapsed().as_secs_f64();
-        let bytes_per_host = fleet.memory_bytes() as f64 / n as f64;
-        // Baseline on the same fleet.
-        let row = RowScheduler::from_fleet(&fleet);
-        let rreq = quiver_benches::rowwise::Req {
-            amounts: [req.flavor.vcpus as i64, req.flavor.memory_mb as i64, req.flavor.root_gb as i64],
-            required: vec!["OWNER_NOVA".into()],
-            forbidden: vec!["COMPUTE_STATUS_DISABLED".into()],
-        };
-        let mut base_times = Vec::new();
-        let mut base_pick = None;
-        for _ in 0..a.baseline_reps.max(1) {
-            let t = Instant::now();
-            base_pick = row.decide(&rreq);
-            base_times.push(t.elapsed());
-        }
-        drop(row);
-        let base = measure::median(base_times);
-        let (floor, floor_bytes) = measure::bandwidth_floor(&fleet, a.reps);
-        let claim = measure::claim_ns(&mut fleet, 1_000_000);
         // Every profile starts from the same state: timed decisions consume
         // HostState (free RAM, io ops, instance counts) as Nova does.
         let pristine = fleet.usage().clone();
         let pristine_instances = fleet.instances.clone();
-        for p in &a.profiles {
+        for (k, p) in a.profiles.iter().enumerate() {
             fleet.set_usage(pristine.clone())?;
             fleet.instances = pristine_instances.clone();
-            let mut sched = measure::scheduler(p);
-            // Warm-up decision, and the sanity check that both implementations agree.
-            let mut groups = quiver_engine::Groups::default();
-            let d = sched.schedule(&mut fleet, &mut groups, &req, 0);
-            if let (Some(h), Some((bh, _))) = (d.chosen.first(), base_pick)
-                && p == "default"
-                && fleet.index_of(h) != Some(bh)
-            {
-                bail!("baseline and engine disagree at {n} hosts: {h} vs {}", fleet.name(bh));
-            }
-            fleet.set_usage(pristine.clone())?;
-            fleet.instances = pristine_instances.clone();
-            let med = measure::median(measure::time_decisions(&mut fleet, &mut sched, &req, a.reps));
-            let ms = med.as_secs_f64() * 1e3;
-            let base_ms = base.as_secs_f64() * 1e3;
-            let floor_ms = floor.as_secs_f64() * 1e3;
-            let peak = measure::peak_rss().unwrap_or(0) as f64 / (1 << 20) as f64;
+            let spec = DecisionSpec {
+                profile: p.clone(),
+                flavor: (1, 2048, 20),
+                reps: a.reps,
+                // the row-by-row side does not depend on the profile
+                baseline_reps: if k == 0 { a.baseline_reps } else { 0 },
+            };
+            let bar = ProgressBar::new(a.reps as u64)
+                .with_style(ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")?)
+                .with_message(format!("{n} hosts, {p}"));
+            let window = LoadWindow::open(&[]);
+            let figs =
+                decision::run(&mut fleet, &spec, &mut |d, _| bar.set_position(d as u64)).map_err(anyhow::Error::msg)?;
+            let load = window.close();
+            bar.finish_and_clear();
+            let med = |k: &str| figs.get(k).map_or(f64::NAN, |f| f.median);
+            let d = &figs["decision_ms"];
+            let noisy = d.noisy || figs["floor_ms"].noisy || load.busy;
             println!(
-                "{:>9} {:<9} {:>9.3} {:>12.3e} {:>11.2} {:>7.1} {:>9.3} {:>6.2} {:>8.1} {:>7.0} {:>7.0} MiB",
+                "{:>9} {:<9} {:>9.3} {:>10.3e} {:>10.2} {:>6.1} {:>9.3} {:>6.2} {:>11.3} {:>6.0} {:>8.1} {:>6.0}%{} {:>5.0} MiB",
                 n,
                 p,
-                ms,
-                n as f64 / med.as_secs_f64(),
-                base_ms,
-                base_ms / ms,
-                floor_ms,
-                ms / floor_ms,
-                claim,
-                bytes_per_host,
-                peak
+                d.median,
+                med("hosts_per_s"),
+                med("rowwise_ms"),
+                med("speedup_vs_rowwise"),
+                med("floor_ms"),
+                med("decision_over_floor"),
+                med("floor_1thread_ms"),
+                med("decision_bytes_per_host"),
+                med("claim_ns"),
+                100.0 * d.spread,
+                if noisy { "!" } else { " " },
+                med("peak_rss_mib"),
             );
+            if load.busy {
+                println!("          ! the machine was busy: {}", load.why);
+            }
             rows.push(json!({
-                "hosts": n, "profile": p, "median_ms": ms, "hosts_per_s": n as f64 / med.as_secs_f64(),
-                "rowwise_ms": base_ms, "speedup_vs_rowwise": base_ms / ms, "floor_ms": floor_ms,
-                "floor_bytes": floor_bytes, "ratio_to_floor": ms / floor_ms, "claim_ns": claim,
-                "bytes_per_host": bytes_per_host, "peak_rss_mib": peak, "fleet_gen_s": gen_s,
-                "threads": rayon::current_num_threads(),
+                "hosts": n, "profile": p, "fleet_gen_s": gen_s, "noisy": noisy, "load": load,
+                "figures": figs,
             }));
         }
     }

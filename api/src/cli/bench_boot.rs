@@ -147,23 +147,46 @@ pub(super) fn boot_one(
     Ok(t0.elapsed().as_secs_f64() * 1e3)
 }
 
-pub fn run(a: BootBenchArgs) -> Result<()> {
-    if let Some(base) = &a.postgres {
-        return super::bench_boot_replicas::run(&a, base);
-    }
-    eprintln!("starting quiver serve with {} {} hosts ...", a.hosts, a.driver);
-    let t = Instant::now();
-    let s = Arc::new(start(&[
+/// One bare claim of a bench server's resources on provider `rp`
+/// (`PUT /allocations/{new consumer}`), in ms.
+pub(super) fn claim_one(http: &reqwest::blocking::Client, placement: &str, rp: &str) -> Result<f64> {
+    let t0 = Instant::now();
+    let consumer = uuid::Uuid::new_v4().to_string();
+    let body = json!({"allocations": {rp: {"resources": {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}},
+                      "project_id": "bench", "user_id": "bench", "consumer_generation": null,
+                      "consumer_type": "INSTANCE"});
+    ok(http.put(format!("{placement}/allocations/{consumer}")).json(&body).send()?)?;
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+/// The uuids of every resource provider of the Placement at `placement`.
+pub(super) fn provider_uuids(http: &reqwest::blocking::Client, placement: &str) -> Result<Vec<String>> {
+    Ok(ok(http.get(format!("{placement}/resource_providers")).send()?)?["resource_providers"]
+        .as_array()
+        .context("providers")?
+        .iter()
+        .filter_map(|p| p["uuid"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Starts `quiver serve` with `hosts` embedded agents of `driver`, and
+/// makes the `bench` flavor (1 vCPU, 512 MiB, 1 GB) and unlimited quotas.
+pub(super) fn start_cloud(
+    hosts: usize,
+    driver: &str,
+    vcpus: u32,
+    memory_mb: u64,
+) -> Result<super::bench_serve::Server> {
+    let s = start(&[
         "--with-agents".into(),
-        a.hosts.to_string(),
+        hosts.to_string(),
         "--agent-driver".into(),
-        a.driver.clone(),
+        driver.to_owned(),
         "--agent-vcpus".into(),
-        a.host_vcpus.to_string(),
+        vcpus.to_string(),
         "--agent-memory-mb".into(),
-        a.host_memory_mb.to_string(),
-    ])?);
-    eprintln!("  ready in {:.1} s", t.elapsed().as_secs_f64());
+        memory_mb.to_string(),
+    ])?;
     let http = client()?;
     ok(http
         .post(format!("{}/flavors", s.compute))
@@ -173,6 +196,18 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
         .put(format!("{}/os-quota-sets/admin", s.compute))
         .json(&json!({"quota_set": {"instances": -1, "cores": -1, "ram": -1}}))
         .send()?)?;
+    Ok(s)
+}
+
+pub fn run(a: BootBenchArgs) -> Result<()> {
+    if let Some(base) = &a.postgres {
+        return super::bench_boot_replicas::run(&a, base);
+    }
+    eprintln!("starting quiver serve with {} {} hosts ...", a.hosts, a.driver);
+    let t = Instant::now();
+    let s = Arc::new(start_cloud(a.hosts, &a.driver, a.host_vcpus, a.host_memory_mb)?);
+    eprintln!("  ready in {:.1} s", t.elapsed().as_secs_f64());
+    let http = client()?;
     let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}").expect("template");
     // 1. boots
     let bar = ProgressBar::new(a.servers as u64).with_style(style.clone()).with_message("boots");
@@ -191,22 +226,10 @@ pub fn run(a: BootBenchArgs) -> Result<()> {
         None
     };
     // 2. bare claims on one provider per host, same concurrency
-    let rps: Vec<String> = ok(http.get(format!("{}/resource_providers", s.placement)).send()?)?["resource_providers"]
-        .as_array()
-        .context("providers")?
-        .iter()
-        .filter_map(|p| p["uuid"].as_str().map(str::to_owned))
-        .collect();
+    let rps = provider_uuids(&http, &s.placement)?;
     let bar = ProgressBar::new(a.servers as u64).with_style(style).with_message("claims");
-    let (cwall, clat, cfailed) = drive(a.servers, a.concurrency, &bar, |http, i| {
-        let t0 = Instant::now();
-        let consumer = uuid::Uuid::new_v4().to_string();
-        let body = json!({"allocations": {rps[i % rps.len()].clone(): {"resources": {"VCPU": 1, "MEMORY_MB": 512, "DISK_GB": 1}}},
-                          "project_id": "bench", "user_id": "bench", "consumer_generation": null,
-                          "consumer_type": "INSTANCE"});
-        ok(http.put(format!("{}/allocations/{consumer}", s.placement)).json(&body).send()?)?;
-        Ok(t0.elapsed().as_secs_f64() * 1e3)
-    })?;
+    let (cwall, clat, cfailed) =
+        drive(a.servers, a.concurrency, &bar, |http, i| claim_one(http, &s.placement, &rps[i % rps.len()]))?;
     bar.finish();
     let claims_per_s = clat.len() as f64 / cwall;
     if let Some((rate, lat, failed)) = &churn {

@@ -1,9 +1,13 @@
 //! `quiver bench candidates`: `GET /allocation_candidates` over HTTP on
-//! Placement's own nested perf shape (gate/perfload-nested-runner.sh and
-//! gate/gabbits/nested-perfload.yaml in the Placement repository: per tree
-//! a compute node with DISK_GB and COMPUTE_VOLUME_MULTI_ATTACH, two NUMA
-//! nodes with VCPU and MEMORY_MB, FPGA and VGPU grandchildren), timed
-//! beside the HTTP floor (`GET /`) in the same run, interleaved.
+//! Placement's own perf shapes, timed beside the HTTP floor (`GET /`) in
+//! the same run, interleaved:
+//! - nested: gate/perfload-nested-runner.sh and
+//!   gate/gabbits/nested-perfload.yaml in the Placement repository (per
+//!   tree a compute node with DISK_GB and COMPUTE_VOLUME_MULTI_ATTACH, two
+//!   NUMA nodes with VCPU and MEMORY_MB, FPGA and VGPU grandchildren);
+//! - flat: gate/perfload-runner.sh, whose providers placeload creates (one
+//!   provider each with VCPU 32, MEMORY_MB 8192 and DISK_GB 8192, member of
+//!   the first one, two or three of three aggregates in turn).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -20,6 +24,19 @@ pub const NESTED_QUERY: &str = "resources=DISK_GB:10&required=COMPUTE_VOLUME_MUL
 &resources_COMPUTE=VCPU:1,MEMORY_MB:256&required_COMPUTE=CUSTOM_FOO&resources_FPGA=FPGA:1\
 &group_policy=none&same_subtree=_COMPUTE,_FPGA";
 
+/// Placement's query for the flat shape (perfload-runner.sh): every
+/// provider is a member of the first aggregate.
+pub fn flat_query() -> String {
+    format!("resources=VCPU:1,DISK_GB:10,MEMORY_MB:256&member_of={}", FLAT_AGGREGATES[0])
+}
+
+/// placeload's static aggregate uuids.
+pub const FLAT_AGGREGATES: [&str; 3] = [
+    "14a5c8a3-5a99-4e8f-88be-00d85fcb1c17",
+    "66d98e7c-3c25-485d-a0dc-1cea651884de",
+    "a59dbb28-fd98-4c6e-9ec5-ae5f3d04b0aa",
+];
+
 /// Arguments of `quiver bench candidates`.
 #[derive(Debug, Args)]
 #[command(after_help = "Reports, per query (sequential requests, interleaved with the floor):
@@ -32,9 +49,14 @@ pub const NESTED_QUERY: &str = "resources=DISK_GB:10&required=COMPUTE_VOLUME_MUL
 
 Examples:
   quiver bench candidates --trees 1000
+  quiver bench candidates --shape flat --trees 10000
   quiver bench candidates --trees 10000 --repeat 11 --json nested.json")]
 pub struct CandidatesBenchArgs {
-    /// Provider trees to create (7 providers each).
+    /// Placement's perf shape: nested (trees of 7 providers) or flat (one
+    /// provider per compute node).
+    #[arg(long, default_value = "nested", value_parser = ["nested", "flat"])]
+    pub shape: String,
+    /// Provider trees to create (7 providers each when nested, 1 when flat).
     #[arg(long, default_value_t = 1000)]
     pub trees: usize,
     /// Timed requests per query.
@@ -94,25 +116,56 @@ fn create_tree(http: &reqwest::blocking::Client, base: &str) -> Result<()> {
     Ok(())
 }
 
-pub fn run(a: CandidatesBenchArgs) -> Result<()> {
-    let s = start(&[])?;
-    let http = client()?;
-    ok(http.put(format!("{}/traits/CUSTOM_FOO", s.placement)).send()?)?;
-    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}").expect("template");
-    let bar = ProgressBar::new(a.trees as u64).with_style(style).with_message("trees");
+/// One provider of the flat shape, as placeload creates it: the `i`th
+/// joins the first `i % 3 + 1` aggregates.
+fn create_flat_provider(http: &reqwest::blocking::Client, base: &str, i: usize) -> Result<()> {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    ok(http.post(format!("{base}/resource_providers")).json(&json!({"uuid": uuid, "name": uuid})).send()?)?;
+    let inv = json!({
+        "MEMORY_MB": {"total": 8192, "min_unit": 128, "max_unit": 8192},
+        "DISK_GB": {"total": 8192, "min_unit": 5, "max_unit": 8192},
+        "VCPU": {"total": 32, "min_unit": 1, "max_unit": 16},
+    });
+    let body = json!({"resource_provider_generation": 0, "inventories": inv});
+    ok(http.put(format!("{base}/resource_providers/{uuid}/inventories")).json(&body).send()?)?;
+    let body = json!({"resource_provider_generation": 1, "aggregates": FLAT_AGGREGATES[..i % 3 + 1]});
+    ok(http.put(format!("{base}/resource_providers/{uuid}/aggregates")).json(&body).send()?)?;
+    Ok(())
+}
+
+/// Builds `n` trees (nested) or providers (flat) of Placement's perf
+/// shape on the Placement at `base` with `concurrency` clients; returns
+/// the seconds it took.
+///
+/// # Errors
+/// An unknown shape, or a request Placement refused.
+pub(super) fn load_shape(base: &str, shape: &str, n: usize, concurrency: usize, bar: &ProgressBar) -> Result<f64> {
+    if !matches!(shape, "nested" | "flat") {
+        anyhow::bail!("unknown shape {shape:?}: use nested or flat");
+    }
+    if shape == "nested" {
+        ok(client()?.put(format!("{base}/traits/CUSTOM_FOO")).send()?)?;
+    }
     let next = AtomicUsize::new(0);
     let t0 = Instant::now();
     std::thread::scope(|sc| -> Result<()> {
         let mut workers = Vec::new();
-        for _ in 0..a.concurrency.max(1) {
+        for _ in 0..concurrency.max(1) {
             let http = client()?;
-            let (next, bar, base) = (&next, &bar, s.placement.as_str());
+            let next = &next;
             workers.push(sc.spawn(move || -> Result<()> {
-                while next.fetch_add(1, Ordering::Relaxed) < a.trees {
-                    create_tree(&http, base)?;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        return Ok(());
+                    }
+                    if shape == "nested" {
+                        create_tree(&http, base)?
+                    } else {
+                        create_flat_provider(&http, base, i)?
+                    }
                     bar.inc(1);
                 }
-                Ok(())
             }));
         }
         for w in workers {
@@ -121,8 +174,22 @@ pub fn run(a: CandidatesBenchArgs) -> Result<()> {
         Ok(())
     })?;
     bar.finish();
-    let load_s = t0.elapsed().as_secs_f64();
-    let queries = [("nested", NESTED_QUERY.to_owned()), ("nested limit=5", format!("{NESTED_QUERY}&limit=5"))];
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// The shape's query, as its gate script asks it.
+pub(super) fn shape_query(shape: &str) -> String {
+    if shape == "flat" { flat_query() } else { NESTED_QUERY.to_owned() }
+}
+
+pub fn run(a: CandidatesBenchArgs) -> Result<()> {
+    let s = start(&[])?;
+    let http = client()?;
+    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec}").expect("template");
+    let bar = ProgressBar::new(a.trees as u64).with_style(style).with_message("trees");
+    let load_s = load_shape(&s.placement, &a.shape, a.trees, a.concurrency, &bar)?;
+    let q = shape_query(&a.shape);
+    let queries = [(a.shape.clone(), q.clone()), (format!("{} limit=5", a.shape), format!("{q}&limit=5"))];
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); queries.len() + 1];
     let mut server: Vec<Vec<f64>> = vec![Vec::new(); queries.len()];
     let server_seconds = || -> Result<f64> {
@@ -159,10 +226,11 @@ pub fn run(a: CandidatesBenchArgs) -> Result<()> {
         v.sort_by(f64::total_cmp);
     }
     let floor = pct(&samples[queries.len()], 0.5);
+    let per_tree = if a.shape == "nested" { 7 } else { 1 };
     println!(
         "{} trees ({} providers), created in {:.1} s; {} timed requests per query",
         a.trees,
-        a.trees * 7,
+        a.trees * per_tree,
         load_s,
         a.repeat
     );
@@ -179,7 +247,7 @@ pub fn run(a: CandidatesBenchArgs) -> Result<()> {
     }
     println!("{:<16} {:>9.2} {:>9.2}", "floor (GET /)", floor, pct(&samples[queries.len()], 0.95));
     if let Some(p) = &a.json {
-        let doc = json!({"trees": a.trees, "providers": a.trees * 7, "load_seconds": load_s,
+        let doc = json!({"shape": a.shape, "trees": a.trees, "providers": a.trees * per_tree, "load_seconds": load_s,
                          "floor_p50_ms": floor, "queries": out});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)?;
     }

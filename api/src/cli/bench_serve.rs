@@ -18,6 +18,13 @@ pub struct Server {
     pub placement: String,
 }
 
+impl Server {
+    /// The server process's id (its CPU time is the run's own).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
