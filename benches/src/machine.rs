@@ -113,11 +113,37 @@ fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `pids` and every process below them (a server's workers).
+fn with_descendants(pids: &[u32]) -> Vec<u32> {
+    let mut out = pids.to_vec();
+    if pids.is_empty() {
+        return out;
+    }
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut k = 0;
+    while k < out.len() {
+        let p = out[k];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        k += 1;
+    }
+    out
+}
+
 impl LoadWindow {
     /// Opens a window; `pids` are processes started for the run (servers)
-    /// whose CPU time counts as the run's own.
+    /// whose CPU time, and their children's, counts as the run's own.
     pub fn open(pids: &[u32]) -> Self {
-        let pids = pids.to_vec();
+        let pids = with_descendants(pids);
         let own = process_jiffies("self") + pids.iter().map(|p| process_jiffies(&p.to_string())).sum::<u64>();
         Self {
             cpus: std::thread::available_parallelism().map_or(1, usize::from),

@@ -66,6 +66,14 @@ pub struct Workload {
     pub baseline_reps: Option<usize>,
     /// decision: the filter profile (`default`, `extended`, `all`).
     pub profile: Option<String>,
+    /// decision: the fleet, `generated` (Quiver's seeded generator, the
+    /// default) or `nova-parity` (the parity kit's fleet-gen.py with the
+    /// same seed: the very fleet nova-bench.py times Nova on).
+    pub fleet: Option<String>,
+    /// decision on the `nova-parity` fleet: also time Nova's own filter and
+    /// weigh pass on it (nova-bench.py, this many requests) when the
+    /// parity kit's venv is there.
+    pub nova_requests: Option<usize>,
     /// decision: the flavor requested, `VCPUS:RAM_MB:DISK_GB` (default
     /// an m1.small, `1:2048:20`).
     pub flavor: Option<String>,
@@ -90,6 +98,11 @@ pub struct Workload {
     /// candidates: Placement's perf shape, `flat` (perfload-runner.sh) or
     /// `nested` (perfload-nested-runner.sh).
     pub shape: Option<String>,
+    /// candidates: also build the shape in the real Placement
+    /// (../shared/placement-suite's venv, when it is there) and time its
+    /// answer interleaved with Quiver's.
+    #[serde(default)]
+    pub placement: bool,
 }
 
 fn one() -> u64 {
@@ -213,6 +226,13 @@ impl Workload {
                     return Err(format!("profile = {p:?}: use default, extended or all"));
                 }
                 self.flavor_amounts()?;
+                match self.fleet.as_deref() {
+                    None | Some("generated" | "nova-parity") => {}
+                    Some(f) => return Err(format!("fleet = {f:?}: use \"generated\" or \"nova-parity\"")),
+                }
+                if self.nova_requests.is_some() && self.fleet.as_deref() != Some("nova-parity") {
+                    return Err("nova_requests needs fleet = \"nova-parity\" (Nova is timed on the kit's fleet)".into());
+                }
             }
             Kind::Simulate => {
                 need(

@@ -29,6 +29,8 @@ pub enum BenchCommand {
     /// Compare two or more run documents: per figure the change, a verdict
     /// that accounts for the spread, and a non-zero exit on a regression.
     Compare(super::bench_compare::CompareArgs),
+    /// A run document as Markdown tables (what the README quotes).
+    Report(super::bench_report::ReportArgs),
 }
 
 /// Arguments of `quiver bench`.
@@ -86,6 +88,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         Some(BenchCommand::Replicas(r)) => return super::bench_replicas::run(r),
         Some(BenchCommand::Run(r)) => return super::bench_run::run(r),
         Some(BenchCommand::Compare(c)) => return super::bench_compare::run(c),
+        Some(BenchCommand::Report(r)) => return super::bench_report::run(r),
         None => {}
     }
     for p in &a.profiles {

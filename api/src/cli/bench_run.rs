@@ -21,6 +21,7 @@ use quiver_engine::sim::Policy;
 
 use super::bench_boot::{boot_one, claim_one, drive, provider_uuids, start_cloud};
 use super::bench_candidates::{load_shape, shape_query};
+use super::bench_reference as reference;
 use super::bench_serve::{client, ok};
 
 /// Arguments of `quiver bench run`.
@@ -190,16 +191,54 @@ fn run_one(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
 }
 
 fn decision_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
-    let mut fleet = super::load::generated(w.hosts, w.seed)?;
+    let nova_fleet = w.fleet.as_deref() == Some("nova-parity");
+    let mut fleet = if nova_fleet {
+        bar.set_message(format!("{}: fleet-gen.py --hosts {}", w.name, w.hosts));
+        reference::nova_parity_fleet(w.hosts, w.seed)?
+    } else {
+        super::load::generated(w.hosts, w.seed)?
+    };
+    bar.set_message(w.name.clone());
     let spec = DecisionSpec {
         profile: w.profile.clone().unwrap_or_else(|| "default".into()),
         flavor: w.flavor_amounts().map_err(anyhow::Error::msg)?,
         reps: w.reps,
-        baseline_reps: w.baseline_reps(),
+        // the row-by-row scheduler knows the generated fleet's conventions
+        // (OWNER_NOVA, COMPUTE_STATUS_DISABLED), not the kit's
+        baseline_reps: if nova_fleet { 0 } else { w.baseline_reps() },
     };
     let window = LoadWindow::open(&[]);
-    let figs = decision::run(&mut fleet, &spec, &mut |d, _| bar.set_position(d as u64)).map_err(anyhow::Error::msg)?;
-    Ok((figs, window.close(), Vec::new()))
+    let mut figs =
+        decision::run(&mut fleet, &spec, &mut |d, _| bar.set_position(d as u64)).map_err(anyhow::Error::msg)?;
+    let load = window.close();
+    let mut notes = Vec::new();
+    if let Some(k) = w.nova_requests {
+        bar.set_message(format!("{}: Nova's own scheduler (nova-bench.py)", w.name));
+        match reference::nova_bench(w.hosts, &spec.profile, k, w.seed)? {
+            Ok(nova) => {
+                let quiver = figs["decision_ms"].median;
+                let mut f = Figure::of(&[nova.median_ms], "ms", Better::Lower).role(Role::Baseline);
+                // nova-bench.py reports a median and a p90 only
+                f.n = nova.requests;
+                f.p90 = nova.p90_ms;
+                f.max = nova.p90_ms;
+                f.spread = (nova.p90_ms - nova.median_ms) / nova.median_ms;
+                figs.insert("nova_ms".into(), f);
+                figs.insert("nova_cpu_ms".into(), Figure::exact(nova.median_cpu_ms, "ms", Better::Lower));
+                figs.insert(
+                    "speedup_vs_nova".into(),
+                    Figure::exact(nova.median_ms / quiver, "x", Better::Higher).role(Role::Ratio),
+                );
+                notes.push(format!(
+                    "Nova {}: filter and weigh pass of {} plain requests on the same fleet, by nova-bench.py \
+                     after Quiver's repetitions (its own process; median and p90 only)",
+                    nova.version, nova.requests
+                ));
+            }
+            Err(why) => notes.push(format!("no Nova baseline: {why}")),
+        }
+    }
+    Ok((figs, load, notes))
 }
 
 fn simulate_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
@@ -281,21 +320,54 @@ fn candidates_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
     let (_, first) = time(&url)?;
     time(&root)?;
     let count = first["allocation_requests"].as_array().map_or(0, Vec::len);
-    let (mut q, mut floor) = (Vec::new(), Vec::new());
-    let window = LoadWindow::open(&[s.pid()]);
+    let mut notes = Vec::new();
+    // The real Placement with the same shape, when its venv is there.
+    let reference = if w.placement {
+        match reference::start_placement()? {
+            Ok(r) => {
+                bar.set_message(format!("{}: loading the real Placement", w.name));
+                load_shape(&r.base, shape, w.hosts, w.concurrency.unwrap_or(8), &load_bar)?;
+                bar.set_message(w.name.clone());
+                let rurl = format!("{}/allocation_candidates?{}", r.base, shape_query(shape));
+                let (_, v) = time(&rurl)?;
+                let rcount = v["allocation_requests"].as_array().map_or(0, Vec::len);
+                if rcount != count {
+                    notes.push(format!("the real Placement answers {rcount} candidates, Quiver {count}"));
+                }
+                Some((r, rurl))
+            }
+            Err(why) => {
+                notes.push(format!("no real Placement baseline: {why}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (mut q, mut floor, mut real) = (Vec::new(), Vec::new(), Vec::new());
+    let mut pids = vec![s.pid()];
+    pids.extend(reference.as_ref().map(|r| r.0.pid()));
+    let window = LoadWindow::open(&pids);
     for rep in 0..w.reps {
         q.push(time(&url)?.0);
+        if let Some((_, rurl)) = &reference {
+            real.push(time(rurl)?.0);
+        }
         floor.push(time(&root)?.0);
         bar.set_position(rep as u64 + 1);
     }
     let load = window.close();
+    drop(reference);
     let mut figs = BTreeMap::new();
     figs.insert("candidates_ms".into(), Figure::of(&q, "ms", Better::Lower).role(Role::Headline));
     figs.insert("floor_ms".into(), Figure::of(&floor, "ms", Better::Lower).role(Role::Baseline));
     figs.insert("over_floor".into(), Figure::ratio_of_pairs(&q, &floor, Better::Lower).role(Role::Ratio));
     figs.insert("allocation_requests".into(), Figure::exact(count as f64, "candidates", Better::Higher));
     figs.insert("load_s".into(), Figure::exact(load_s, "s", Better::Lower));
-    let mut notes = Vec::new();
+    if !real.is_empty() {
+        figs.insert("placement_ms".into(), Figure::of(&real, "ms", Better::Lower).role(Role::Baseline));
+        figs.insert("speedup_vs_placement".into(), Figure::ratio_of_pairs(&real, &q, Better::Higher).role(Role::Ratio));
+    }
     // every provider of the flat shape answers the query once; a nested
     // tree twice (its CUSTOM_FOO NUMA node with either of its two FPGAs)
     let expected = if shape == "nested" { 2 * w.hosts } else { w.hosts };
@@ -353,6 +425,8 @@ pub(super) fn num(x: f64) -> String {
     let a = x.abs();
     if !x.is_finite() {
         "-".into()
+    } else if x.fract() == 0.0 && a < 1e9 {
+        format!("{x:.0}")
     } else if a >= 1e6 {
         format!("{x:.3e}")
     } else if a >= 100.0 {
