@@ -55,7 +55,7 @@ fn simulate(c: &mut Criterion) {
     // groups of five.
     let spec = WorkloadSpec { requests: 10_000, rate: 20.0, mean_lifetime: 3600.0, ..Default::default() };
     let mut w = generate_workload(&spec).expect("workload");
-    with_groups(&mut w);
+    quiver_benches::simulation::with_anti_affinity_groups(&mut w, 3, 5);
     for fast in [true, false] {
         let p = Policy::parse("spread", SPREAD).expect("policy");
         let opts = SimOptions { seed: 1, sample_interval: None, compaction: false, fast, until: None };
@@ -115,22 +115,6 @@ fn simulate(c: &mut Criterion) {
         }
     }
     g.finish();
-}
-
-/// Puts every third request of `w` in one of `requests / 15` anti-affinity
-/// groups (five members each, in arrival order).
-fn with_groups(w: &mut quiver_engine::sim::Workload) {
-    let n = w.requests.len() / 15;
-    w.groups = (0..n)
-        .map(|i| quiver_engine::ServerGroup {
-            uuid: format!("00000000-0000-4000-8000-{i:012}"),
-            policy: "anti-affinity".into(),
-            ..Default::default()
-        })
-        .collect();
-    for (i, r) in w.requests.iter_mut().enumerate().filter(|(i, _)| i % 3 == 0) {
-        r.group = Some(((i / 3) / 5 % n.max(1)) as u32);
-    }
 }
 
 fn query(c: &mut Criterion) {

@@ -24,6 +24,7 @@ pub fn inputs(
     hosts: usize,
     seed: u64,
     stream: (usize, f64, f64),
+    flavors: Option<&str>,
 ) -> Result<(Fleet, Workload), String> {
     let generated = || {
         quiver_datasets::generator::generate(
@@ -39,12 +40,48 @@ pub fn inputs(
         Some(t) => (generated()?, quiver_datasets::trace::read_trace(Path::new(t)).map_err(|e| format!("{t}: {e}"))?),
         None => {
             let (requests, rate, mean_lifetime) = stream;
-            let spec = WorkloadSpec { requests, rate, mean_lifetime, seed, ..Default::default() };
+            let mut spec = WorkloadSpec { requests, rate, mean_lifetime, seed, ..Default::default() };
+            if let Some(f) = flavors {
+                spec.flavors = parse_flavor_mix(f)?;
+            }
             (generated()?, generate_workload(&spec).map_err(|e| e.to_string())?)
         }
     };
     let fleet = quiver_engine::sim::policy::emptied(&fleet).map_err(|e| e.to_string())?;
     Ok((fleet, workload))
+}
+
+/// `NAME:WEIGHT,...` (a name alone weighs 1).
+///
+/// # Errors
+/// A weight that is not a positive number.
+pub fn parse_flavor_mix(text: &str) -> Result<Vec<(String, f64)>, String> {
+    text.split(',')
+        .map(|f| {
+            let (n, w) = f.split_once(':').unwrap_or((f, "1"));
+            match w.trim().parse::<f64>() {
+                Ok(x) if x > 0.0 => Ok((n.trim().to_owned(), x)),
+                _ => Err(format!("flavors: weight of {n:?} is {w:?}, not a number > 0")),
+            }
+        })
+        .collect()
+}
+
+/// Puts every `every`th request of `w` in an anti-affinity server group of
+/// `size` members (in arrival order; `requests / (every * size)` groups).
+pub fn with_anti_affinity_groups(w: &mut Workload, every: usize, size: usize) {
+    let (every, size) = (every.max(1), size.max(1));
+    let n = (w.requests.len() / (every * size)).max(1);
+    w.groups = (0..n)
+        .map(|i| quiver_engine::ServerGroup {
+            uuid: format!("00000000-0000-4000-8000-{i:012}"),
+            policy: "anti-affinity".into(),
+            ..Default::default()
+        })
+        .collect();
+    for (i, r) in w.requests.iter_mut().enumerate().filter(|(i, _)| i % every == 0) {
+        r.group = Some(((i / every) / size % n) as u32);
+    }
 }
 
 /// Replays `workload` `reps` times on the fast path and `baseline_reps`
@@ -111,7 +148,11 @@ mod tests {
 
     #[test]
     fn a_small_stream_replays_fast_and_full_alike() {
-        let (fleet, workload) = inputs(None, 200, 3, (2000, 10.0, 600.0)).expect("inputs");
+        let (fleet, mut workload) =
+            inputs(None, 200, 3, (2000, 10.0, 600.0), Some("m1.small:3,m1.large")).expect("inputs");
+        with_anti_affinity_groups(&mut workload, 3, 5);
+        assert_eq!(workload.groups.len(), 2000 / 15);
+        assert!(workload.classes.len() <= 2, "{}", workload.classes.len());
         let mut seen = Vec::new();
         let figs = run(&fleet, &workload, &Policy::default_named("spread"), 3, 1, &mut |d, t| seen.push((d, t)))
             .expect("replays");

@@ -84,6 +84,13 @@ pub struct Workload {
     pub requests: Option<usize>,
     pub rate: Option<f64>,
     pub mean_lifetime: Option<f64>,
+    /// simulate: the stream's flavor mix, `NAME:WEIGHT,...` of the classic
+    /// flavors (default: m1.tiny to m1.xlarge, weighted 10/35/30/20/5).
+    pub flavors: Option<String>,
+    /// simulate: every `group_every`th request joins an anti-affinity
+    /// server group of `group_size` members (default 5).
+    pub group_every: Option<usize>,
+    pub group_size: Option<usize>,
     /// simulate: the policy, in a policy file's shape
     /// (`[filter_scheduler] ram_weight_multiplier = -1.0`, ...).
     pub policy: Option<toml::Table>,

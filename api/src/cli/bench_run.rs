@@ -223,6 +223,7 @@ fn decision_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
                 f.p90 = nova.p90_ms;
                 f.max = nova.p90_ms;
                 f.spread = (nova.p90_ms - nova.median_ms) / nova.median_ms;
+                f.noisy = f.spread > quiver_benches::stats::NOISY_SPREAD;
                 figs.insert("nova_ms".into(), f);
                 figs.insert("nova_cpu_ms".into(), Figure::exact(nova.median_cpu_ms, "ms", Better::Lower));
                 figs.insert(
@@ -243,8 +244,11 @@ fn decision_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
 
 fn simulate_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
     let stream = (w.requests.unwrap_or(0), w.rate.unwrap_or(10.0), w.mean_lifetime.unwrap_or(3600.0));
-    let (fleet, workload) =
-        simulation::inputs(w.trace.as_deref(), w.hosts, w.seed, stream).map_err(anyhow::Error::msg)?;
+    let (fleet, mut workload) = simulation::inputs(w.trace.as_deref(), w.hosts, w.seed, stream, w.flavors.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    if let Some(every) = w.group_every {
+        simulation::with_anti_affinity_groups(&mut workload, every, w.group_size.unwrap_or(5));
+    }
     let policy = match &w.policy {
         Some(p) => Policy::parse(&w.name, &toml::to_string(p)?)?,
         None => Policy::default_named("nova-defaults"),
