@@ -93,7 +93,25 @@ pub fn run(
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     let (mut dec, mut floor, mut floor1, mut rows, mut rows_dec) = (vec![], vec![], vec![], vec![], vec![]);
     let mut floor_bytes = 0usize;
+    // One round: the row-by-row decision (sometimes) and the one-thread
+    // floor first, then the pool's floor and the decision, each right
+    // after a broadcast that wakes the pool's threads, so both time their
+    // work on warm threads and caches rather than a wake-up.
     let mut round = |i: usize, fleet: &mut Fleet, with_row: bool, dec: &mut Vec<f64>, floor: &mut Vec<f64>| {
+        let row_ms = match (&row, with_row) {
+            (Some(row), true) => {
+                let t = Instant::now();
+                std::hint::black_box(row.decide(&rreq));
+                Some(ms(t.elapsed()))
+            }
+            _ => None,
+        };
+        floor1.push(ms(floor_pass(fleet, &spec.profile, None).0));
+        sched.pool().broadcast(|_| ());
+        let (f, bytes) = floor_pass(fleet, &spec.profile, Some(sched.pool()));
+        floor.push(ms(f));
+        floor_bytes = bytes;
+        sched.pool().broadcast(|_| ());
         let t = Instant::now();
         let d = sched.schedule(fleet, &mut groups, &req, i + 1);
         let dm = ms(t.elapsed());
@@ -101,14 +119,8 @@ pub fn run(
         if let Some(h) = d.chosen.first().and_then(|h| fleet.index_of(h)) {
             fleet.release(h, q.resources());
         }
-        let (f, bytes) = floor_pass(fleet, &spec.profile, Some(sched.pool()));
-        floor.push(ms(f));
-        floor_bytes = bytes;
-        floor1.push(ms(floor_pass(fleet, &spec.profile, None).0));
-        if with_row && let Some(row) = &row {
-            let t = Instant::now();
-            std::hint::black_box(row.decide(&rreq));
-            rows.push(ms(t.elapsed()));
+        if let Some(r) = row_ms {
+            rows.push(r);
             rows_dec.push(dm);
         }
     };

@@ -55,16 +55,16 @@ impl Machine {
 /// How busy the machine was over one measurement window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Load {
-    /// 1-minute load average when the window opened (before this run's
-    /// own work), and the CPUs it compares with.
+    /// 1-minute load average when the window opened.
     pub load_average_before: f64,
     /// Share of all CPU time in the window used by processes other than
     /// this one (and the servers it started): 0 on an idle machine.
     pub others_cpu_share: f64,
     /// Share of all CPU time the hypervisor stole.
     pub steal_share: f64,
-    /// `others_cpu_share` above [`BUSY_OTHERS`], `steal_share` above
-    /// [`BUSY_STEAL`], or a load average above half the CPUs at the start.
+    /// `others_cpu_share` above [`BUSY_OTHERS`] or `steal_share` above
+    /// [`BUSY_STEAL`]. (The load average is reported, not judged: it still
+    /// carries the run's own earlier workloads for minutes.)
     pub busy: bool,
     /// Why it is busy, in words (empty when not).
     pub why: String,
@@ -72,7 +72,6 @@ pub struct Load {
 
 /// A measurement window: opened before the work, closed after it.
 pub struct LoadWindow {
-    cpus: usize,
     load_before: f64,
     stat: Option<CpuTimes>,
     own: u64,
@@ -146,7 +145,6 @@ impl LoadWindow {
         let pids = with_descendants(pids);
         let own = process_jiffies("self") + pids.iter().map(|p| process_jiffies(&p.to_string())).sum::<u64>();
         Self {
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
             load_before: load_average(),
             stat: cpu_times(),
             own,
@@ -171,9 +169,6 @@ impl LoadWindow {
         }
         if steal > BUSY_STEAL {
             why.push(format!("the hypervisor stole {:.0}%", 100.0 * steal));
-        }
-        if self.load_before > 0.5 * self.cpus as f64 {
-            why.push(format!("load average {:.2} on {} CPUs before the run", self.load_before, self.cpus));
         }
         Load {
             load_average_before: self.load_before,
