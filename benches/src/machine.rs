@@ -144,12 +144,7 @@ impl LoadWindow {
     pub fn open(pids: &[u32]) -> Self {
         let pids = with_descendants(pids);
         let own = process_jiffies("self") + pids.iter().map(|p| process_jiffies(&p.to_string())).sum::<u64>();
-        Self {
-            load_before: load_average(),
-            stat: cpu_times(),
-            own,
-            pids,
-        }
+        Self { load_before: load_average(), stat: cpu_times(), own, pids }
     }
 
     /// Closes the window.
