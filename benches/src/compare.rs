@@ -2,9 +2,10 @@
 //! median, and a verdict that accounts for each run's spread.
 //!
 //! The rule: a change is *within noise* when the two runs' middle 80%
-//! ranges (`p10..p90`) overlap, or when it is no larger than the wider of
-//! the two spreads; otherwise it is *faster* or *slower* (in the figure's
-//! own direction). A headline figure that is slower by more than the
+//! ranges (`p10..p90`) overlap, or when the ratio of the medians lies
+//! within `1 + s` either way (`s` the wider of the two spreads, so 2x
+//! slower and 2x faster are judged alike); otherwise it is *faster* or
+//! *slower* (in the figure's own direction). A headline figure that is slower by more than the
 //! workload's threshold is a *regression*, and `quiver bench compare`
 //! exits non-zero.
 
@@ -66,8 +67,10 @@ pub fn judge(old: &Figure, new: &Figure) -> (f64, Verdict) {
         Better::Higher => old.median / new.median - 1.0,
     };
     let overlap = old.p10 <= new.p90 && new.p10 <= old.p90;
-    let band = old.spread.max(new.spread);
-    let verdict = if !worse_by.is_finite() || overlap || worse_by.abs() <= band {
+    // symmetric in ratio: 2x slower and 2x faster are equally far
+    let band = 1.0 + old.spread.max(new.spread);
+    let ratio = 1.0 + worse_by;
+    let verdict = if !worse_by.is_finite() || overlap || (ratio <= band && ratio >= 1.0 / band) {
         Verdict::WithinNoise
     } else if worse_by > 0.0 {
         Verdict::Slower
@@ -155,6 +158,15 @@ mod tests {
         // a rate that halves is slower too
         let (ra, rb) = (fig(&[100.0, 101.0, 99.0], Better::Higher), fig(&[50.0, 50.5, 49.5], Better::Higher));
         assert_eq!(judge(&ra, &rb), (1.0, Verdict::Slower));
+    }
+
+    #[test]
+    fn a_change_and_its_reverse_are_judged_alike() {
+        // wide runs: 2x apart, each spreading 60%
+        let a = fig(&[7.0, 7.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 13.0, 13.0], Better::Lower);
+        let b = fig(&[14.0, 14.0, 20.0, 20.0, 20.0, 20.0, 20.0, 20.0, 26.0, 26.0], Better::Lower);
+        assert_eq!(judge(&a, &b).1, Verdict::Slower);
+        assert_eq!(judge(&b, &a).1, Verdict::Faster);
     }
 
     #[test]
