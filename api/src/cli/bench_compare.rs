@@ -18,8 +18,8 @@ use super::bench_run::num;
 /// Arguments of `quiver bench compare`.
 #[derive(Debug, Args)]
 #[command(after_help = "Verdicts, per figure (its median in the old and the new run):
-  within noise  the runs' middle 80% (p10..p90) overlap, or the change is no larger
-                than the wider of the two spreads
+  within noise  the runs' middle 80% (p10..p90) overlap, or the ratio of the medians
+                lies within 1 + the wider of the two spreads, either way
   faster        better beyond the noise (lower for times, higher for rates)
   slower        worse beyond the noise
 A headline that is slower by more than its workload's threshold (benches/workloads.toml,
