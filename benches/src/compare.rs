@@ -5,7 +5,8 @@
 //! ranges (`p10..p90`) overlap, or when the ratio of the medians lies
 //! within `1 + s` either way (`s` the wider of the two spreads, so 2x
 //! slower and 2x faster are judged alike); otherwise it is *faster* or
-//! *slower* (in the figure's own direction). A headline figure that is slower by more than the
+//! *slower* (in the figure's own direction). The spread counts as at
+//! least 5%, and as 20% for a figure measured fewer than three times. A headline figure that is slower by more than the
 //! workload's threshold is a *regression*, and `quiver bench compare`
 //! exits non-zero.
 
@@ -13,6 +14,13 @@ use serde::Serialize;
 
 use crate::run_document::RunDocument;
 use crate::stats::{Better, Figure, Role};
+
+/// The least noise assumed for a figure measured three times or more: a
+/// change under 5% is never called on a shared machine.
+pub const MIN_NOISE: f64 = 0.05;
+/// The noise assumed when a run measured a figure fewer than three times
+/// (its spread says nothing).
+pub const UNKNOWN_NOISE: f64 = 0.20;
 
 /// What a change means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,7 +76,8 @@ pub fn judge(old: &Figure, new: &Figure) -> (f64, Verdict) {
     };
     let overlap = old.p10 <= new.p90 && new.p10 <= old.p90;
     // symmetric in ratio: 2x slower and 2x faster are equally far
-    let band = 1.0 + old.spread.max(new.spread);
+    let floor = if old.n < 3 || new.n < 3 { UNKNOWN_NOISE } else { MIN_NOISE };
+    let band = 1.0 + old.spread.max(new.spread).max(floor);
     let ratio = 1.0 + worse_by;
     let verdict = if !worse_by.is_finite() || overlap || (ratio <= band && ratio >= 1.0 / band) {
         Verdict::WithinNoise
@@ -158,6 +167,16 @@ mod tests {
         // a rate that halves is slower too
         let (ra, rb) = (fig(&[100.0, 101.0, 99.0], Better::Higher), fig(&[50.0, 50.5, 49.5], Better::Higher));
         assert_eq!(judge(&ra, &rb), (1.0, Verdict::Slower));
+    }
+
+    #[test]
+    fn small_changes_and_single_samples_are_not_called() {
+        let a = fig(&[10.0, 10.0, 10.0, 10.0, 10.0], Better::Lower);
+        let b = fig(&[10.4, 10.4, 10.4, 10.4, 10.4], Better::Lower);
+        assert_eq!(judge(&a, &b).1, Verdict::WithinNoise);
+        let (one, other) = (fig(&[10.0], Better::Lower), fig(&[11.5], Better::Lower));
+        assert_eq!(judge(&one, &other).1, Verdict::WithinNoise);
+        assert_eq!(judge(&one, &fig(&[13.0], Better::Lower)).1, Verdict::Slower);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::bench_run::num;
 #[derive(Debug, Args)]
 #[command(after_help = "Verdicts, per figure (its median in the old and the new run):
   within noise  the runs' middle 80% (p10..p90) overlap, or the ratio of the medians
-                lies within 1 + the wider of the two spreads, either way
+                lies within 1 + the wider of the two spreads, either way (the spread
+                counts as at least 5%, and as 20% for a figure measured fewer than 3 times)
   faster        better beyond the noise (lower for times, higher for rates)
   slower        worse beyond the noise
 A headline that is slower by more than its workload's threshold (benches/workloads.toml,

@@ -4,21 +4,20 @@
 //! request (the simulator prepares one per arrival) then costs a lookup,
 //! not a scan of every aggregate's metadata.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// The cache. A clone starts empty: a copied fleet may get aggregates of
-/// its own.
+/// The cache: a handful of keys (one per weigher option with aggregate
+/// overrides), so a list scanned without allocating beats hashing an owned
+/// key on every call. A clone starts empty: a copied fleet may get
+/// aggregates of its own.
 #[derive(Debug, Default)]
 pub struct AggregateValues {
-    entries: RwLock<HashMap<Key, Entry>>,
+    entries: RwLock<Vec<Entry>>,
 }
 
-/// Values and when they were computed.
-type Entry = (Stamp, Arc<Vec<f64>>);
-
-/// A metadata key and the default's bits.
-type Key = (String, u64);
+/// A metadata key, the default's bits, when the values were computed, and
+/// the values.
+type Entry = (String, u64, Stamp, Arc<Vec<f64>>);
 
 /// What the fleet's aggregates looked like when an entry was computed.
 pub type Stamp = (usize, usize, u64);
@@ -33,16 +32,16 @@ impl AggregateValues {
     /// The values for `(key, default)` computed at `stamp`, or computes them
     /// with `compute` and keeps them.
     pub fn get_or(&self, key: &str, default: f64, stamp: Stamp, compute: impl FnOnce() -> Vec<f64>) -> Arc<Vec<f64>> {
-        let k = (key.to_owned(), default.to_bits());
+        let bits = default.to_bits();
         if let Ok(m) = self.entries.read()
-            && let Some((s, v)) = m.get(&k)
-            && *s == stamp
+            && let Some(e) = m.iter().find(|e| e.1 == bits && e.0 == key && e.2 == stamp)
         {
-            return v.clone();
+            return e.3.clone();
         }
         let v = Arc::new(compute());
         if let Ok(mut m) = self.entries.write() {
-            m.insert(k, (stamp, v.clone()));
+            m.retain(|e| !(e.1 == bits && e.0 == key));
+            m.push((key.to_owned(), bits, stamp, v.clone()));
         }
         v
     }

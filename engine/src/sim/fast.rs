@@ -247,8 +247,11 @@ impl Placer {
                 // a view of the group with this instance added (as nova-api
                 // adds it); the group itself changes only if the fast path
                 // places it.
-                let uuid = default_instance_uuid(r, 0);
-                let sets = if req.group.is_some() || !breq.scheduler_hints.is_empty() {
+                let with_sets = req.group.is_some() || !breq.scheduler_hints.is_empty();
+                // (a SHA-1 per arrival: only when a group, a hint or a
+                // later request can look the instance up)
+                let uuid = if with_sets || self.track_instances { default_instance_uuid(r, 0) } else { 0 };
+                let sets = if with_sets {
                     match request_sets(&self.sched, fleet, groups, breq, uuid) {
                         Some(s) => Some(s),
                         None => return self.full(fleet, groups, workload, r),
