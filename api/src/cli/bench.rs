@@ -18,7 +18,8 @@ pub enum BenchCommand {
     /// Boot servers through the Compute API against embedded agents and
     /// report boots per second and the latency of one boot.
     Boot(super::bench_boot::BootBenchArgs),
-    /// Time GET /allocation_candidates on Placement's nested perf shape.
+    /// Time GET /allocation_candidates on Placement's nested or flat perf
+    /// shape.
     Candidates(super::bench_candidates::CandidatesBenchArgs),
     /// Placement replicas on one PostgreSQL beside SQLite and the real
     /// Placement: writes per second, read latency, change-feed lag.
