@@ -164,7 +164,7 @@ pub fn run(
     out.insert("floor_bytes".into(), Figure::exact(floor_bytes as f64, "B", Better::Lower));
     out.insert(
         "decision_bytes_per_host".into(),
-        Figure::exact(measure::floor_bytes_per_host(fleet, &spec.profile), "B/host", Better::Lower),
+        Figure::exact(floor_bytes as f64 / n.max(1) as f64, "B/host", Better::Lower),
     );
     out.insert("floor_rounds".into(), Figure::exact((floor.len()) as f64, "passes", Better::Higher));
     if !rows.is_empty() {

@@ -53,7 +53,7 @@ impl Machine {
 }
 
 /// How busy the machine was over one measurement window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Load {
     /// 1-minute load average when the window opened.
     pub load_average_before: f64,

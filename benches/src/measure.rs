@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use quiver_engine::request::{BootRequest, Flavor};
-use quiver_engine::{Fleet, Groups, Scheduler, SchedulerConfig};
+use quiver_engine::{Fleet, Scheduler, SchedulerConfig};
 use rayon::prelude::*;
 
 /// The plain request the headline figures use: an m1.small with no
@@ -17,30 +17,6 @@ pub fn plain_request() -> BootRequest {
     }
 }
 
-/// Median of durations.
-pub fn median(mut d: Vec<Duration>) -> Duration {
-    d.sort();
-    d.get(d.len() / 2).copied().unwrap_or_default()
-}
-
-/// Times `reps` decisions of `req`, returning per-decision durations. Each
-/// decision claims and consumes its host as Nova does; the Placement claim
-/// is released again so capacity does not run out over many repetitions.
-pub fn time_decisions(fleet: &mut Fleet, sched: &mut Scheduler, req: &BootRequest, reps: usize) -> Vec<Duration> {
-    let mut groups = Groups::default();
-    let q = sched.placement_query(fleet, req).ok().map(|q| q.prepare(fleet));
-    let mut out = Vec::with_capacity(reps);
-    for i in 0..reps {
-        let t = Instant::now();
-        let d = sched.schedule(fleet, &mut groups, req, i);
-        out.push(t.elapsed());
-        if let (Some(q), Some(h)) = (&q, d.chosen.first().and_then(|h| fleet.index_of(h))) {
-            fleet.release(h, q.resources());
-        }
-    }
-    out
-}
-
 /// One column the floor reads.
 enum Column<'a> {
     I32(&'a [i32]),
@@ -50,15 +26,26 @@ enum Column<'a> {
 }
 
 impl Column<'_> {
+    /// Its size in bytes.
+    fn bytes(&self) -> usize {
+        match self {
+            Column::I32(s) => s.len() * 4,
+            Column::U32(s) => s.len() * 4,
+            Column::I64(s) => s.len() * 8,
+            Column::F64(s) => s.len() * 8,
+        }
+    }
+
     /// Folds every value into a checksum (so the read cannot be elided);
     /// returns it and the bytes read.
     fn fold(&self) -> (u64, usize) {
-        match self {
-            Column::I32(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)), s.len() * 4),
-            Column::U32(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(u64::from(x))), s.len() * 4),
-            Column::I64(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)), s.len() * 8),
-            Column::F64(s) => (s.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())), s.len() * 8),
-        }
+        let sum = match self {
+            Column::I32(s) => s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)),
+            Column::U32(s) => s.iter().fold(0u64, |a, &x| a.wrapping_add(u64::from(x))),
+            Column::I64(s) => s.iter().fold(0u64, |a, &x| a.wrapping_add(x as u64)),
+            Column::F64(s) => s.iter().fold(0u64, |a, &x| a.wrapping_add(x.to_bits())),
+        };
+        (sum, self.bytes())
     }
 }
 
@@ -97,7 +84,7 @@ fn floor_columns<'a>(fleet: &'a Fleet, b: &'a quiver_engine::fleet::HostBatch, p
 /// Bytes a decision under `profile` reads per host at the least (the
 /// floor's columns); 0 for an empty fleet.
 pub fn floor_bytes_per_host(fleet: &Fleet, profile: &str) -> f64 {
-    let bytes: usize = fleet.batches.iter().flat_map(|b| floor_columns(fleet, b, profile)).map(|c| c.fold().1).sum();
+    let bytes: usize = fleet.batches.iter().flat_map(|b| floor_columns(fleet, b, profile)).map(|c| c.bytes()).sum();
     if fleet.is_empty() { 0.0 } else { bytes as f64 / fleet.len() as f64 }
 }
 

@@ -58,8 +58,10 @@ impl WorkloadResult {
 
     /// Flags the result noisy from its figures and load, with the reasons.
     pub fn judge_noise(&mut self) {
+        let mut noisy = self.load.busy;
         for (name, f) in &self.figures {
             if f.noisy && matches!(f.role, Role::Headline | Role::Baseline) {
+                noisy = true;
                 self.notes.push(format!(
                     "{name} is noisy: its middle 80% spans {:.0}% of its median (over {} repetitions)",
                     100.0 * f.spread,
@@ -70,7 +72,7 @@ impl WorkloadResult {
         if self.load.busy {
             self.notes.push(format!("the machine was busy: {}", self.load.why));
         }
-        self.noisy = self.notes.iter().any(|n| n.contains("noisy") || n.contains("busy"));
+        self.noisy = noisy;
     }
 }
 

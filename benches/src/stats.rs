@@ -115,31 +115,6 @@ impl Figure {
         let r: Vec<f64> = a.iter().zip(b).filter(|(_, y)| **y != 0.0).map(|(x, y)| x / y).collect();
         Self::of(&r, "x", better)
     }
-
-    /// A one-line rendering: `median [min..max] ±spread%`.
-    pub fn display(&self) -> String {
-        let digits = |x: f64| -> String {
-            let a = x.abs();
-            if a >= 1000.0 {
-                format!("{x:.0}")
-            } else if a >= 10.0 {
-                format!("{x:.1}")
-            } else if a >= 0.1 {
-                format!("{x:.2}")
-            } else {
-                format!("{x:.4}")
-            }
-        };
-        format!(
-            "{} {} [{}..{}] ±{:.0}%{}",
-            digits(self.median),
-            self.unit,
-            digits(self.min),
-            digits(self.max),
-            50.0 * self.spread,
-            if self.noisy { " NOISY" } else { "" }
-        )
-    }
 }
 
 #[cfg(test)]

@@ -279,9 +279,9 @@ impl Workload {
         }
     }
 
-    /// Baseline repetitions.
+    /// Baseline repetitions (0: no baseline).
     pub fn baseline_reps(&self) -> usize {
-        self.baseline_reps.unwrap_or(self.reps).max(1)
+        self.baseline_reps.unwrap_or(self.reps)
     }
 }
 

@@ -129,13 +129,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             workload: w.clone(),
             threshold: file.threshold(w),
             figures: BTreeMap::new(),
-            load: Load {
-                load_average_before: 0.0,
-                others_cpu_share: 0.0,
-                steal_share: 0.0,
-                busy: false,
-                why: String::new(),
-            },
+            load: Load::default(),
             noisy: false,
             notes: Vec::new(),
             seconds: 0.0,
@@ -253,7 +247,7 @@ fn simulate_kind(w: &Workload, bar: &ProgressBar) -> Result<Outcome> {
         Some(p) => Policy::parse(&w.name, &toml::to_string(p)?)?,
         None => Policy::default_named("nova-defaults"),
     };
-    let base = if w.baseline_reps == Some(0) { 0 } else { w.baseline_reps() };
+    let base = w.baseline_reps();
     bar.set_length((w.reps + base) as u64);
     let window = LoadWindow::open(&[]);
     let figs = simulation::run(&fleet, &workload, &policy, w.reps, base, &mut |d, _| bar.set_position(d as u64))

@@ -675,13 +675,13 @@ impl Scheduler {
     }
 }
 
-/// The uuid of instance `k` of request `index`: the one the request names,
-/// else FORMAT.md's default.
 /// Nova's `random.choice` among the best `subset` hosts (no draw for one).
 fn subset_pick(rng: &mut ChaCha8Rng, subset: usize) -> usize {
     if subset > 1 { rng.random_range(0..subset) } else { 0 }
 }
 
+/// The uuid of instance `k` of request `index`: the one the request names,
+/// else FORMAT.md's default.
 fn instance_uuid(req: &BootRequest, index: usize, k: usize) -> u128 {
     req.instance_uuids.get(k).and_then(|u| parse_uuid(u)).unwrap_or_else(|| default_instance_uuid(index, k))
 }
